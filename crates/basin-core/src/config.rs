@@ -1,0 +1,254 @@
+//! `basin.toml`: the project's settings. Every key has its default here and only here; the
+//! scaffold of `basin init` writes each of them out, commented.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diagnostic::{Diagnostic, Location};
+use crate::toml_check::{self, TomlSource, fields_of};
+
+pub const PROJECT_FILE: &str = "basin.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectConfig {
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub metadata: MetadataSection,
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProjectSection {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct StorageSection {
+    /// A local path (relative to the project) or an `s3://`, `az://`, `abfss://`, `gs://` URL.
+    pub root: Secret,
+    /// Object-store options (credentials, endpoint, region), `${ENV}` interpolated.
+    pub options: BTreeMap<String, Secret>,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { root: Secret("./lake".into()), options: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MetadataSection {
+    /// Where runs and events are kept: a SQLite file by default, or a PostgreSQL URL.
+    pub url: Secret,
+}
+
+impl Default for MetadataSection {
+    fn default() -> Self {
+        MetadataSection { url: Secret("sqlite://.basin/basin.db".into()) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RunSection {
+    /// Assets built at once by `basin run`; 0 means the number of cores.
+    pub concurrency: usize,
+}
+
+impl RunSection {
+    pub fn effective_concurrency(&self) -> usize {
+        match self.concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// A string that may carry a credential: its `Debug` and `Display` never show the value.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that hands it to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where the lake lives, resolved against the project directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageRoot {
+    Local(PathBuf),
+    /// An object-store URL (`s3://`, `az://`, `abfss://`, `gs://`, `memory://`).
+    Url(url::Url),
+}
+
+impl StorageRoot {
+    pub fn resolve(root: &str, project_dir: &Path) -> Result<Self, String> {
+        if let Some((scheme, _)) = root.split_once("://") {
+            let url = url::Url::parse(root).map_err(|e| format!("`{scheme}://…` is not a valid URL: {e}"))?;
+            return match url.scheme() {
+                "file" => Ok(StorageRoot::Local(url.to_file_path().map_err(|_| "invalid file:// URL".to_string())?)),
+                "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "memory" => Ok(StorageRoot::Url(url)),
+                other => Err(format!("unsupported storage scheme `{other}`")),
+            };
+        }
+        let path = Path::new(root);
+        Ok(StorageRoot::Local(if path.is_absolute() { path.to_path_buf() } else { project_dir.join(path) }))
+    }
+}
+
+impl fmt::Display for StorageRoot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageRoot::Local(p) => write!(f, "{}", p.display()),
+            // Never print credentials a user may have put in the URL.
+            StorageRoot::Url(u) => write!(f, "{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.path()),
+        }
+    }
+}
+
+fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    Some(match path.as_slice() {
+        [] => fields_of::<ProjectConfig>(),
+        ["project"] => fields_of::<ProjectSection>(),
+        ["storage"] => fields_of::<StorageSection>(),
+        ["metadata"] => fields_of::<MetadataSection>(),
+        ["run"] => fields_of::<RunSection>(),
+        _ => return None,
+    })
+}
+
+/// Read `basin.toml`, interpolating `${ENV}` in the settings that hold credentials. Problems
+/// go to `out`; `None` when the file cannot be used at all.
+pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<ProjectConfig> {
+    let src = TomlSource { file: PROJECT_FILE, file_text: text, offset: 0, what: PROJECT_FILE };
+    let mut config: ProjectConfig = toml_check::parse(&src, text, keys_at, out)?;
+    let mut interpolate = |s: &mut Secret, key: &str| match interpolate_env(&s.0, |v| std::env::var(v).ok()) {
+        Ok(v) => s.0 = v,
+        Err(var) => out.push(
+            Diagnostic::error(
+                find(text, &format!("${{{var}")),
+                format!("`{key}` uses environment variable `{var}`, which is not set"),
+            )
+            .with_hint(format!("export {var}=… before running Basin, or write `${{{var}:-default}}`")),
+        ),
+    };
+    interpolate(&mut config.storage.root, "storage.root");
+    interpolate(&mut config.metadata.url, "metadata.url");
+    for (k, v) in config.storage.options.iter_mut() {
+        interpolate(v, &format!("storage.options.{k}"));
+    }
+    if config.project.name.trim().is_empty() {
+        out.push(
+            Diagnostic::error(find(text, "name"), "`project.name` is empty")
+                .with_hint("name the project, e.g. `name = \"analytics\"`"),
+        );
+    }
+    Some(config)
+}
+
+fn find(text: &str, needle: &str) -> Location {
+    Location::at_offset(PROJECT_FILE, text, text.find(needle).unwrap_or(0))
+}
+
+/// Replace `${NAME}` and `${NAME:-default}` with the variable's value. `Err(NAME)` for the
+/// first variable that is unset and has no default.
+pub fn interpolate_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (lookup(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(name.to_string()),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolates_and_defaults() {
+        let env = |n: &str| (n == "KEY").then(|| "s3cr3t".to_string());
+        assert_eq!(interpolate_env("a-${KEY}-b", env).unwrap(), "a-s3cr3t-b");
+        assert_eq!(interpolate_env("${NOPE:-x}", env).unwrap(), "x");
+        assert_eq!(interpolate_env("${NOPE}", env).unwrap_err(), "NOPE");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s} {s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_with_suggestions() {
+        let text = "[project]\nname = \"x\"\nnmae = 1\n[storage]\nrooot = \"./lake\"\n[run]\nconcurency = 2\n";
+        let mut out = Vec::new();
+        parse_project_config(text, &mut out);
+        let msgs: Vec<String> = out.iter().map(|d| d.to_string()).collect();
+        assert_eq!(out.len(), 3, "{msgs:#?}");
+        assert!(msgs[0].starts_with("basin.toml:3:1: error: unknown key `project.nmae`"), "{msgs:#?}");
+        assert!(msgs[1].contains("basin.toml:5:1") && msgs[1].contains("did you mean `root`?"), "{msgs:#?}");
+        assert!(msgs[2].contains("basin.toml:7:1") && msgs[2].contains("did you mean `concurrency`?"), "{msgs:#?}");
+    }
+
+    #[test]
+    fn invalid_value_has_a_location() {
+        let text = "[project]\nname = \"x\"\n[run]\nconcurrency = \"lots\"\n";
+        let mut out = Vec::new();
+        assert!(parse_project_config(text, &mut out).is_none());
+        assert_eq!(out.len(), 1);
+        assert!(out[0].to_string().starts_with("basin.toml:4:15: error: invalid value"), "{}", out[0]);
+    }
+
+    #[test]
+    fn storage_roots() {
+        let dir = Path::new("/p");
+        assert_eq!(StorageRoot::resolve("./lake", dir).unwrap(), StorageRoot::Local(PathBuf::from("/p/./lake")));
+        assert!(matches!(StorageRoot::resolve("s3://bucket/lake", dir).unwrap(), StorageRoot::Url(_)));
+        assert!(StorageRoot::resolve("ftp://x/y", dir).is_err());
+    }
+}

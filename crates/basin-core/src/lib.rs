@@ -1,0 +1,19 @@
+//! Basin's domain and project model: what a project folder says, checked and turned into an
+//! asset graph. Nothing here touches data; DataFusion and Delta live in `basin-engine`.
+
+pub mod asset;
+pub mod config;
+pub mod diagnostic;
+pub mod error;
+pub mod graph;
+pub mod model;
+pub mod project;
+pub mod scaffold;
+pub mod selection;
+pub mod sql_refs;
+mod toml_check;
+
+pub use asset::AssetKey;
+pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use error::{Error, ErrorKind, Result};
+pub use project::Project;

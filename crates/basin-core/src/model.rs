@@ -1,0 +1,198 @@
+//! SQL models: `models/<schema>/<name>.sql`, one `SELECT`, with an optional leading
+//! `/* basin … */` comment whose body is TOML configuration.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::asset::AssetKey;
+use crate::diagnostic::Diagnostic;
+use crate::sql_refs::TableRef;
+use crate::toml_check::{self, TomlSource, fields_of};
+
+/// How a model's result becomes a table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Materialization {
+    /// Full refresh: the whole result replaces the table in one atomic commit.
+    #[default]
+    Table,
+    /// No data written: the query is evaluated whenever the view is read.
+    View,
+    /// MERGE on `unique_key`, or replace the partitions present in the new data.
+    Incremental,
+}
+
+impl Materialization {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Materialization::Table => "table",
+            Materialization::View => "view",
+            Materialization::Incremental => "incremental",
+        }
+    }
+}
+
+/// One string or a list of strings: `unique_key = "id"` and `unique_key = ["a", "b"]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "OneOrMany")]
+pub struct Columns(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for Columns {
+    fn from(v: OneOrMany) -> Self {
+        match v {
+            OneOrMany::One(s) => Columns(vec![s]),
+            OneOrMany::Many(v) => Columns(v),
+        }
+    }
+}
+
+/// The TOML of a model's `/* basin … */` header.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelConfig {
+    #[serde(default)]
+    pub materialized: Materialization,
+    /// Key columns for `incremental` MERGE.
+    #[serde(default)]
+    pub unique_key: Columns,
+    /// Partition columns of the Delta table; with `incremental` and no key, the partitions
+    /// present in the new data are replaced.
+    #[serde(default)]
+    pub partition_by: Columns,
+    /// Overrides the schema taken from the model's folder.
+    pub schema: Option<String>,
+    /// Overrides the name taken from the file name.
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ColumnConfig {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
+    match path {
+        [] => Some(fields_of::<ModelConfig>()),
+        [c, _] if c == "columns" => Some(fields_of::<ColumnConfig>()),
+        _ => None,
+    }
+}
+
+/// A model as read from its file.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub key: AssetKey,
+    /// Path relative to the project, with `/` separators.
+    pub file: String,
+    /// The whole file; positions in diagnostics are relative to it.
+    pub text: String,
+    pub config: ModelConfig,
+    /// Tables the query reads, in order of appearance.
+    pub refs: Vec<TableRef>,
+}
+
+impl Model {
+    /// The SQL query: the file with its header comment blanked out (positions unchanged).
+    pub fn sql(&self) -> &str {
+        &self.text
+    }
+
+    /// SHA-256 of the file, recorded with every commit so a table says which SQL built it.
+    pub fn sql_hash(&self) -> String {
+        let digest = Sha256::digest(self.text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The header comment of a model file: the TOML body and its byte offset in the file.
+pub(crate) fn header(text: &str) -> Option<(usize, &str)> {
+    let start = text.len() - text.trim_start().len();
+    let rest = text[start..].strip_prefix("/*")?;
+    let body_start = rest.len() - rest.trim_start().len();
+    let rest = rest[body_start..].strip_prefix("basin")?;
+    if rest.chars().next().is_some_and(|c| !c.is_whitespace()) {
+        return None;
+    }
+    let toml_offset = start + 2 + body_start + "basin".len();
+    let end = text[toml_offset..].find("*/")?;
+    Some((toml_offset, &text[toml_offset..toml_offset + end]))
+}
+
+/// Parse a model header; problems go to `out`.
+pub(crate) fn parse_header(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> Option<ModelConfig> {
+    let Some((offset, toml)) = header(text) else {
+        if text.trim_start().starts_with("/*") && text.trim_start()[2..].trim_start().starts_with("basin") {
+            out.push(
+                Diagnostic::error(
+                    crate::diagnostic::Location::at_offset(file, text, text.find("/*").unwrap_or(0)),
+                    "the `/* basin` header is never closed",
+                )
+                .with_hint("end the header with `*/`"),
+            );
+            return None;
+        }
+        return Some(ModelConfig::default());
+    };
+    let src = TomlSource { file, file_text: text, offset, what: "the model header" };
+    toml_check::parse(&src, toml, keys_at, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_found_only_at_the_start() {
+        let text = "  /* basin\nmaterialized = \"view\"\n*/\nSELECT 1";
+        let (offset, toml) = header(text).unwrap();
+        assert_eq!(toml.trim(), "materialized = \"view\"");
+        assert_eq!(&text[offset..offset + 1], "\n");
+        assert!(header("/* basinx */ SELECT 1").is_none());
+        assert!(header("SELECT 1 /* basin\n*/").is_none());
+    }
+
+    #[test]
+    fn header_errors_point_into_the_file() {
+        let text = "/* basin\nmaterialized = \"tabel\"\nuniqe_key = [\"id\"]\n*/\nSELECT 1";
+        let mut out = Vec::new();
+        assert!(parse_header("models/s/m.sql", text, &mut out).is_none());
+        let msgs: Vec<String> = out.iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("models/s/m.sql:3:1: error: unknown key `uniqe_key`")
+                    && m.contains("`unique_key`")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.starts_with("models/s/m.sql:2:16: error: invalid value") && m.contains("tabel")),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn unique_key_accepts_one_or_many() {
+        let mut out = Vec::new();
+        let c = parse_header("m.sql", "/* basin\nunique_key = \"id\"\n*/", &mut out).unwrap();
+        assert_eq!(c.unique_key.0, vec!["id"]);
+        let c = parse_header("m.sql", "/* basin\nunique_key = [\"a\", \"b\"]\n*/", &mut out).unwrap();
+        assert_eq!(c.unique_key.0, vec!["a", "b"]);
+        assert!(out.is_empty());
+    }
+}

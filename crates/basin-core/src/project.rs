@@ -1,0 +1,273 @@
+//! A Basin project on disk: `basin.toml` and `models/<schema>/**/<name>.sql`, loaded and
+//! validated in one pass that collects every problem, so a user fixes ten mistakes at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::asset::{AssetKey, RESERVED_SCHEMAS, is_plain_identifier};
+use crate::config::{PROJECT_FILE, ProjectConfig, StorageRoot, parse_project_config};
+use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
+use crate::error::{Error, Result};
+use crate::graph::{AssetGraph, AssetNode};
+use crate::model::{Materialization, Model, parse_header};
+use crate::sql_refs::table_refs;
+
+pub const MODELS_DIR: &str = "models";
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub dir: PathBuf,
+    pub config: ProjectConfig,
+    /// Every model, by asset key.
+    pub models: BTreeMap<AssetKey, Model>,
+    pub graph: AssetGraph,
+}
+
+impl Project {
+    /// The project directory holding `start` (itself or its nearest parent with `basin.toml`).
+    pub fn find(start: &Path) -> Result<PathBuf> {
+        let start = std::path::absolute(start).map_err(|e| Error::io(start, e))?;
+        start
+            .ancestors()
+            .find(|d| d.join(PROJECT_FILE).is_file())
+            .map(Path::to_path_buf)
+            .ok_or(Error::ProjectNotFound { dir: start })
+    }
+
+    /// Load a project and validate it. Problems with the project's content come back as
+    /// diagnostics next to whatever could be loaded; `Err` only when files cannot be read.
+    pub fn load(dir: &Path) -> Result<(Project, Diagnostics)> {
+        let mut problems = Vec::new();
+        let config_path = dir.join(PROJECT_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::ProjectNotFound { dir: dir.to_path_buf() },
+            _ => Error::io(&config_path, e),
+        })?;
+        let config = parse_project_config(&text, &mut problems).unwrap_or_else(|| ProjectConfig::placeholder());
+        if let Err(e) = StorageRoot::resolve(config.storage.root.expose(), dir) {
+            let at = Location::at_offset(PROJECT_FILE, &text, text.find("root").unwrap_or(0));
+            problems.push(
+                Diagnostic::error(at, format!("invalid `storage.root`: {e}"))
+                    .with_hint("use a local path, or an s3://, az://, abfss://, gs:// URL"),
+            );
+        }
+
+        let mut files = Vec::new();
+        let models_dir = dir.join(MODELS_DIR);
+        if models_dir.is_dir() {
+            sql_files(&models_dir, &mut files)?;
+        }
+        files.sort();
+        let mut models: BTreeMap<AssetKey, Model> = BTreeMap::new();
+        for path in files {
+            let rel = relative(dir, &path);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let Some(model) = read_model(&rel, text, &mut problems) else { continue };
+            if let Some(first) = models.get(&model.key) {
+                problems.push(
+                    Diagnostic::error(
+                        Location::file(&model.file),
+                        format!("duplicate asset key `{}`, also defined by {}", model.key, first.file),
+                    )
+                    .with_hint("rename one of the files, or change its `schema`/`name` in the header"),
+                );
+                continue;
+            }
+            models.insert(model.key.clone(), model);
+        }
+
+        check_references(&models, &mut problems);
+        let graph = build_graph(&models);
+        for cycle in graph.cycles() {
+            let path: Vec<String> = cycle.iter().map(|k| k.to_string()).collect();
+            let file = models.get(&cycle[0]).map_or(String::new(), |m| m.file.clone());
+            problems.push(
+                Diagnostic::error(Location::file(file), format!("dependency cycle: {}", path.join(" → ")))
+                    .with_hint("a model cannot read, directly or through others, a table built from itself"),
+            );
+        }
+
+        let mut diagnostics = Diagnostics::default();
+        diagnostics.extend(problems);
+        diagnostics.sort();
+        Ok((Project { dir: dir.to_path_buf(), config, models, graph }, diagnostics))
+    }
+
+    /// Load a project and refuse it if it has any error: every command but `validate` runs
+    /// only on a valid project.
+    pub fn load_valid(dir: &Path) -> Result<(Project, Diagnostics)> {
+        let (project, diagnostics) = Project::load(dir)?;
+        if diagnostics.has_errors() {
+            return Err(Error::InvalidProject(diagnostics));
+        }
+        Ok((project, diagnostics))
+    }
+
+    pub fn storage_root(&self) -> StorageRoot {
+        StorageRoot::resolve(self.config.storage.root.expose(), &self.dir).expect("validated when loaded")
+    }
+}
+
+impl ProjectConfig {
+    /// Stands in for a `basin.toml` that could not be read, so models are still validated.
+    fn placeholder() -> Self {
+        ProjectConfig {
+            project: crate::config::ProjectSection { name: String::new() },
+            storage: Default::default(),
+            metadata: Default::default(),
+            run: Default::default(),
+        }
+    }
+}
+
+fn sql_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_dir() {
+            sql_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(dir).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+/// Read one model file; `None` when it cannot become an asset at all.
+fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Model> {
+    let parts: Vec<&str> = file.split('/').collect();
+    let header = parse_header(file, &text, out);
+    let locate = |needle: &str| {
+        let at = crate::model::header(&text).and_then(|(o, h)| h.find(needle).map(|i| o + i)).unwrap_or(0);
+        Location::at_offset(file, &text, at)
+    };
+
+    let refs = match table_refs(&text) {
+        Ok(refs) => refs,
+        Err(p) => {
+            out.push(
+                Diagnostic::error(Location::at(file, p.line, p.col), p.message)
+                    .with_hint("a model is one SELECT query in DataFusion's SQL dialect (PostgreSQL-like)"),
+            );
+            Vec::new()
+        }
+    };
+    let config = header?;
+
+    if parts.len() < 3 {
+        out.push(
+            Diagnostic::error(Location::file(file), "a model must live in a schema folder")
+                .with_hint(format!("move it to models/<schema>/{}", parts[parts.len() - 1])),
+        );
+        return None;
+    }
+    let stem = parts[parts.len() - 1].trim_end_matches(".sql");
+    let schema = config.schema.clone().unwrap_or_else(|| parts[1].to_string());
+    let name = config.name.clone().unwrap_or_else(|| stem.to_string());
+    let mut ok = true;
+    for (what, value, override_key) in [("schema", &schema, "schema"), ("name", &name, "name")] {
+        if !is_plain_identifier(value) {
+            let at = if (what == "schema" && config.schema.is_some()) || (what == "name" && config.name.is_some()) {
+                locate(override_key)
+            } else {
+                Location::file(file)
+            };
+            out.push(
+                Diagnostic::error(at, format!("asset {what} `{value}` is not a valid identifier"))
+                    .with_hint("use lower-case letters, digits and `_`, starting with a letter or `_`"),
+            );
+            ok = false;
+        }
+    }
+    if RESERVED_SCHEMAS.contains(&schema.as_str()) {
+        out.push(
+            Diagnostic::error(Location::file(file), format!("schema `{schema}` is reserved by Basin"))
+                .with_hint("choose another schema folder, e.g. `silver` or `gold`"),
+        );
+        ok = false;
+    }
+
+    match config.materialized {
+        Materialization::Incremental if config.unique_key.0.is_empty() && config.partition_by.0.is_empty() => {
+            out.push(
+                Diagnostic::error(locate("materialized"), "an incremental model needs `unique_key` or `partition_by`")
+                    .with_hint("add `unique_key = [\"id\"]` to MERGE on a key, or `partition_by = [\"day\"]` to replace partitions"),
+            );
+        }
+        Materialization::View if !config.unique_key.0.is_empty() || !config.partition_by.0.is_empty() => {
+            let key = if config.unique_key.0.is_empty() { "partition_by" } else { "unique_key" };
+            out.push(
+                Diagnostic::error(locate(key), format!("`{key}` has no meaning for a view"))
+                    .with_hint("remove it, or materialize the model as `table` or `incremental`"),
+            );
+        }
+        Materialization::Table if !config.unique_key.0.is_empty() => {
+            out.push(
+                Diagnostic::warning(locate("unique_key"), "`unique_key` is ignored by a `table` model")
+                    .with_hint("set `materialized = \"incremental\"` to MERGE on it"),
+            );
+        }
+        _ => {}
+    }
+    ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })
+}
+
+fn check_references(models: &BTreeMap<AssetKey, Model>, out: &mut Vec<Diagnostic>) {
+    let names: Vec<String> = models.keys().map(|k| k.to_string()).collect();
+    let by_name: BTreeMap<&str, Vec<&AssetKey>> = models.keys().fold(BTreeMap::new(), |mut m, k| {
+        m.entry(k.name.as_str()).or_default().push(k);
+        m
+    });
+    for model in models.values() {
+        let mut reported = BTreeSet::new();
+        for r in &model.refs {
+            let at = Location::at(&model.file, r.line, r.col);
+            let shown = r.display();
+            if r.parts.len() == 1 {
+                let mut d = Diagnostic::error(at, format!("table `{shown}` is not schema-qualified"));
+                d = match by_name.get(r.parts[0].as_str()) {
+                    Some(keys) => d.with_hint(format!("did you mean `{}`?", keys[0])),
+                    None => d.with_hint("write `<schema>.<table>`, e.g. `silver.customers`"),
+                };
+                out.push(d);
+                continue;
+            }
+            let key = AssetKey::new(&r.parts[0], &r.parts[1]);
+            if models.contains_key(&key) || !reported.insert(key.clone()) {
+                continue;
+            }
+            let mut d = Diagnostic::error(at, format!("unknown table `{shown}`"));
+            d = match did_you_mean(&shown, names.iter().map(String::as_str)) {
+                Some(near) => d.with_hint(format!("did you mean `{near}`?")),
+                None => d.with_hint("no model or source defines it; create models/<schema>/<name>.sql"),
+            };
+            out.push(d);
+        }
+    }
+}
+
+fn build_graph(models: &BTreeMap<AssetKey, Model>) -> AssetGraph {
+    let nodes = models.values().map(|m| AssetNode { key: m.key.clone(), tags: m.config.tags.clone(), source: None });
+    let edges = models.values().flat_map(|m| {
+        m.refs
+            .iter()
+            .filter(|r| r.parts.len() == 2)
+            .map(|r| AssetKey::new(&r.parts[0], &r.parts[1]))
+            // An incremental model may read its own current table (e.g. its high-water mark).
+            .filter(|up| !(up == &m.key && m.config.materialized == Materialization::Incremental))
+            .map(|up| (up, m.key.clone()))
+            .collect::<Vec<_>>()
+    });
+    AssetGraph::new(nodes, edges)
+}
+
+impl Project {
+    /// The models of `keys` in dependency order.
+    pub fn ordered<'a>(&'a self, keys: impl IntoIterator<Item = &'a AssetKey>) -> Vec<&'a Model> {
+        self.graph.order(keys).into_iter().filter_map(|k| self.models.get(k)).collect()
+    }
+}

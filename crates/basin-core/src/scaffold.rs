@@ -1,0 +1,166 @@
+//! `basin init`: the files of a new project, with every setting of `basin.toml` written out and
+//! commented, and a small example that `basin run` builds straight away.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+const BASIN_TOML: &str = r#"# Basin project settings. Every key is shown with its default.
+
+[project]
+# The project's name, used in run records and lineage.
+name = "{name}"
+
+[storage]
+# Where every table lives: a local path (relative to this file) or an object-store URL:
+# "s3://bucket/lake", "az://container/lake", "abfss://container@account.dfs.core.windows.net/lake",
+# "gs://bucket/lake". Each asset is a Delta table at <root>/<schema>/<name>.
+root = "./lake"
+
+# Object-store options (credentials, region, endpoint). Values may read the environment with
+# ${VAR} or ${VAR:-default}; they are never printed.
+[storage.options]
+# AWS_REGION = "${AWS_REGION:-eu-west-1}"
+# AWS_ACCESS_KEY_ID = "${AWS_ACCESS_KEY_ID}"
+# AWS_SECRET_ACCESS_KEY = "${AWS_SECRET_ACCESS_KEY}"
+
+[metadata]
+# Where runs, events and materialisations are recorded: a SQLite file (the default) or a
+# PostgreSQL URL such as "postgres://basin:${BASIN_DB_PASSWORD}@db:5432/basin".
+url = "sqlite://.basin/basin.db"
+
+[run]
+# How many assets `basin run` builds at once; 0 means one per CPU core.
+concurrency = 0
+"#;
+
+/// The example models: file path and content.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "models/silver/customers.sql",
+        r#"/* basin
+# A `table` model is rebuilt in full on every run, as one atomic Delta commit.
+materialized = "table"
+owner = "data-team"
+description = "Customers, one row each. Inline sample data until a source is connected."
+tags = ["example"]
+[columns.email]
+tags = ["pii:email"]
+*/
+SELECT * FROM (VALUES
+    (1, 'Ada Lovelace',   'ada@example.com',   DATE '2024-01-15'),
+    (2, 'Grace Hopper',   'grace@example.com', DATE '2024-02-03'),
+    (3, 'Alan Turing',    'alan@example.com',  DATE '2024-03-21')
+) AS t(customer_id, name, email, signed_up_on)
+"#,
+    ),
+    (
+        "models/silver/orders.sql",
+        r#"/* basin
+# An `incremental` model MERGEs each run's rows into the table on `unique_key`:
+# matching keys are updated, new keys inserted, other rows left alone.
+materialized = "incremental"
+unique_key = ["order_id"]
+owner = "data-team"
+description = "Orders, one row per order id."
+tags = ["example"]
+*/
+SELECT
+    order_id,
+    customer_id,
+    CAST(amount AS DECIMAL(18, 4)) AS amount,
+    CAST(ordered_on AS DATE)       AS ordered_on
+FROM (VALUES
+    (100, 1, 120.50, '2024-04-01'),
+    (101, 2,  80.00, '2024-04-02'),
+    (102, 1,  15.25, '2024-04-02'),
+    (103, 3, 300.00, '2024-04-03')
+) AS t(order_id, customer_id, amount, ordered_on)
+"#,
+    ),
+    (
+        "models/gold/revenue_by_customer.sql",
+        r#"/* basin
+# Dependencies come from the SQL itself: this model reads silver.orders and silver.customers,
+# so `basin run` builds those first.
+owner = "finance"
+description = "Revenue and order count per customer."
+tags = ["example"]
+*/
+SELECT
+    c.customer_id,
+    c.name,
+    COUNT(o.order_id) AS orders,
+    SUM(o.amount)     AS revenue
+FROM silver.customers AS c
+LEFT JOIN silver.orders AS o ON o.customer_id = c.customer_id
+GROUP BY c.customer_id, c.name
+"#,
+    ),
+    (
+        "models/gold/top_customers.sql",
+        r#"/* basin
+# A `view` stores no data: it is evaluated whenever it is queried.
+materialized = "view"
+owner = "finance"
+description = "Customers ranked by revenue."
+*/
+SELECT name, revenue
+FROM gold.revenue_by_customer
+ORDER BY revenue DESC NULLS LAST
+"#,
+    ),
+];
+
+/// Write a new project into `dir` (created if missing). Refuses to touch an existing project.
+pub fn init(dir: &Path, name: &str) -> Result<Vec<String>> {
+    if dir.join(crate::config::PROJECT_FILE).exists() {
+        return Err(Error::AlreadyExists { path: dir.join(crate::config::PROJECT_FILE).display().to_string() });
+    }
+    let mut written = Vec::new();
+    let mut write = |rel: &str, content: &str| -> Result<()> {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::fs::write(&path, content).map_err(|e| Error::io(&path, e))?;
+        written.push(rel.to_string());
+        Ok(())
+    };
+    write(crate::config::PROJECT_FILE, &BASIN_TOML.replace("{name}", name))?;
+    write(".gitignore", "# Data and run records are not source code.\n/lake/\n/.basin/\n")?;
+    write("sources/README.md", "Source definitions (`<name>.toml`) live here.\n")?;
+    for (rel, content) in EXAMPLES {
+        write(rel, content)?;
+    }
+    Ok(written)
+}
+
+/// A project name derived from a directory name.
+pub fn name_for(dir: &Path) -> String {
+    let raw = std::path::absolute(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let name: String =
+        raw.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if name.is_empty() { "analytics".into() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Project;
+
+    #[test]
+    fn init_writes_a_valid_project() {
+        let dir = tempfile::tempdir().unwrap();
+        init(dir.path(), "demo").unwrap();
+        let (project, diagnostics) = Project::load(dir.path()).unwrap();
+        assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+        assert_eq!(project.models.len(), 4);
+        let order: Vec<String> = project.ordered(project.graph.keys()).iter().map(|m| m.key.to_string()).collect();
+        assert_eq!(order, vec!["silver.customers", "silver.orders", "gold.revenue_by_customer", "gold.top_customers"]);
+        assert!(init(dir.path(), "demo").is_err(), "a second init must not overwrite");
+    }
+}
