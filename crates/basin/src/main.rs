@@ -1,1 +1,34 @@
-fn main() {}
+//! `basin`: the command line. Parses arguments, loads and validates the project, and hands the
+//! work to the engine. Data goes to stdout, diagnostics and progress to stderr.
+
+mod cli;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASIN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(cli::dispatch(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut shown = e.to_string();
+            eprintln!("error: {shown}");
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    shown.push_str(&text);
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

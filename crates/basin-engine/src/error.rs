@@ -1,0 +1,87 @@
+//! Errors of the engine. Each says which table and what to do; kinds separate the user's
+//! mistakes (bad SQL, an incompatible schema) from unavailable storage and our own bugs.
+
+use basin_core::{AssetKey, ErrorKind};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the lake at {root}")]
+    OpenLake {
+        root: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("cannot list the lake at {root}")]
+    ListLake {
+        root: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("Delta operation `{operation}` on {table} failed")]
+    Delta {
+        table: AssetKey,
+        operation: &'static str,
+        #[source]
+        source: deltalake::DeltaTableError,
+    },
+
+    #[error("{context}")]
+    Query {
+        context: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
+    #[error("table {table} does not exist in the lake")]
+    TableNotFound { table: AssetKey },
+
+    #[error(
+        "column `{column}` of {table} changed type from {existing} to {new}, which an incremental \
+         model cannot apply in place; rebuild it with `basin run {table} --full-refresh`"
+    )]
+    IncompatibleSchema { table: AssetKey, column: String, existing: String, new: String },
+
+    #[error("column `{column}` named in `{setting}` of {table} is not in the model's result")]
+    MissingColumn { table: AssetKey, setting: &'static str, column: String },
+
+    #[error("invalid time-travel target `{0}`: use a version number or an RFC 3339 timestamp")]
+    InvalidAsOf(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        use datafusion::error::DataFusionError as Df;
+        match self {
+            Error::OpenLake { .. } | Error::ListLake { .. } => ErrorKind::Unavailable,
+            Error::Delta { source, .. } => match source {
+                deltalake::DeltaTableError::NotATable(_) | deltalake::DeltaTableError::InvalidVersion(_) => {
+                    ErrorKind::NotFound
+                }
+                deltalake::DeltaTableError::VersionAlreadyExists(_) => ErrorKind::Conflict,
+                deltalake::DeltaTableError::ObjectStore { .. } => ErrorKind::Unavailable,
+                _ => ErrorKind::Invalid,
+            },
+            Error::Query { source, .. } => match source {
+                Df::Internal(_) => ErrorKind::Internal,
+                Df::ObjectStore(_) | Df::IoError(_) => ErrorKind::Unavailable,
+                _ => ErrorKind::Invalid,
+            },
+            Error::TableNotFound { .. } => ErrorKind::NotFound,
+            Error::IncompatibleSchema { .. } | Error::MissingColumn { .. } | Error::InvalidAsOf(_) => ErrorKind::Invalid,
+        }
+    }
+
+    pub(crate) fn delta(table: &AssetKey, operation: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Self {
+        let table = table.clone();
+        move |source| Error::Delta { table, operation, source }
+    }
+
+    pub(crate) fn query(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Self {
+        let context = context.into();
+        move |source| Error::Query { context, source }
+    }
+}

@@ -1,0 +1,64 @@
+//! A table's commit history and rolling it back: `restore` writes a new commit whose content is
+//! an earlier version, so the history (and the bad version) stays readable.
+
+use basin_core::AssetKey;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::lake::{AsOf, Lake};
+
+/// One commit of a table, as Basin reports it.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub version: u64,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub operation: String,
+    pub run_id: Option<String>,
+    pub sql_hash: Option<String>,
+    /// Output rows from the commit's `operationMetrics`, when the operation records them.
+    pub rows: Option<u64>,
+}
+
+/// The last `limit` commits of a table, newest first.
+pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Result<Vec<Commit>> {
+    let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
+    let latest = table.version().unwrap_or(0);
+    let infos: Vec<_> = table.history(limit).collect().await;
+    let mut out = Vec::new();
+    for (i, info) in infos.into_iter().enumerate() {
+        let info = info.map_err(Error::delta(key, "history"))?;
+        let text = |k: &str| info.info.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let metrics = info.info.get("operationMetrics");
+        let rows = ["num_added_rows", "num_output_rows", "numOutputRows"]
+            .iter()
+            .find_map(|k| metrics.and_then(|m| m.get(*k)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())));
+        out.push(Commit {
+            version: info.info.get("version").and_then(|v| v.as_u64()).unwrap_or(latest.saturating_sub(i as u64)),
+            timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),
+            operation: info.operation.clone().unwrap_or_default(),
+            run_id: text("basin.run_id"),
+            sql_hash: text("basin.sql_hash"),
+            rows,
+        });
+    }
+    Ok(out)
+}
+
+/// Restore `key` to an earlier version or time, as a new commit. Returns the new version.
+pub async fn restore(lake: &Lake, key: &AssetKey, target: &AsOf, run_id: &str) -> Result<u64> {
+    let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
+    let mut builder = table.restore().with_commit_properties(
+        deltalake::kernel::transaction::CommitProperties::default().with_metadata([
+            ("basin.run_id".to_string(), json!(run_id)),
+            ("basin.operation".to_string(), json!("restore")),
+        ]),
+    );
+    builder = match target {
+        AsOf::Version(v) => builder.with_version_to_restore(*v),
+        AsOf::Timestamp(t) => builder.with_datetime_to_restore(*t),
+    };
+    let (table, _metrics) = builder.await.map_err(Error::delta(key, "restore"))?;
+    Ok(table.version().unwrap_or_default())
+}

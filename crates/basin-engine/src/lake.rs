@@ -1,0 +1,266 @@
+//! The lake: every asset is a Delta table at `<root>/<schema>/<name>`. One object store for the
+//! root is shared by every table, and one factory builds the DataFusion session that models,
+//! `basin sql` and the server read through, with each table registered under its schema.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use basin_core::AssetKey;
+use basin_core::config::{Secret, StorageRoot};
+use chrono::{DateTime, Utc};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
+use datafusion::datasource::ViewTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::path::Path as StorePath;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Which version of each table a session reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AsOf {
+    Version(u64),
+    Timestamp(DateTime<Utc>),
+}
+
+impl std::str::FromStr for AsOf {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        if let Ok(v) = s.parse::<u64>() {
+            return Ok(AsOf::Version(v));
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(AsOf::Timestamp(t.with_timezone(&Utc)));
+        }
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(AsOf::Timestamp(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
+        }
+        Err(Error::InvalidAsOf(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Lake {
+    /// The root as users wrote it, for messages (never with credentials).
+    display: String,
+    /// URL of the root directory, ending in `/`.
+    root_url: Url,
+    /// The object store holding the root, with `/` at the store's own root.
+    store: Arc<dyn ObjectStore>,
+}
+
+/// A DataFusion session over the lake, and the views that could not be registered.
+pub struct LakeSession {
+    pub ctx: SessionContext,
+    /// Views whose SQL did not plan (e.g. an upstream table not built yet), with the reason.
+    pub unavailable_views: Vec<(AssetKey, String)>,
+}
+
+impl Lake {
+    /// Open the lake at `root`. Object-store `options` carry credentials and endpoints.
+    pub fn open(root: &StorageRoot, options: &BTreeMap<String, Secret>) -> Result<Lake> {
+        let display = root.to_string();
+        let open_err = |source| Error::OpenLake { root: display.clone(), source };
+        let (root_url, store): (Url, Arc<dyn ObjectStore>) = match root {
+            StorageRoot::Local(path) => {
+                let abs = std::path::absolute(path).map_err(|e| open_err(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
+                let url = Url::from_directory_path(&abs).map_err(|_| {
+                    open_err(object_store::Error::Generic { store: "local", source: format!("not an absolute path: {}", abs.display()).into() })
+                })?;
+                (url, Arc::new(object_store::local::LocalFileSystem::new()))
+            }
+            StorageRoot::Url(url) if url.scheme() == "memory" => (dir_url(url), Arc::new(object_store::memory::InMemory::new())),
+            StorageRoot::Url(url) => {
+                let opts = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.expose().to_string()));
+                let (store, _) = object_store::parse_url_opts(url, opts).map_err(open_err)?;
+                (dir_url(url), Arc::from(store))
+            }
+        };
+        Ok(Lake { display, root_url, store })
+    }
+
+    /// An in-memory lake, for tests and throwaway sessions.
+    pub fn in_memory() -> Lake {
+        Lake::open(&StorageRoot::Url(Url::parse("memory:///lake/").expect("valid")), &BTreeMap::new()).expect("in-memory lake")
+    }
+
+    pub fn root_display(&self) -> &str {
+        &self.display
+    }
+
+    /// The URL of an asset's table.
+    pub fn table_url(&self, key: &AssetKey) -> Url {
+        self.root_url.join(&format!("{}/{}/", key.schema, key.name)).expect("asset keys are valid path segments")
+    }
+
+    pub(crate) fn builder(&self, key: &AssetKey) -> Result<DeltaTableBuilder> {
+        let url = self.table_url(key);
+        Ok(DeltaTableBuilder::from_url(url.clone()).map_err(Error::delta(key, "open"))?.with_storage_backend(self.store.clone(), url))
+    }
+
+    /// The table of `key` at its latest version, or `None` if no Delta table is there.
+    pub async fn table(&self, key: &AssetKey) -> Result<Option<DeltaTable>> {
+        self.table_as_of(key, None).await
+    }
+
+    /// The table of `key` at a version or timestamp; `None` if there is no table.
+    pub async fn table_as_of(&self, key: &AssetKey, as_of: Option<&AsOf>) -> Result<Option<DeltaTable>> {
+        if !self.exists(key).await? {
+            return Ok(None);
+        }
+        let mut builder = self.builder(key)?;
+        match as_of {
+            Some(AsOf::Version(v)) => builder = builder.with_version(*v),
+            Some(AsOf::Timestamp(t)) => builder = builder.with_timestamp(*t),
+            None => {}
+        }
+        match builder.load().await {
+            Ok(t) => Ok(Some(t)),
+            Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(Error::delta(key, "load")(e)),
+        }
+    }
+
+    /// Whether a Delta table exists at `key`: its `_delta_log` holds at least one file.
+    pub async fn exists(&self, key: &AssetKey) -> Result<bool> {
+        let url = self.table_url(key).join("_delta_log/").expect("valid path");
+        let prefix = StorePath::from_url_path(url.path()).map_err(|e| Error::ListLake { root: self.display.clone(), source: e.into() })?;
+        match self.store.list(Some(&prefix)).next().await {
+            None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(Error::ListLake { root: self.display.clone(), source: e }),
+        }
+    }
+
+    /// A handle on `key` whether or not a table exists there yet (writes create it).
+    pub(crate) async fn table_or_new(&self, key: &AssetKey) -> Result<DeltaTable> {
+        match self.table(key).await? {
+            Some(t) => Ok(t),
+            None => self.builder(key)?.build().map_err(Error::delta(key, "open")),
+        }
+    }
+
+    /// Every Delta table in the lake: `<root>/<schema>/<name>/_delta_log`.
+    pub async fn list_tables(&self) -> Result<Vec<AssetKey>> {
+        let list_err = |source| Error::ListLake { root: self.display.clone(), source };
+        let root = StorePath::from_url_path(self.root_url.path()).map_err(|e| list_err(e.into()))?;
+        let schemas = match self.store.list_with_delimiter(Some(&root)).await {
+            Ok(r) => r.common_prefixes,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(list_err(e)),
+        };
+        let tables = futures::stream::iter(schemas)
+            .map(|schema| async move {
+                let schema_name = schema.filename().unwrap_or_default().to_string();
+                let listing = self.store.list_with_delimiter(Some(&schema)).await?;
+                let mut keys = Vec::new();
+                for table in listing.common_prefixes {
+                    let has_log = self
+                        .store
+                        .list_with_delimiter(Some(&table))
+                        .await?
+                        .common_prefixes
+                        .iter()
+                        .any(|p| p.filename() == Some("_delta_log"));
+                    if has_log {
+                        keys.push(AssetKey::new(schema_name.clone(), table.filename().unwrap_or_default()));
+                    }
+                }
+                Ok::<_, object_store::Error>(keys)
+            })
+            .buffer_unordered(8)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(list_err)?;
+        let mut keys: Vec<AssetKey> = tables.into_iter().flatten().collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// A session with every table of the lake registered as `<schema>.<name>`, then `views`
+    /// (in dependency order) registered over them.
+    pub async fn session(&self, views: &[(AssetKey, String)], as_of: Option<&AsOf>) -> Result<LakeSession> {
+        let ctx = new_context();
+        let keys = self.list_tables().await?;
+        let loaded = futures::stream::iter(keys)
+            .map(|key| async move {
+                let table = self.table_as_of(&key, as_of).await;
+                (key, table)
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for (key, table) in loaded {
+            let table = match (table, as_of) {
+                (Ok(Some(t)), _) => t,
+                (Ok(None), _) => continue,
+                // A table created after the requested time does not exist then.
+                (Err(_), Some(_)) => continue,
+                (Err(e), None) => return Err(e),
+            };
+            self.register(&ctx, &key, &table).await?;
+        }
+        let mut unavailable_views = Vec::new();
+        for (key, sql) in views {
+            match ctx.sql(sql).await {
+                Ok(df) => {
+                    let view = ViewTable::new(df.into_unoptimized_plan(), Some(sql.clone()));
+                    register_provider(&ctx, key, Arc::new(view))?;
+                }
+                Err(e) => unavailable_views.push((key.clone(), e.to_string())),
+            }
+        }
+        Ok(LakeSession { ctx, unavailable_views })
+    }
+
+    /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.
+    pub(crate) async fn register(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
+        table.update_datafusion_session(&ctx.state()).map_err(Error::delta(key, "register"))?;
+        let provider = table.table_provider().await.map_err(Error::query(format!("cannot read table {key}")))?;
+        register_provider(ctx, key, provider)
+    }
+}
+fn dir_url(url: &Url) -> Url {
+    let mut url = url.clone();
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    url
+}
+
+/// The DataFusion session settings every Basin session uses.
+pub(crate) fn new_context() -> SessionContext {
+    let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("basin", "public");
+    // Delta's planner executes the write and merge nodes deltalake adds to plans.
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+/// Put `provider` in `ctx` as `<schema>.<name>`, creating the schema, replacing any earlier one.
+pub(crate) fn register_provider(ctx: &SessionContext, key: &AssetKey, provider: Arc<dyn TableProvider>) -> Result<()> {
+    // Models of one run finish concurrently: creating a schema must not replace one that
+    // another task created a moment earlier.
+    static CREATE_SCHEMA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let catalog = ctx.catalog("basin").expect("the default catalog exists");
+    let schema = {
+        let _guard = CREATE_SCHEMA.lock().unwrap_or_else(|e| e.into_inner());
+        match catalog.schema(&key.schema) {
+            Some(s) => s,
+            None => {
+                let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+                catalog.register_schema(&key.schema, s.clone()).map_err(Error::query("cannot create a schema"))?;
+                s
+            }
+        }
+    };
+    let _ = schema.deregister_table(&key.name);
+    schema.register_table(key.name.clone(), provider).map_err(Error::query(format!("cannot register {key}")))?;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! The commands: `init`, `validate`, `plan`, `run`, `sql`, `restore`, `history`. Every command
+//! but `init` and `validate` loads the project and refuses to act on an invalid one.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use basin_core::{AssetKey, Diagnostics, Project, selection};
+use basin_engine::{AsOf, Lake};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "basin", version, about = "A lakehouse data platform in one binary.")]
+pub struct Cli {
+    /// The project directory (default: the nearest directory upward with a basin.toml).
+    #[arg(long, short = 'C', global = true, env = "BASIN_PROJECT")]
+    project: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new project: basin.toml, sources/, models/ and a working example.
+    Init {
+        /// Where to create it (default: the current directory).
+        dir: Option<PathBuf>,
+        /// The project's name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check the whole project and report every problem with its file:line:col.
+    Validate,
+    /// Show what `run` would do, in order, and why. Writes nothing.
+    Plan {
+        /// Which assets: `x`, `+x`, `x+`, `tag:t`, `schema:s`, `*`; several separated by spaces or commas.
+        #[arg(default_value = "*")]
+        selection: Vec<String>,
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Materialise the selected assets in dependency order.
+    Run {
+        #[arg(default_value = "*")]
+        selection: Vec<String>,
+        /// Rebuild incremental models from scratch instead of merging.
+        #[arg(long)]
+        full_refresh: bool,
+        /// How many assets to build at once (default: [run] concurrency in basin.toml).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Run a SQL query over the lake; the query is read from stdin when not given.
+    Sql {
+        query: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Read every table as of a version number or an RFC 3339 timestamp.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Roll an asset back to an earlier version or time, as a new commit (history is kept).
+    Restore {
+        asset: String,
+        #[arg(long, conflicts_with = "to_timestamp", required_unless_present = "to_timestamp")]
+        to_version: Option<u64>,
+        #[arg(long)]
+        to_timestamp: Option<String>,
+    },
+    /// Show an asset's commits: version, time, operation, run, rows.
+    History {
+        asset: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let start_dir = cli.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    match cli.command {
+        Command::Init { dir, name } => init(dir.or(cli.project).unwrap_or_else(|| PathBuf::from(".")), name),
+        Command::Validate => validate(&start_dir),
+        Command::Plan { selection, full_refresh } => {
+            let (project, lake) = open(&start_dir)?;
+            let keys = select(&project, &selection)?;
+            crate::run::plan(&project, &lake, &keys, full_refresh).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { selection, full_refresh, concurrency } => {
+            let (project, lake) = open(&start_dir)?;
+            let keys = select(&project, &selection)?;
+            let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
+            let report = crate::run::run(&project, &lake, &keys, full_refresh, concurrency).await?;
+            Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Sql { query, format, as_of } => {
+            let (project, lake) = open(&start_dir)?;
+            let query = match query {
+                Some(q) => q,
+                None => {
+                    let mut q = String::new();
+                    std::io::stdin().read_to_string(&mut q).context("cannot read the query from stdin")?;
+                    q
+                }
+            };
+            let as_of = as_of.map(|s| s.parse::<AsOf>()).transpose()?;
+            sql(&project, &lake, &query, format, as_of.as_ref()).await
+        }
+        Command::Restore { asset, to_version, to_timestamp } => {
+            let (project, lake) = open(&start_dir)?;
+            let key = asset_key(&project, &lake, &asset).await?;
+            let target = match (to_version, to_timestamp) {
+                (Some(v), _) => AsOf::Version(v),
+                (None, Some(t)) => t.parse::<AsOf>()?,
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let run_id = crate::run::new_run_id();
+            let version = basin_engine::history::restore(&lake, &key, &target, &run_id).await?;
+            println!("restored {key} to {} as version {version}", describe(&target));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { asset, limit } => {
+            let (project, lake) = open(&start_dir)?;
+            let key = asset_key(&project, &lake, &asset).await?;
+            let commits = basin_engine::history::history(&lake, &key, Some(limit)).await?;
+            println!("{:>7}  {:<24}  {:<10}  {:>10}  run", "version", "time (UTC)", "operation", "rows");
+            for c in commits {
+                println!(
+                    "{:>7}  {:<24}  {:<10}  {:>10}  {}",
+                    c.version,
+                    c.timestamp.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                    c.operation,
+                    c.rows.map(|r| r.to_string()).unwrap_or_default(),
+                    c.run_id.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe(target: &AsOf) -> String {
+    match target {
+        AsOf::Version(v) => format!("version {v}"),
+        AsOf::Timestamp(t) => format!("its state at {}", t.to_rfc3339()),
+    }
+}
+
+fn init(dir: PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {
+    let name = name.unwrap_or_else(|| basin_core::scaffold::name_for(&dir));
+    let written = basin_core::scaffold::init(&dir, &name)?;
+    eprintln!("created project `{name}` in {}:", dir.display());
+    for f in written {
+        eprintln!("  {f}");
+    }
+    eprintln!("next: cd {} && basin run && basin sql \"SELECT * FROM gold.top_customers\"", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_diagnostics(diagnostics: &Diagnostics) {
+    let mut err = std::io::stderr().lock();
+    for d in diagnostics.iter() {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+fn validate(start: &Path) -> anyhow::Result<ExitCode> {
+    let dir = Project::find(start)?;
+    let (project, diagnostics) = Project::load(&dir)?;
+    print_diagnostics(&diagnostics);
+    let errors = diagnostics.errors().count();
+    let warnings = diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("{errors} error(s), {warnings} warning(s) in {}", dir.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("ok: {} model(s), {warnings} warning(s)", project.models.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Load and validate the project (printing its diagnostics) and open its lake.
+fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
+    let dir = Project::find(start)?;
+    let (project, diagnostics) = Project::load(&dir)?;
+    print_diagnostics(&diagnostics);
+    if diagnostics.has_errors() {
+        bail!("{} has {} problem(s); fix them and run again (`basin validate` lists them)", dir.display(), diagnostics.errors().count());
+    }
+    let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
+    Ok((project, lake))
+}
+
+fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKey>> {
+    let text = selection.join(" ");
+    Ok(selection::select(&project.graph, &text)?.into_iter().cloned().collect())
+}
+
+/// An asset named on the command line: a project asset, or any table in the lake.
+async fn asset_key(project: &Project, lake: &Lake, name: &str) -> anyhow::Result<AssetKey> {
+    let key = AssetKey::parse(&name.to_lowercase()).with_context(|| format!("`{name}` is not an asset key; write <schema>.<name>"))?;
+    if project.graph.contains(&key) || lake.table(&key).await?.is_some() {
+        return Ok(key);
+    }
+    bail!("no asset `{key}` in the project or the lake")
+}
+
+async fn sql(project: &Project, lake: &Lake, query: &str, format: Format, as_of: Option<&AsOf>) -> anyhow::Result<ExitCode> {
+    let views = crate::run::view_definitions(project);
+    let session = lake.session(&views, as_of).await?;
+    for (key, reason) in &session.unavailable_views {
+        tracing::debug!(%key, reason, "view not available");
+    }
+    let df = match session.ctx.sql(query).await {
+        Ok(df) => df,
+        Err(e) => {
+            let missing: Vec<String> = session.unavailable_views.iter().map(|(k, _)| k.to_string()).collect();
+            let hint = if missing.is_empty() { String::new() } else { format!(" (views not available: {})", missing.join(", ")) };
+            bail!("query failed: {e}{hint}");
+        }
+    };
+    let batches = df.collect().await.context("query failed")?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Table => {
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&batches)?)?;
+            if std::io::stdout().is_terminal() {
+                eprintln!("({rows} row{})", if rows == 1 { "" } else { "s" });
+            }
+        }
+        Format::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            for b in &batches {
+                w.write(b)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut out);
+            for b in &batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,246 @@
+//! `basin run` and `basin plan`: build the selected models in dependency order, independent
+//! ones concurrently (bounded), skipping everything downstream of a failure and saying why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use basin_core::model::Materialization;
+use basin_core::{AssetKey, Project};
+use basin_engine::{Action, Lake, Materialized, ModelRun};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio::task::JoinSet;
+
+/// A time-ordered run id, stamped on every commit the run makes.
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Every view model's `(key, sql)` in dependency order, for sessions over the lake.
+pub fn view_definitions(project: &Project) -> Vec<(AssetKey, String)> {
+    project
+        .ordered(project.graph.keys())
+        .into_iter()
+        .filter(|m| m.config.materialized == Materialization::View)
+        .map(|m| (m.key.clone(), m.sql().to_string()))
+        .collect()
+}
+
+enum Outcome {
+    Built(Materialized),
+    Failed(String),
+    Skipped(String),
+}
+
+pub struct Report {
+    outcomes: BTreeMap<AssetKey, Outcome>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        self.outcomes.values().any(|o| !matches!(o, Outcome::Built(_)))
+    }
+}
+
+fn describe(m: &Materialized) -> String {
+    let what = match &m.action {
+        Action::Created => "created".to_string(),
+        Action::Replaced => "replaced".to_string(),
+        Action::Merged { inserted, updated } => format!("merged: {inserted} inserted, {updated} updated"),
+        Action::ReplacedPartitions { partitions } => format!("replaced {partitions} partition(s)"),
+        Action::NoNewData => "no new data".to_string(),
+        Action::View => return "view registered".to_string(),
+    };
+    let version = m.version.map(|v| format!(", version {v}")).unwrap_or_default();
+    format!("{what}, {} rows{version}", m.rows)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+/// Materialise `keys` (a selection) in dependency order.
+pub async fn run(project: &Project, lake: &Lake, keys: &[AssetKey], full_refresh: bool, concurrency: usize) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let run = ModelRun { run_id: new_run_id(), full_refresh };
+    let selected: BTreeSet<&AssetKey> = keys.iter().collect();
+    let order: Vec<AssetKey> = project.ordered(keys.iter()).into_iter().map(|m| m.key.clone()).collect();
+    // Views outside the selection are registered too, so selected models can read them.
+    let session = lake.session(&view_definitions(project), None).await?;
+    let ctx = session.ctx;
+
+    let tty = std::io::stderr().is_terminal();
+    let bars = MultiProgress::new();
+    let overall = if tty {
+        let bar = bars.add(ProgressBar::new(order.len() as u64));
+        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
+        Some(bar)
+    } else {
+        None
+    };
+    let say = |line: String| match &overall {
+        Some(bar) => bar.println(line),
+        None => eprintln!("{line}"),
+    };
+    say(format!("run {} — {} asset(s), up to {concurrency} at once", run.run_id, order.len()));
+
+    let mut outcomes: BTreeMap<AssetKey, Outcome> = BTreeMap::new();
+    let mut pending: Vec<AssetKey> = order.clone();
+    let mut running: JoinSet<(AssetKey, Result<Materialized, String>)> = JoinSet::new();
+    let mut spinners: BTreeMap<AssetKey, ProgressBar> = BTreeMap::new();
+    loop {
+        // Settle what can be decided without running: skip assets whose upstream did not build.
+        let mut i = 0;
+        while i < pending.len() && running.len() < concurrency {
+            let key = &pending[i];
+            let ups: Vec<&AssetKey> = project.graph.upstream(key).into_iter().filter(|u| selected.contains(u) && *u != key).collect();
+            if let Some(bad) = ups.iter().find(|u| matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_)))) {
+                let reason = match &outcomes[*bad] {
+                    Outcome::Failed(_) => format!("upstream {bad} failed"),
+                    _ => format!("upstream {bad} was skipped"),
+                };
+                say(format!("  skip   {key}: {reason}"));
+                outcomes.insert(pending.remove(i), Outcome::Skipped(reason));
+                if let Some(b) = &overall {
+                    b.inc(1);
+                }
+                continue;
+            }
+            if ups.iter().all(|u| outcomes.contains_key(*u)) {
+                let key = pending.remove(i);
+                let model = project.models[&key].clone();
+                let (lake, ctx, run) = (lake.clone(), ctx.clone(), run.clone());
+                if tty {
+                    let s = bars.add(ProgressBar::new_spinner());
+                    s.set_message(format!("building {key}"));
+                    s.enable_steady_tick(Duration::from_millis(120));
+                    spinners.insert(key.clone(), s);
+                }
+                running.spawn(async move {
+                    let result = run.materialize(&lake, &ctx, &model).await.map_err(|e| error_chain(&e));
+                    (model.key.clone(), result)
+                });
+                continue;
+            }
+            i += 1;
+        }
+        let Some(done) = running.join_next().await else { break };
+        let (key, result) = done.expect("a build task panicked");
+        if let Some(s) = spinners.remove(&key) {
+            s.finish_and_clear();
+        }
+        if let Some(b) = &overall {
+            b.inc(1);
+        }
+        match result {
+            Ok(m) => {
+                say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
+                refresh_downstream_views(project, &ctx, &key, &selected).await;
+                outcomes.insert(key, Outcome::Built(m));
+            }
+            Err(e) => {
+                say(format!("  FAIL   {key}: {e}"));
+                outcomes.insert(key, Outcome::Failed(e));
+            }
+        }
+    }
+    if let Some(b) = overall {
+        b.finish_and_clear();
+    }
+
+    let report = Report { outcomes };
+    print_summary(&report, &order, started.elapsed());
+    Ok(report)
+}
+
+/// Views not built in this run but reading a table it just rebuilt are re-planned, so that
+/// later models of the run read the new version through them.
+async fn refresh_downstream_views(
+    project: &Project,
+    ctx: &basin_engine::datafusion::prelude::SessionContext,
+    key: &AssetKey,
+    selected: &BTreeSet<&AssetKey>,
+) {
+    let downstream = project.graph.with_descendants(key);
+    for model in project.ordered(downstream) {
+        if model.key != *key && model.config.materialized == Materialization::View && !selected.contains(&model.key) {
+            if let Err(e) = basin_engine::materialize::refresh_view(ctx, model).await {
+                tracing::warn!(view = %model.key, "cannot refresh view: {e}");
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn print_summary(report: &Report, order: &[AssetKey], elapsed: Duration) {
+    let (mut built, mut failed, mut skipped, mut rows) = (0, 0, 0, 0u64);
+    println!("{:<8} {:<40} {:>10} {:>9}  detail", "status", "asset", "rows", "time");
+    for key in order {
+        let Some(outcome) = report.outcomes.get(key) else { continue };
+        match outcome {
+            Outcome::Built(m) => {
+                built += 1;
+                rows += m.rows;
+                println!("{:<8} {:<40} {:>10} {:>9}  {}", "ok", key.to_string(), m.rows, secs(m.duration), describe(m));
+            }
+            Outcome::Failed(e) => {
+                failed += 1;
+                println!("{:<8} {:<40} {:>10} {:>9}  {e}", "FAILED", key.to_string(), "", "");
+            }
+            Outcome::Skipped(why) => {
+                skipped += 1;
+                println!("{:<8} {:<40} {:>10} {:>9}  {why}", "skipped", key.to_string(), "", "");
+            }
+        }
+    }
+    println!("{built} built, {failed} failed, {skipped} skipped, {rows} rows written in {}", secs(elapsed));
+}
+
+/// Print what `run` would do for `keys`, in order, and why. Reads the lake, writes nothing.
+pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refresh: bool) -> anyhow::Result<()> {
+    let existing: BTreeSet<AssetKey> = lake.list_tables().await?.into_iter().collect();
+    let ordered = project.ordered(keys.iter());
+    println!("{:>5}  {:<40} {:<12} action", "step", "asset", "materialized");
+    for (i, model) in ordered.iter().enumerate() {
+        let key = &model.key;
+        let kind = model.config.materialized;
+        let exists = existing.contains(key);
+        let action = match kind {
+            Materialization::View => "register view (no data written)".to_string(),
+            _ if !exists => "create: the table does not exist yet".to_string(),
+            Materialization::Table => {
+                let changed = last_sql_hash(lake, key).await.is_some_and(|h| h != model.sql_hash());
+                format!("replace in full{}", if changed { " (SQL changed since the last build)" } else { "" })
+            }
+            Materialization::Incremental if full_refresh => "rebuild from scratch (--full-refresh)".to_string(),
+            Materialization::Incremental if !model.config.unique_key.0.is_empty() => {
+                format!("merge on [{}]", model.config.unique_key.0.join(", "))
+            }
+            Materialization::Incremental => {
+                format!("replace the partitions of [{}] present in the new data", model.config.partition_by.0.join(", "))
+            }
+        };
+        let ups: Vec<String> = project.graph.upstream(key).iter().map(|k| k.to_string()).collect();
+        let after = if ups.is_empty() { String::new() } else { format!("; after {}", ups.join(", ")) };
+        println!("{:>5}  {:<40} {:<12} {action}{after}", i + 1, key.to_string(), kind.as_str());
+    }
+    println!("{} asset(s); nothing was written", ordered.len());
+    Ok(())
+}
+
+async fn last_sql_hash(lake: &Lake, key: &AssetKey) -> Option<String> {
+    basin_engine::history::history(lake, key, Some(1)).await.ok()?.into_iter().next()?.sql_hash
+}
