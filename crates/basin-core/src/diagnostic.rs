@@ -142,7 +142,7 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(&name, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 4).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

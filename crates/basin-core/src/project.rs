@@ -43,7 +43,7 @@ impl Project {
             std::io::ErrorKind::NotFound => Error::ProjectNotFound { dir: dir.to_path_buf() },
             _ => Error::io(&config_path, e),
         })?;
-        let config = parse_project_config(&text, &mut problems).unwrap_or_else(|| ProjectConfig::placeholder());
+        let config = parse_project_config(&text, &mut problems).unwrap_or_else(ProjectConfig::placeholder);
         if let Err(e) = StorageRoot::resolve(config.storage.root.expose(), dir) {
             let at = Location::at_offset(PROJECT_FILE, &text, text.find("root").unwrap_or(0));
             problems.push(
@@ -63,26 +63,38 @@ impl Project {
             let rel = relative(dir, &path);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             let Some(model) = read_model(&rel, text, &mut problems) else { continue };
-            if let Some(first) = models.get(&model.key) {
+            // Of two models with one key, the one that took it by a header override is at fault.
+            let overrides = |m: &Model| m.config.schema.is_some() || m.config.name.is_some();
+            let (kept, dropped) = match models.remove(&model.key) {
+                None => (model, None),
+                Some(first) if overrides(&first) && !overrides(&model) => (model, Some(first)),
+                Some(first) => (first, Some(model)),
+            };
+            if let Some(dropped) = dropped {
                 problems.push(
                     Diagnostic::error(
-                        Location::file(&model.file),
-                        format!("duplicate asset key `{}`, also defined by {}", model.key, first.file),
+                        Location::file(&dropped.file),
+                        format!("duplicate asset key `{}`, also defined by {}", dropped.key, kept.file),
                     )
                     .with_hint("rename one of the files, or change its `schema`/`name` in the header"),
                 );
-                continue;
             }
-            models.insert(model.key.clone(), model);
+            models.insert(kept.key.clone(), kept);
         }
 
         check_references(&models, &mut problems);
         let graph = build_graph(&models);
         for cycle in graph.cycles() {
             let path: Vec<String> = cycle.iter().map(|k| k.to_string()).collect();
-            let file = models.get(&cycle[0]).map_or(String::new(), |m| m.file.clone());
+            // Point at the reference that closes the loop: where the first model reads the next.
+            let first = &models[&cycle[0]];
+            let at = first
+                .refs
+                .iter()
+                .find(|r| r.parts.len() == 2 && AssetKey::new(&r.parts[0], &r.parts[1]) == cycle[1])
+                .map_or(Location::file(&first.file), |r| Location::at(&first.file, r.line, r.col));
             problems.push(
-                Diagnostic::error(Location::file(file), format!("dependency cycle: {}", path.join(" → ")))
+                Diagnostic::error(at, format!("dependency cycle: {}", path.join(" → ")))
                     .with_hint("a model cannot read, directly or through others, a table built from itself"),
             );
         }
@@ -156,7 +168,9 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             Vec::new()
         }
     };
-    let config = header?;
+    // A model whose header is broken keeps its place (and the key from its path), so that
+    // references to it are not reported as unknown too.
+    let config = header.unwrap_or_default();
 
     if parts.len() < 3 {
         out.push(

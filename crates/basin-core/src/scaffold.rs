@@ -103,11 +103,15 @@ GROUP BY c.customer_id, c.name
 # A `view` stores no data: it is evaluated whenever it is queried.
 materialized = "view"
 owner = "finance"
-description = "Customers ranked by revenue."
+description = "Customers ranked by revenue (1 = highest)."
 */
-SELECT name, revenue
+-- A view's ORDER BY is not kept by the queries that read it (as in any SQL database),
+-- so the ranking is a column: query it with ORDER BY rank.
+SELECT
+    RANK() OVER (ORDER BY revenue DESC NULLS LAST) AS rank,
+    name,
+    revenue
 FROM gold.revenue_by_customer
-ORDER BY revenue DESC NULLS LAST
 "#,
     ),
 ];

@@ -26,14 +26,14 @@ pub enum Error {
         table: AssetKey,
         operation: &'static str,
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
 
     #[error("{context}")]
     Query {
         context: String,
         #[source]
-        source: datafusion::error::DataFusionError,
+        source: Box<datafusion::error::DataFusionError>,
     },
 
     #[error("table {table} does not exist in the lake")]
@@ -57,7 +57,7 @@ impl Error {
         use datafusion::error::DataFusionError as Df;
         match self {
             Error::OpenLake { .. } | Error::ListLake { .. } => ErrorKind::Unavailable,
-            Error::Delta { source, .. } => match source {
+            Error::Delta { source, .. } => match source.as_ref() {
                 deltalake::DeltaTableError::NotATable(_) | deltalake::DeltaTableError::InvalidVersion(_) => {
                     ErrorKind::NotFound
                 }
@@ -65,23 +65,25 @@ impl Error {
                 deltalake::DeltaTableError::ObjectStore { .. } => ErrorKind::Unavailable,
                 _ => ErrorKind::Invalid,
             },
-            Error::Query { source, .. } => match source {
+            Error::Query { source, .. } => match source.as_ref() {
                 Df::Internal(_) => ErrorKind::Internal,
                 Df::ObjectStore(_) | Df::IoError(_) => ErrorKind::Unavailable,
                 _ => ErrorKind::Invalid,
             },
             Error::TableNotFound { .. } => ErrorKind::NotFound,
-            Error::IncompatibleSchema { .. } | Error::MissingColumn { .. } | Error::InvalidAsOf(_) => ErrorKind::Invalid,
+            Error::IncompatibleSchema { .. } | Error::MissingColumn { .. } | Error::InvalidAsOf(_) => {
+                ErrorKind::Invalid
+            }
         }
     }
 
     pub(crate) fn delta(table: &AssetKey, operation: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Self {
         let table = table.clone();
-        move |source| Error::Delta { table, operation, source }
+        move |source| Error::Delta { table, operation, source: Box::new(source) }
     }
 
     pub(crate) fn query(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Self {
         let context = context.into();
-        move |source| Error::Query { context, source }
+        move |source| Error::Query { context, source: Box::new(source) }
     }
 }

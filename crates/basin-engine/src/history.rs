@@ -31,9 +31,9 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
         let info = info.map_err(Error::delta(key, "history"))?;
         let text = |k: &str| info.info.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let metrics = info.info.get("operationMetrics");
-        let rows = ["num_added_rows", "num_output_rows", "numOutputRows"]
-            .iter()
-            .find_map(|k| metrics.and_then(|m| m.get(*k)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())));
+        let rows = ["num_added_rows", "num_output_rows", "numOutputRows"].iter().find_map(|k| {
+            metrics.and_then(|m| m.get(*k)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        });
         out.push(Commit {
             version: info.info.get("version").and_then(|v| v.as_u64()).unwrap_or(latest.saturating_sub(i as u64)),
             timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),

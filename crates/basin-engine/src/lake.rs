@@ -66,13 +66,19 @@ impl Lake {
         let open_err = |source| Error::OpenLake { root: display.clone(), source };
         let (root_url, store): (Url, Arc<dyn ObjectStore>) = match root {
             StorageRoot::Local(path) => {
-                let abs = std::path::absolute(path).map_err(|e| open_err(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
+                let abs = std::path::absolute(path)
+                    .map_err(|e| open_err(object_store::Error::Generic { store: "local", source: Box::new(e) }))?;
                 let url = Url::from_directory_path(&abs).map_err(|_| {
-                    open_err(object_store::Error::Generic { store: "local", source: format!("not an absolute path: {}", abs.display()).into() })
+                    open_err(object_store::Error::Generic {
+                        store: "local",
+                        source: format!("not an absolute path: {}", abs.display()).into(),
+                    })
                 })?;
                 (url, Arc::new(object_store::local::LocalFileSystem::new()))
             }
-            StorageRoot::Url(url) if url.scheme() == "memory" => (dir_url(url), Arc::new(object_store::memory::InMemory::new())),
+            StorageRoot::Url(url) if url.scheme() == "memory" => {
+                (dir_url(url), Arc::new(object_store::memory::InMemory::new()))
+            }
             StorageRoot::Url(url) => {
                 let opts = options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.expose().to_string()));
                 let (store, _) = object_store::parse_url_opts(url, opts).map_err(open_err)?;
@@ -84,7 +90,8 @@ impl Lake {
 
     /// An in-memory lake, for tests and throwaway sessions.
     pub fn in_memory() -> Lake {
-        Lake::open(&StorageRoot::Url(Url::parse("memory:///lake/").expect("valid")), &BTreeMap::new()).expect("in-memory lake")
+        Lake::open(&StorageRoot::Url(Url::parse("memory:///lake/").expect("valid")), &BTreeMap::new())
+            .expect("in-memory lake")
     }
 
     pub fn root_display(&self) -> &str {
@@ -98,7 +105,9 @@ impl Lake {
 
     pub(crate) fn builder(&self, key: &AssetKey) -> Result<DeltaTableBuilder> {
         let url = self.table_url(key);
-        Ok(DeltaTableBuilder::from_url(url.clone()).map_err(Error::delta(key, "open"))?.with_storage_backend(self.store.clone(), url))
+        Ok(DeltaTableBuilder::from_url(url.clone())
+            .map_err(Error::delta(key, "open"))?
+            .with_storage_backend(self.store.clone(), url))
     }
 
     /// The table of `key` at its latest version, or `None` if no Delta table is there.
@@ -127,7 +136,8 @@ impl Lake {
     /// Whether a Delta table exists at `key`: its `_delta_log` holds at least one file.
     pub async fn exists(&self, key: &AssetKey) -> Result<bool> {
         let url = self.table_url(key).join("_delta_log/").expect("valid path");
-        let prefix = StorePath::from_url_path(url.path()).map_err(|e| Error::ListLake { root: self.display.clone(), source: e.into() })?;
+        let prefix = StorePath::from_url_path(url.path())
+            .map_err(|e| Error::ListLake { root: self.display.clone(), source: e.into() })?;
         match self.store.list(Some(&prefix)).next().await {
             None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
             Some(Ok(_)) => Ok(true),

@@ -69,13 +69,20 @@ impl ModelRun {
     pub async fn materialize(&self, lake: &Lake, ctx: &SessionContext, model: &Model) -> Result<Materialized> {
         let start = Instant::now();
         let key = &model.key;
-        let df = ctx.sql(model.sql()).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
+        let df =
+            ctx.sql(model.sql()).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
 
         if model.config.materialized == Materialization::View {
             register_view(ctx, key, df, model.sql())?;
-            return Ok(Materialized { key: key.clone(), action: Action::View, version: None, rows: 0, duration: start.elapsed() });
+            return Ok(Materialized {
+                key: key.clone(),
+                action: Action::View,
+                version: None,
+                rows: 0,
+                duration: start.elapsed(),
+            });
         }
         let existing = lake.table(key).await?;
         let (table, action) = match (model.config.materialized, existing) {
@@ -150,7 +157,13 @@ impl ModelRun {
     }
 
     /// MERGE on the unique key: matched rows updated, new rows inserted, others untouched.
-    async fn merge(&self, ctx: &SessionContext, model: &Model, df: DataFrame, table: DeltaTable) -> Result<(DeltaTable, Action)> {
+    async fn merge(
+        &self,
+        ctx: &SessionContext,
+        model: &Model,
+        df: DataFrame,
+        table: DeltaTable,
+    ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
         let predicate = model
@@ -184,8 +197,10 @@ impl ModelRun {
             .map_err(Error::delta(key, "merge"))?
             .await
             .map_err(Error::delta(key, "merge"))?;
-        let action =
-            Action::Merged { inserted: metrics.num_target_rows_inserted as u64, updated: metrics.num_target_rows_updated as u64 };
+        let action = Action::Merged {
+            inserted: metrics.num_target_rows_inserted as u64,
+            updated: metrics.num_target_rows_updated as u64,
+        };
         Ok((table, action))
     }
 
@@ -199,7 +214,8 @@ impl ModelRun {
     ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let partition_cols = &model.config.partition_by.0;
-        let existing_partitions = table.snapshot().map_err(Error::delta(key, "load"))?.metadata().partition_columns().to_vec();
+        let existing_partitions =
+            table.snapshot().map_err(Error::delta(key, "load"))?.metadata().partition_columns().to_vec();
         if &existing_partitions != partition_cols {
             return Err(Error::IncompatibleSchema {
                 table: key.clone(),
@@ -287,7 +303,9 @@ fn conform(key: &AssetKey, df: DataFrame, table: &DeltaTable) -> Result<DataFram
         let c = col(quote(name));
         match types.get(name.as_str()) {
             Some(&t) if t == field.data_type() => exprs.push(c),
-            Some(&t) if fits(field.data_type(), t) => exprs.push(datafusion::logical_expr::cast(c, t.clone()).alias(name)),
+            Some(&t) if fits(field.data_type(), t) => {
+                exprs.push(datafusion::logical_expr::cast(c, t.clone()).alias(name))
+            }
             Some(&t) => {
                 return Err(Error::IncompatibleSchema {
                     table: key.clone(),
@@ -304,7 +322,10 @@ fn conform(key: &AssetKey, df: DataFrame, table: &DeltaTable) -> Result<DataFram
 
 /// Re-plan a view model in `ctx`, so that it reads the tables `ctx` holds now.
 pub async fn refresh_view(ctx: &SessionContext, model: &Model) -> Result<()> {
-    let df = ctx.sql(model.sql()).await.map_err(Error::query(format!("view {} ({}) does not plan", model.key, model.file)))?;
+    let df = ctx
+        .sql(model.sql())
+        .await
+        .map_err(Error::query(format!("view {} ({}) does not plan", model.key, model.file)))?;
     register_view(ctx, &model.key, df, model.sql())
 }
 

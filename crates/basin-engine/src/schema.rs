@@ -22,7 +22,8 @@ pub(crate) fn fits(new: &DataType, existing: &DataType) -> bool {
         (Dictionary(_, v), e) => fits(v, e),
         (List(a) | LargeList(a), List(b) | LargeList(b)) => fits(a.data_type(), b.data_type()),
         (Struct(a), Struct(b)) => {
-            a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.name() == y.name() && fits(x.data_type(), y.data_type()))
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|(x, y)| x.name() == y.name() && fits(x.data_type(), y.data_type()))
         }
         _ => false,
     }

@@ -161,7 +161,10 @@ fn init(dir: PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {
     for f in written {
         eprintln!("  {f}");
     }
-    eprintln!("next: cd {} && basin run && basin sql \"SELECT * FROM gold.top_customers\"", dir.display());
+    eprintln!(
+        "next: cd {} && basin run && basin sql \"SELECT * FROM gold.top_customers ORDER BY rank\"",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -192,7 +195,11 @@ fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
     let (project, diagnostics) = Project::load(&dir)?;
     print_diagnostics(&diagnostics);
     if diagnostics.has_errors() {
-        bail!("{} has {} problem(s); fix them and run again (`basin validate` lists them)", dir.display(), diagnostics.errors().count());
+        bail!(
+            "{} has {} problem(s); fix them and run again (`basin validate` lists them)",
+            dir.display(),
+            diagnostics.errors().count()
+        );
     }
     let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
     Ok((project, lake))
@@ -205,14 +212,21 @@ fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKe
 
 /// An asset named on the command line: a project asset, or any table in the lake.
 async fn asset_key(project: &Project, lake: &Lake, name: &str) -> anyhow::Result<AssetKey> {
-    let key = AssetKey::parse(&name.to_lowercase()).with_context(|| format!("`{name}` is not an asset key; write <schema>.<name>"))?;
+    let key = AssetKey::parse(&name.to_lowercase())
+        .with_context(|| format!("`{name}` is not an asset key; write <schema>.<name>"))?;
     if project.graph.contains(&key) || lake.table(&key).await?.is_some() {
         return Ok(key);
     }
     bail!("no asset `{key}` in the project or the lake")
 }
 
-async fn sql(project: &Project, lake: &Lake, query: &str, format: Format, as_of: Option<&AsOf>) -> anyhow::Result<ExitCode> {
+async fn sql(
+    project: &Project,
+    lake: &Lake,
+    query: &str,
+    format: Format,
+    as_of: Option<&AsOf>,
+) -> anyhow::Result<ExitCode> {
     let views = crate::run::view_definitions(project);
     let session = lake.session(&views, as_of).await?;
     for (key, reason) in &session.unavailable_views {
@@ -222,7 +236,11 @@ async fn sql(project: &Project, lake: &Lake, query: &str, format: Format, as_of:
         Ok(df) => df,
         Err(e) => {
             let missing: Vec<String> = session.unavailable_views.iter().map(|(k, _)| k.to_string()).collect();
-            let hint = if missing.is_empty() { String::new() } else { format!(" (views not available: {})", missing.join(", ")) };
+            let hint = if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (views not available: {})", missing.join(", "))
+            };
             bail!("query failed: {e}{hint}");
         }
     };

@@ -60,7 +60,13 @@ fn secs(d: Duration) -> String {
 }
 
 /// Materialise `keys` (a selection) in dependency order.
-pub async fn run(project: &Project, lake: &Lake, keys: &[AssetKey], full_refresh: bool, concurrency: usize) -> anyhow::Result<Report> {
+pub async fn run(
+    project: &Project,
+    lake: &Lake,
+    keys: &[AssetKey],
+    full_refresh: bool,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
     let started = Instant::now();
     let run = ModelRun { run_id: new_run_id(), full_refresh };
     let selected: BTreeSet<&AssetKey> = keys.iter().collect();
@@ -93,8 +99,11 @@ pub async fn run(project: &Project, lake: &Lake, keys: &[AssetKey], full_refresh
         let mut i = 0;
         while i < pending.len() && running.len() < concurrency {
             let key = &pending[i];
-            let ups: Vec<&AssetKey> = project.graph.upstream(key).into_iter().filter(|u| selected.contains(u) && *u != key).collect();
-            if let Some(bad) = ups.iter().find(|u| matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_)))) {
+            let ups: Vec<&AssetKey> =
+                project.graph.upstream(key).into_iter().filter(|u| selected.contains(u) && *u != key).collect();
+            if let Some(bad) =
+                ups.iter().find(|u| matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_))))
+            {
                 let reason = match &outcomes[*bad] {
                     Outcome::Failed(_) => format!("upstream {bad} failed"),
                     _ => format!("upstream {bad} was skipped"),
@@ -163,10 +172,12 @@ async fn refresh_downstream_views(
 ) {
     let downstream = project.graph.with_descendants(key);
     for model in project.ordered(downstream) {
-        if model.key != *key && model.config.materialized == Materialization::View && !selected.contains(&model.key) {
-            if let Err(e) = basin_engine::materialize::refresh_view(ctx, model).await {
-                tracing::warn!(view = %model.key, "cannot refresh view: {e}");
-            }
+        if model.key != *key
+            && model.config.materialized == Materialization::View
+            && !selected.contains(&model.key)
+            && let Err(e) = basin_engine::materialize::refresh_view(ctx, model).await
+        {
+            tracing::warn!(view = %model.key, "cannot refresh view: {e}");
         }
     }
 }
@@ -230,7 +241,10 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
                 format!("merge on [{}]", model.config.unique_key.0.join(", "))
             }
             Materialization::Incremental => {
-                format!("replace the partitions of [{}] present in the new data", model.config.partition_by.0.join(", "))
+                format!(
+                    "replace the partitions of [{}] present in the new data",
+                    model.config.partition_by.0.join(", ")
+                )
             }
         };
         let ups: Vec<String> = project.graph.upstream(key).iter().map(|k| k.to_string()).collect();

@@ -1,0 +1,5 @@
+//! Integration tests of the engine against real Delta tables on the local filesystem and in
+//! an in-memory object store.
+
+mod materialize;
+mod support;

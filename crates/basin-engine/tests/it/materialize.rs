@@ -1,0 +1,220 @@
+//! Materialisations against real Delta tables.
+
+use basin_core::AssetKey;
+use basin_engine::history::{history, restore};
+use basin_engine::{Action, AsOf, Error};
+
+use crate::support::{TestProject, query, rows, run_on};
+
+fn key(s: &str) -> AssetKey {
+    AssetKey::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn table_replaces_atomically_and_keeps_history() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS v(id, name)");
+    let built = p.run(&["silver.t"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Created);
+    assert_eq!((built[0].version, built[0].rows), (Some(0), 2));
+
+    p.model("silver.t", "SELECT * FROM (VALUES (3, 'c')) AS v(id, name)");
+    let built = p.run(&["silver.t"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Replaced);
+    assert_eq!((built[0].version, built[0].rows), (Some(1), 1));
+
+    assert_eq!(p.query("SELECT id, name FROM silver.t").await, vec!["3|c"]);
+    // The previous version is still readable by time travel.
+    let lake = p.lake();
+    let old = lake.session(&[], Some(&AsOf::Version(0))).await.unwrap();
+    assert_eq!(rows(&old.ctx, "SELECT id, name FROM silver.t ORDER BY id").await, vec!["1|a", "2|b"]);
+}
+
+#[tokio::test]
+async fn every_commit_carries_run_id_sql_hash_and_rows() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1), (2), (3)) AS v(id)");
+    p.run(&["silver.t"], false).await.unwrap();
+    let project = p.load();
+    let commits = history(&p.lake(), &key("silver.t"), None).await.unwrap();
+    assert_eq!(commits.len(), 1);
+    assert_eq!(commits[0].run_id.as_deref(), Some("test-run"));
+    assert_eq!(commits[0].sql_hash.as_deref(), Some(project.models[&key("silver.t")].sql_hash().as_str()));
+    assert_eq!(commits[0].rows, Some(3));
+}
+
+#[tokio::test]
+async fn incremental_merge_updates_inserts_and_leaves_the_rest() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"id\"]\n*/\n";
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c')) AS v(id, val)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+
+    // Key 2 changes, key 4 is new, keys 1 and 3 are not in the new data.
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (2, 'B'), (4, 'd')) AS v(id, val)"));
+    let built = p.run(&["silver.inc"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(p.query("SELECT id, val FROM silver.inc ORDER BY id").await, vec!["1|a", "2|B", "3|c", "4|d"]);
+
+    // --full-refresh rebuilds from the query alone.
+    let built = p.run(&["silver.inc"], true).await.unwrap();
+    assert_eq!(built[0].action, Action::Replaced);
+    assert_eq!(p.query("SELECT id, val FROM silver.inc ORDER BY id").await, vec!["2|B", "4|d"]);
+}
+
+#[tokio::test]
+async fn incremental_merge_on_a_composite_key() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"a\", \"b\"]\n*/\n";
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (1, 1, 'x'), (1, 2, 'y')) AS v(a, b, val)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (1, 2, 'Y'), (2, 1, 'z')) AS v(a, b, val)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+    assert_eq!(p.query("SELECT a, b, val FROM silver.inc ORDER BY a, b").await, vec!["1|1|x", "1|2|Y", "2|1|z"]);
+}
+
+#[tokio::test]
+async fn incremental_partition_replace_touches_only_new_partitions() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\npartition_by = [\"day\"]\n*/\n";
+    p.model(
+        "silver.events",
+        &format!(
+            "{header}SELECT id, CAST(day AS DATE) AS day FROM (VALUES (1, '2024-01-01'), (2, '2024-01-01'), (3, '2024-01-02'), (4, '2024-01-03')) AS v(id, day)"
+        ),
+    );
+    p.run(&["silver.events"], false).await.unwrap();
+
+    // New data for 01-02 only (two rows replacing one), plus a brand-new day.
+    p.model(
+        "silver.events",
+        &format!("{header}SELECT id, CAST(day AS DATE) AS day FROM (VALUES (30, '2024-01-02'), (31, '2024-01-02'), (5, '2024-01-04')) AS v(id, day)"),
+    );
+    let built = p.run(&["silver.events"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::ReplacedPartitions { partitions: 2 });
+    assert_eq!(
+        p.query("SELECT id, CAST(day AS VARCHAR) FROM silver.events ORDER BY id").await,
+        vec!["1|2024-01-01", "2|2024-01-01", "4|2024-01-03", "5|2024-01-04", "30|2024-01-02", "31|2024-01-02"]
+    );
+    // The untouched partitions' files were not rewritten: their rows still come from version 0.
+    let files_v0: Vec<String> = {
+        let t = p.lake().table_as_of(&key("silver.events"), Some(&AsOf::Version(0))).await.unwrap().unwrap();
+        t.get_file_uris().unwrap().filter(|f| f.contains("2024-01-01") || f.contains("2024-01-03")).collect()
+    };
+    let files_v1: Vec<String> = {
+        let t = p.lake().table(&key("silver.events")).await.unwrap().unwrap();
+        t.get_file_uris().unwrap().filter(|f| f.contains("2024-01-01") || f.contains("2024-01-03")).collect()
+    };
+    assert_eq!(files_v0.len(), 2);
+    assert_eq!(files_v0, files_v1);
+}
+
+#[tokio::test]
+async fn incremental_adds_new_columns_with_nulls_for_old_rows() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"id\"]\n*/\n";
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (1, 'a')) AS v(id, val)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (2, 'b', 20)) AS v(id, val, extra)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+    assert_eq!(p.query("SELECT id, val, extra FROM silver.inc ORDER BY id").await, vec!["1|a|NULL", "2|b|20"]);
+}
+
+#[tokio::test]
+async fn incremental_type_change_fails_naming_the_column_and_changes_nothing() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"id\"]\n*/\n";
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (1, 10)) AS v(id, amount)"));
+    p.run(&["silver.inc"], false).await.unwrap();
+    p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (2, 'ten')) AS v(id, amount)"));
+    let err = p.run(&["silver.inc"], false).await.unwrap_err();
+    assert!(matches!(&err, Error::IncompatibleSchema { column, .. } if column == "amount"), "{err:?}");
+    assert!(err.to_string().contains("--full-refresh"), "{err}");
+    assert_eq!(p.query("SELECT id, amount FROM silver.inc").await, vec!["1|10"]);
+    assert_eq!(p.lake().table(&key("silver.inc")).await.unwrap().unwrap().version(), Some(0));
+    // A narrower type is cast into the existing column instead.
+    p.model(
+        "silver.inc",
+        &format!("{header}SELECT id, CAST(amount AS SMALLINT) AS amount FROM (VALUES (3, 30)) AS v(id, amount)"),
+    );
+    p.run(&["silver.inc"], false).await.unwrap();
+    assert_eq!(p.query("SELECT id, amount FROM silver.inc ORDER BY id").await, vec!["1|10", "3|30"]);
+}
+
+#[tokio::test]
+async fn unique_key_must_be_a_result_column() {
+    let p = TestProject::new();
+    p.model("silver.inc", "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"nope\"]\n*/\nSELECT 1 AS id");
+    let err = p.run(&["silver.inc"], false).await.unwrap_err();
+    assert!(matches!(&err, Error::MissingColumn { column, .. } if column == "nope"), "{err:?}");
+    assert!(p.lake().table(&key("silver.inc")).await.unwrap().is_none(), "nothing may be written");
+}
+
+#[tokio::test]
+async fn views_write_nothing_and_read_current_data() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1), (2)) AS v(id)");
+    p.model("gold.v", "/* basin\nmaterialized = \"view\"\n*/\nSELECT SUM(id) AS total FROM silver.t");
+    let built = p.run(&["silver.t", "gold.v"], false).await.unwrap();
+    assert_eq!(built[1].action, Action::View);
+    let lake = p.lake();
+    assert!(lake.table(&key("gold.v")).await.unwrap().is_none(), "a view writes no table");
+    let views = vec![(key("gold.v"), "SELECT SUM(id) AS total FROM silver.t".to_string())];
+    let session = lake.session(&views, None).await.unwrap();
+    assert_eq!(rows(&session.ctx, "SELECT total FROM gold.v").await, vec!["3"]);
+}
+
+#[tokio::test]
+async fn a_failing_query_leaves_the_table_as_it_was() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1), (2)) AS v(id)");
+    p.run(&["silver.t"], false).await.unwrap();
+    // Fails at execution time, after the write has started.
+    p.model("silver.t", "SELECT CAST(x AS INT) AS id FROM (VALUES ('1'), ('not a number')) AS v(x)");
+    assert!(p.run(&["silver.t"], false).await.is_err());
+    assert_eq!(p.query("SELECT id FROM silver.t ORDER BY id").await, vec!["1", "2"]);
+    assert_eq!(p.lake().table(&key("silver.t")).await.unwrap().unwrap().version(), Some(0));
+}
+
+#[tokio::test]
+async fn restore_rolls_back_as_a_new_commit() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1)) AS v(id)");
+    p.run(&["silver.t"], false).await.unwrap();
+    p.model("silver.t", "SELECT * FROM (VALUES (2)) AS v(id)");
+    p.run(&["silver.t"], false).await.unwrap();
+    let lake = p.lake();
+    let version = restore(&lake, &key("silver.t"), &AsOf::Version(0), "restore-run").await.unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(query(&lake, "SELECT id FROM silver.t").await, vec!["1"]);
+    let commits = history(&lake, &key("silver.t"), None).await.unwrap();
+    assert_eq!(commits.iter().map(|c| c.version).collect::<Vec<_>>(), vec![2, 1, 0]);
+    assert_eq!(commits[0].operation, "RESTORE");
+    assert_eq!(commits[0].run_id.as_deref(), Some("restore-run"));
+    let missing = restore(&lake, &key("silver.nope"), &AsOf::Version(0), "r").await.unwrap_err();
+    assert!(matches!(missing, Error::TableNotFound { .. }));
+}
+
+#[tokio::test]
+async fn lakes_on_an_object_store_root() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1), (2)) AS v(id)");
+    p.model("gold.g", "SELECT COUNT(*) AS n FROM silver.t");
+    let project = p.load();
+    let lake = basin_engine::Lake::in_memory();
+    assert!(lake.list_tables().await.unwrap().is_empty());
+    run_on(&project, &lake, &["silver.t", "gold.g"], false).await.unwrap();
+    assert_eq!(lake.list_tables().await.unwrap(), vec![key("gold.g"), key("silver.t")]);
+    assert_eq!(query(&lake, "SELECT n FROM gold.g").await, vec!["2"]);
+    assert!(!p.path().join("lake").exists(), "nothing may be written to the local disk");
+}
+
+#[tokio::test]
+async fn list_tables_ignores_folders_that_are_not_delta_tables() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT 1 AS id");
+    p.run(&["silver.t"], false).await.unwrap();
+    std::fs::create_dir_all(p.path().join("lake/silver/not_a_table")).unwrap();
+    std::fs::write(p.path().join("lake/stray.txt"), "x").unwrap();
+    assert_eq!(p.lake().list_tables().await.unwrap(), vec![key("silver.t")]);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the `basin` binary in temporary projects: real processes, real Delta
+//! tables on disk, and the Python `deltalake` package as an independent reader.
+
+mod cli;
+mod crash;
+mod interop;
+mod support;
+mod validate;
