@@ -244,12 +244,17 @@ async fn sql(
             bail!("query failed: {e}{hint}");
         }
     };
-    let batches = df.collect().await.context("query failed")?;
+    let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let mut batches = df.collect().await.context("query failed")?;
+    if batches.is_empty() {
+        // An empty result still has columns: print its header.
+        batches.push(arrow::array::RecordBatch::new_empty(schema.clone()));
+    }
     let mut out = std::io::stdout().lock();
     match format {
         Format::Table => {
             let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches(&batches)?)?;
+            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches_with_schema(schema, &batches)?)?;
             if std::io::stdout().is_terminal() {
                 eprintln!("({rows} row{})", if rows == 1 { "" } else { "s" });
             }

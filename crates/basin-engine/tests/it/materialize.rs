@@ -218,3 +218,28 @@ async fn list_tables_ignores_folders_that_are_not_delta_tables() {
     std::fs::write(p.path().join("lake/stray.txt"), "x").unwrap();
     assert_eq!(p.lake().list_tables().await.unwrap(), vec![key("silver.t")]);
 }
+
+#[tokio::test]
+async fn an_unreachable_object_store_is_a_clear_error_without_secrets() {
+    use std::collections::BTreeMap;
+
+    use basin_core::config::{Secret, StorageRoot};
+    let root = StorageRoot::Url(url::Url::parse("s3://analytics-bucket/lake").unwrap());
+    let options: BTreeMap<String, Secret> = [
+        ("AWS_ENDPOINT", "http://127.0.0.1:9"),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "very-secret-value"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Secret::new(v)))
+    .collect();
+    let lake = basin_engine::Lake::open(&root, &options).unwrap();
+    let started = std::time::Instant::now();
+    let err = lake.list_tables().await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("s3://analytics-bucket/lake"), "{text}");
+    assert!(!text.contains("very-secret-value"), "{text}");
+    eprintln!("failed after {:?}", started.elapsed());
+}

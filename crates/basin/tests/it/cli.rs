@@ -22,6 +22,10 @@ fn init_run_sql() {
     child.stdin.take().unwrap().write_all(b"SELECT COUNT(*) AS n FROM silver.orders").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), r#"[{"n":4}]"#);
+    // An empty result keeps its header.
+    assert_eq!(b.sql("SELECT name, email FROM silver.customers WHERE false"), vec!["name,email"]);
+    let table = b.cmd(&["sql", "SELECT name FROM silver.customers WHERE false"]).success().stdout;
+    assert!(table.contains("| name |"), "{table}");
     // Every asset is a Delta table at <root>/<schema>/<name>; views write nothing.
     for table in ["silver/customers", "silver/orders", "gold/revenue_by_customer"] {
         assert!(b.path().join("lake").join(table).join("_delta_log").is_dir(), "{table}");
