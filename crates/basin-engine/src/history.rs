@@ -30,10 +30,7 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
     for (i, info) in infos.into_iter().enumerate() {
         let info = info.map_err(Error::delta(key, "history"))?;
         let text = |k: &str| info.info.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let metrics = info.info.get("operationMetrics");
-        let rows = ["num_added_rows", "num_output_rows", "numOutputRows"].iter().find_map(|k| {
-            metrics.and_then(|m| m.get(*k)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-        });
+        let rows = commit_rows(&info);
         out.push(Commit {
             version: info.info.get("version").and_then(|v| v.as_u64()).unwrap_or(latest.saturating_sub(i as u64)),
             timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),
@@ -44,6 +41,15 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
         });
     }
     Ok(out)
+}
+
+/// Output rows a commit recorded in its `operationMetrics` (writes and merges name them
+/// differently), if any.
+pub(crate) fn commit_rows(info: &deltalake::kernel::CommitInfo) -> Option<u64> {
+    let metrics = info.info.get("operationMetrics")?;
+    ["num_added_rows", "num_output_rows", "numOutputRows"]
+        .iter()
+        .find_map(|k| metrics.get(*k).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())))
 }
 
 /// Restore `key` to an earlier version or time, as a new commit. Returns the new version.

@@ -339,9 +339,5 @@ pub(crate) async fn last_commit_rows(table: &DeltaTable) -> u64 {
     use futures::StreamExt;
     let mut history = table.history(Some(1));
     let Some(Ok(info)) = history.next().await else { return 0 };
-    let metrics = info.info.get("operationMetrics");
-    ["num_added_rows", "num_output_rows", "numOutputRows"]
-        .iter()
-        .find_map(|k| metrics.and_then(|m| m.get(*k)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())))
-        .unwrap_or(0)
+    crate::history::commit_rows(&info).unwrap_or(0)
 }

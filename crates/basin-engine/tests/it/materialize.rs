@@ -243,3 +243,24 @@ async fn an_unreachable_object_store_is_a_clear_error_without_secrets() {
     assert!(!text.contains("very-secret-value"), "{text}");
     eprintln!("failed after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn table_models_take_new_columns_and_restore_by_timestamp() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1, 'a')) AS v(id, name)");
+    p.run(&["silver.t"], false).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    p.model("silver.t", "SELECT * FROM (VALUES (1, 'a', 10)) AS v(id, name, extra)");
+    p.run(&["silver.t"], false).await.unwrap();
+    assert_eq!(p.query("SELECT id, name, extra FROM silver.t").await, vec!["1|a|10"]);
+
+    let lake = p.lake();
+    let target: AsOf = between.to_rfc3339().parse().unwrap();
+    assert_eq!(target, AsOf::Timestamp(between));
+    let version = restore(&lake, &key("silver.t"), &target, "r").await.unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(query(&lake, "SELECT * FROM silver.t").await, vec!["1|a"]);
+    assert!("yesterday".parse::<AsOf>().is_err());
+}
