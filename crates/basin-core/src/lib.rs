@@ -10,6 +10,7 @@ pub mod model;
 pub mod project;
 pub mod scaffold;
 pub mod selection;
+pub mod source;
 pub mod sql_refs;
 mod toml_check;
 

@@ -10,9 +10,11 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::error::{Error, Result};
 use crate::graph::{AssetGraph, AssetNode};
 use crate::model::{Materialization, Model, parse_header};
+use crate::source::{BRONZE, Source, SourceTable, read_source};
 use crate::sql_refs::table_refs;
 
 pub const MODELS_DIR: &str = "models";
+pub const SOURCES_DIR: &str = "sources";
 
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -20,6 +22,11 @@ pub struct Project {
     pub config: ProjectConfig,
     /// Every model, by asset key.
     pub models: BTreeMap<AssetKey, Model>,
+    /// Every source, by name.
+    pub sources: BTreeMap<String, Source>,
+    /// Every bronze table: those listed in sources, and those models read that a source's
+    /// `include` patterns discover.
+    pub bronze: BTreeMap<AssetKey, SourceTable>,
     pub graph: AssetGraph,
 }
 
@@ -52,12 +59,16 @@ impl Project {
             );
         }
 
-        let mut files = Vec::new();
-        let models_dir = dir.join(MODELS_DIR);
-        if models_dir.is_dir() {
-            sql_files(&models_dir, &mut files)?;
+        let mut sources = BTreeMap::new();
+        for path in files_with_extension(&dir.join(SOURCES_DIR), "toml")? {
+            let rel = relative(dir, &path);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            if let Some(source) = read_source(&rel, &text, &mut problems) {
+                sources.insert(source.name.clone(), source);
+            }
         }
-        files.sort();
+
+        let files = files_with_extension(&dir.join(MODELS_DIR), "sql")?;
         let mut models: BTreeMap<AssetKey, Model> = BTreeMap::new();
         for path in files {
             let rel = relative(dir, &path);
@@ -82,8 +93,9 @@ impl Project {
             models.insert(kept.key.clone(), kept);
         }
 
-        check_references(&models, &mut problems);
-        let graph = build_graph(&models);
+        let bronze = bronze_tables(&sources, &models);
+        check_references(&models, &bronze, &mut problems);
+        let graph = build_graph(&models, &bronze, &sources);
         for cycle in graph.cycles() {
             let path: Vec<String> = cycle.iter().map(|k| k.to_string()).collect();
             // Point at the reference that closes the loop: where the first model reads the next.
@@ -102,7 +114,7 @@ impl Project {
         let mut diagnostics = Diagnostics::default();
         diagnostics.extend(problems);
         diagnostics.sort();
-        Ok((Project { dir: dir.to_path_buf(), config, models, graph }, diagnostics))
+        Ok((Project { dir: dir.to_path_buf(), config, models, sources, bronze, graph }, diagnostics))
     }
 
     /// Load a project and refuse it if it has any error: every command but `validate` runs
@@ -132,16 +144,25 @@ impl ProjectConfig {
     }
 }
 
-fn sql_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
-        if path.is_dir() {
-            sql_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "sql") {
-            out.push(path);
+/// Files under `dir` (recursively) ending in `.{ext}`, sorted; none if `dir` is missing.
+fn files_with_extension(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.is_dir() {
+                walk(&path, ext, out)?;
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut out = Vec::new();
+    if dir.is_dir() {
+        walk(dir, ext, &mut out)?;
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn relative(dir: &Path, path: &Path) -> String {
@@ -197,6 +218,14 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             ok = false;
         }
     }
+    if schema == BRONZE {
+        out.push(
+            Diagnostic::error(Location::file(file), "schema `bronze` is written by ingestion only").with_hint(
+                "declare source tables in sources/<name>.toml; models go in silver, gold or your own schemas",
+            ),
+        );
+        ok = false;
+    }
     if RESERVED_SCHEMAS.contains(&schema.as_str()) {
         out.push(
             Diagnostic::error(Location::file(file), format!("schema `{schema}` is reserved by Basin"))
@@ -230,12 +259,39 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
     ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })
 }
 
-fn check_references(models: &BTreeMap<AssetKey, Model>, out: &mut Vec<Diagnostic>) {
-    let names: Vec<String> = models.keys().map(|k| k.to_string()).collect();
-    let by_name: BTreeMap<&str, Vec<&AssetKey>> = models.keys().fold(BTreeMap::new(), |mut m, k| {
-        m.entry(k.name.as_str()).or_default().push(k);
-        m
-    });
+/// Bronze tables: every table sources list, plus those models read that a source discovers.
+fn bronze_tables(
+    sources: &BTreeMap<String, Source>,
+    models: &BTreeMap<AssetKey, Model>,
+) -> BTreeMap<AssetKey, SourceTable> {
+    let mut bronze: BTreeMap<AssetKey, SourceTable> =
+        sources.values().flat_map(|s| s.tables.iter().map(|t| (t.key.clone(), t.clone()))).collect();
+    for r in models.values().flat_map(|m| &m.refs) {
+        let [schema, name] = r.parts.as_slice() else { continue };
+        if schema != BRONZE || bronze.contains_key(&AssetKey::new(BRONZE, name)) {
+            continue;
+        }
+        let Some((source, table)) = name.split_once("__") else { continue };
+        if let Some(source) = sources.get(source).filter(|s| s.discovers(table)) {
+            let t = source.discovered_table(table);
+            bronze.insert(t.key.clone(), t);
+        }
+    }
+    bronze
+}
+
+fn check_references(
+    models: &BTreeMap<AssetKey, Model>,
+    bronze: &BTreeMap<AssetKey, SourceTable>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let known = |k: &AssetKey| models.contains_key(k) || bronze.contains_key(k);
+    let names: Vec<String> = models.keys().chain(bronze.keys()).map(|k| k.to_string()).collect();
+    let by_name: BTreeMap<&str, Vec<&AssetKey>> =
+        models.keys().chain(bronze.keys()).fold(BTreeMap::new(), |mut m, k| {
+            m.entry(k.name.as_str()).or_default().push(k);
+            m
+        });
     for model in models.values() {
         let mut reported = BTreeSet::new();
         for r in &model.refs {
@@ -251,12 +307,15 @@ fn check_references(models: &BTreeMap<AssetKey, Model>, out: &mut Vec<Diagnostic
                 continue;
             }
             let key = AssetKey::new(&r.parts[0], &r.parts[1]);
-            if models.contains_key(&key) || !reported.insert(key.clone()) {
+            if known(&key) || !reported.insert(key.clone()) {
                 continue;
             }
             let mut d = Diagnostic::error(at, format!("unknown table `{shown}`"));
             d = match did_you_mean(&shown, names.iter().map(String::as_str)) {
                 Some(near) => d.with_hint(format!("did you mean `{near}`?")),
+                None if key.schema == BRONZE => {
+                    d.with_hint("declare it in sources/<source>.toml as a [[tables]] entry, or match it with `include`")
+                }
                 None => d.with_hint("no model or source defines it; create models/<schema>/<name>.sql"),
             };
             out.push(d);
@@ -264,8 +323,19 @@ fn check_references(models: &BTreeMap<AssetKey, Model>, out: &mut Vec<Diagnostic
     }
 }
 
-fn build_graph(models: &BTreeMap<AssetKey, Model>) -> AssetGraph {
-    let nodes = models.values().map(|m| AssetNode { key: m.key.clone(), tags: m.config.tags.clone(), source: None });
+fn build_graph(
+    models: &BTreeMap<AssetKey, Model>,
+    bronze: &BTreeMap<AssetKey, SourceTable>,
+    sources: &BTreeMap<String, Source>,
+) -> AssetGraph {
+    let bronze_nodes = bronze.values().map(|t| AssetNode {
+        key: t.key.clone(),
+        tags: sources.get(&t.source).map(|s| s.config.tags.clone()).unwrap_or_default(),
+        source: Some(t.source.clone()),
+    });
+    let model_nodes =
+        models.values().map(|m| AssetNode { key: m.key.clone(), tags: m.config.tags.clone(), source: None });
+    let nodes = bronze_nodes.chain(model_nodes);
     let edges = models.values().flat_map(|m| {
         m.refs
             .iter()
@@ -280,7 +350,7 @@ fn build_graph(models: &BTreeMap<AssetKey, Model>) -> AssetGraph {
 }
 
 impl Project {
-    /// The models of `keys` in dependency order.
+    /// The models of `keys` in dependency order (bronze tables left out).
     pub fn ordered<'a>(&'a self, keys: impl IntoIterator<Item = &'a AssetKey>) -> Vec<&'a Model> {
         self.graph.order(keys).into_iter().filter_map(|k| self.models.get(k)).collect()
     }

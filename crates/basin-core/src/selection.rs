@@ -9,6 +9,7 @@ use crate::asset::AssetKey;
 use crate::diagnostic::did_you_mean;
 use crate::error::{Error, Result};
 use crate::graph::AssetGraph;
+use crate::source::glob;
 
 /// Resolve a selection to the set of selected asset keys.
 pub fn select<'g>(graph: &'g AssetGraph, selection: &str) -> Result<BTreeSet<&'g AssetKey>> {
@@ -74,23 +75,6 @@ fn matching<'g>(graph: &'g AssetGraph, body: &str) -> std::result::Result<Vec<&'
         return Err(format!("`{body}` matches no asset"));
     }
     Ok(found)
-}
-
-/// `*` matches any run of characters; everything else matches itself.
-fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 #[cfg(test)]

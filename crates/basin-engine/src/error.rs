@@ -50,6 +50,15 @@ pub enum Error {
 
     #[error("invalid time-travel target `{0}`: use a version number or an RFC 3339 timestamp")]
     InvalidAsOf(String),
+
+    #[error(
+        "bronze is immutable: refusing to write partition {date} of {table}, which already has the \
+         later partition {latest}; check the clock of the machine running Basin"
+    )]
+    BronzeImmutable { table: AssetKey, date: chrono::NaiveDate, latest: chrono::NaiveDate },
+
+    #[error("breaking schema change in the source of {table}: {detail}; nothing was landed")]
+    SchemaDrift { table: AssetKey, detail: String },
 }
 
 impl Error {
@@ -71,9 +80,11 @@ impl Error {
                 _ => ErrorKind::Invalid,
             },
             Error::TableNotFound { .. } => ErrorKind::NotFound,
-            Error::IncompatibleSchema { .. } | Error::MissingColumn { .. } | Error::InvalidAsOf(_) => {
-                ErrorKind::Invalid
-            }
+            Error::IncompatibleSchema { .. }
+            | Error::MissingColumn { .. }
+            | Error::InvalidAsOf(_)
+            | Error::SchemaDrift { .. } => ErrorKind::Invalid,
+            Error::BronzeImmutable { .. } => ErrorKind::Conflict,
         }
     }
 

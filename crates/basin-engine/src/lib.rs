@@ -2,6 +2,7 @@
 //! it, and the materialisations that turn SQL models into tables. The only library crate that
 //! links DataFusion and deltalake.
 
+pub mod bronze;
 pub mod error;
 pub mod history;
 pub mod lake;

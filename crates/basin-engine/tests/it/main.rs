@@ -1,5 +1,6 @@
 //! Integration tests of the engine against real Delta tables on the local filesystem and in
 //! an in-memory object store.
 
+mod bronze;
 mod materialize;
 mod support;

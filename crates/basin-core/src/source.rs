@@ -1,0 +1,396 @@
+//! Sources: `sources/<name>.toml` says where a source's tables come from and how each is
+//! extracted into bronze (`full` snapshot or `incremental` by a cursor column). Read and
+//! checked here without connecting; each table becomes the asset `bronze.<source>__<table>`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::asset::{AssetKey, is_plain_identifier};
+use crate::config::{Secret, interpolate_env};
+use crate::diagnostic::{Diagnostic, Location};
+use crate::model::{ColumnConfig, Columns};
+use crate::toml_check::{self, TomlSource, fields_of};
+
+/// The schema every source table lands in.
+pub const BRONZE: &str = "bronze";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Mysql,
+    Postgres,
+    Sqlite,
+    Files,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Mysql => "mysql",
+            SourceKind::Postgres => "postgres",
+            SourceKind::Sqlite => "sqlite",
+            SourceKind::Files => "files",
+        }
+    }
+
+    /// URL schemes a connection URL of this kind may use.
+    fn schemes(self) -> &'static [&'static str] {
+        match self {
+            SourceKind::Mysql => &["mysql", "mariadb"],
+            SourceKind::Postgres => &["postgres", "postgresql"],
+            SourceKind::Sqlite => &["sqlite"],
+            SourceKind::Files => &[],
+        }
+    }
+}
+
+/// How a table is extracted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A complete snapshot each run, replacing today's partition.
+    #[default]
+    Full,
+    /// Rows past the stored watermark of `cursor`, re-reading the `lag` window.
+    Incremental,
+}
+
+/// Settings shared by every table of a source unless the table says otherwise.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TableDefaults {
+    pub mode: Option<Mode>,
+    pub cursor: Option<String>,
+    /// How far before the watermark each incremental run re-reads, e.g. `"5m"`.
+    pub lag: Option<String>,
+    /// Rows per chunk when a large table is read in parallel key ranges.
+    pub chunk_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TableConfig {
+    /// The table's name in the source, as the source spells it.
+    pub name: String,
+    pub mode: Option<Mode>,
+    pub cursor: Option<String>,
+    /// Read from the source's catalog when omitted.
+    #[serde(default)]
+    pub primary_key: Columns,
+    pub lag: Option<String>,
+    pub chunk_rows: Option<u64>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// Connection URL (`mysql://`, `postgres://`, `sqlite://`), `${ENV}` interpolated.
+    pub url: Option<Secret>,
+    /// Tables to discover from the source's catalog (glob patterns on table names).
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// At most this many connections to the source at once.
+    pub max_connections: Option<usize>,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub defaults: TableDefaults,
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+}
+
+/// A source as read from `sources/<name>.toml`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub file: String,
+    pub config: SourceConfig,
+    /// Every table named in `[[tables]]`, with defaults applied.
+    pub tables: Vec<SourceTable>,
+}
+
+/// One source table with its effective settings.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub source: String,
+    pub name: String,
+    pub key: AssetKey,
+    pub mode: Mode,
+    pub cursor: Option<String>,
+    pub primary_key: Vec<String>,
+    pub lag: Duration,
+    pub chunk_rows: u64,
+    pub description: Option<String>,
+    pub columns: BTreeMap<String, ColumnConfig>,
+}
+
+pub const DEFAULT_LAG: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_CHUNK_ROWS: u64 = 1_000_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+
+impl Source {
+    /// The bronze asset of a source table: `bronze.<source>__<table>`, lower-cased.
+    pub fn bronze_key(source: &str, table: &str) -> AssetKey {
+        AssetKey::new(BRONZE, format!("{source}__{}", table.to_lowercase()))
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1)
+    }
+
+    /// Whether `table` (a source table name) is discovered by `include`/`exclude`.
+    pub fn discovers(&self, table: &str) -> bool {
+        let t = table.to_lowercase();
+        self.config.include.iter().any(|p| glob(&p.to_lowercase(), &t))
+            && !self.config.exclude.iter().any(|p| glob(&p.to_lowercase(), &t))
+    }
+
+    /// Effective settings for a table discovered from the catalog (not in `[[tables]]`).
+    pub fn discovered_table(&self, name: &str) -> SourceTable {
+        let config = TableConfig { name: name.to_string(), ..Default::default() };
+        self.effective(&config, &mut Vec::new(), "")
+    }
+
+    fn effective(&self, t: &TableConfig, out: &mut Vec<Diagnostic>, text: &str) -> SourceTable {
+        let d = &self.config.defaults;
+        let lag_text = t.lag.as_deref().or(d.lag.as_deref());
+        let lag = match lag_text.map(parse_duration) {
+            None => DEFAULT_LAG,
+            Some(Ok(lag)) => lag,
+            Some(Err(e)) => {
+                out.push(
+                    Diagnostic::error(
+                        self.locate(text, lag_text.unwrap_or("lag")),
+                        format!("invalid `lag` for table `{}`: {e}", t.name),
+                    )
+                    .with_hint("write a duration such as \"30s\", \"5m\", \"2h\" or \"1d\""),
+                );
+                DEFAULT_LAG
+            }
+        };
+        SourceTable {
+            source: self.name.clone(),
+            name: t.name.clone(),
+            key: Source::bronze_key(&self.name, &t.name),
+            mode: t.mode.or(d.mode).unwrap_or_default(),
+            cursor: t.cursor.clone().or_else(|| d.cursor.clone()),
+            primary_key: t.primary_key.0.clone(),
+            lag,
+            chunk_rows: t.chunk_rows.or(d.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS).max(1),
+            description: t.description.clone(),
+            columns: t.columns.clone(),
+        }
+    }
+
+    fn locate(&self, text: &str, needle: &str) -> Location {
+        Location::at_offset(&self.file, text, text.find(needle).unwrap_or(0))
+    }
+}
+
+fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    Some(match path.as_slice() {
+        [] => fields_of::<SourceConfig>(),
+        ["defaults"] => fields_of::<TableDefaults>(),
+        ["tables"] => fields_of::<TableConfig>(),
+        ["tables", "columns", _] => fields_of::<ColumnConfig>(),
+        _ => return None,
+    })
+}
+
+/// Read `sources/<name>.toml`; problems go to `out`. `None` when it cannot be used at all.
+pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> Option<Source> {
+    let name = file.rsplit('/').next().unwrap_or(file).trim_end_matches(".toml").to_string();
+    let src = TomlSource { file, file_text: text, offset: 0, what: "the source" };
+    let mut config: SourceConfig = toml_check::parse(&src, text, keys_at, out)?;
+    let at = |needle: &str| Location::at_offset(file, text, text.find(needle).unwrap_or(0));
+    let mut ok = true;
+    if !is_plain_identifier(&name) || name.contains("__") {
+        out.push(
+            Diagnostic::error(Location::file(file), format!("source name `{name}` is not a valid identifier"))
+                .with_hint("name the file with lower-case letters, digits and single `_`, e.g. sources/v3.toml"),
+        );
+        ok = false;
+    }
+
+    match (&config.kind, &mut config.url) {
+        (SourceKind::Files, Some(_)) => out.push(
+            Diagnostic::error(at("url"), "a `files` source has no `url`").with_hint("give each table a `path` instead"),
+        ),
+        (SourceKind::Files, None) => {}
+        (kind, None) => {
+            out.push(
+                Diagnostic::error(at("kind"), format!("a `{}` source needs a connection `url`", kind.as_str()))
+                    .with_hint(format!("e.g. url = \"{}://user:${{PASSWORD}}@host/db\"", kind.schemes()[0])),
+            );
+            ok = false;
+        }
+        (kind, Some(url)) => match interpolate_env(url.expose(), |v| std::env::var(v).ok()) {
+            Err(var) => out.push(
+                Diagnostic::error(
+                    at(&format!("${{{var}")),
+                    format!("`url` uses environment variable `{var}`, which is not set"),
+                )
+                .with_hint(format!("export {var}=… before running Basin")),
+            ),
+            Ok(value) => {
+                let scheme = value.split_once(':').map(|(s, _)| s).unwrap_or("");
+                if !kind.schemes().contains(&scheme) {
+                    out.push(
+                        Diagnostic::error(
+                            at("url"),
+                            format!("a `{}` source needs a {}:// URL", kind.as_str(), kind.schemes()[0]),
+                        )
+                        .with_hint("check `kind` and `url` agree"),
+                    );
+                }
+                *url = Secret::new(value);
+            }
+        },
+    }
+    if let Err(e) = check_duration(config.defaults.lag.as_deref()) {
+        out.push(Diagnostic::error(at("lag"), format!("invalid `defaults.lag`: {e}")).with_hint("e.g. \"5m\""));
+        config.defaults.lag = None;
+    }
+
+    let mut source = Source { name, file: file.to_string(), config, tables: Vec::new() };
+    let mut seen: BTreeMap<AssetKey, String> = BTreeMap::new();
+    for t in source.config.tables.clone() {
+        let table = source.effective(&t, out, text);
+        let here = || source.locate(text, &format!("\"{}\"", t.name));
+        if t.name.is_empty() || !is_plain_identifier(&table.key.name) {
+            out.push(
+                Diagnostic::error(here(), format!("table `{}` cannot be named in bronze as `{}`", t.name, table.key))
+                    .with_hint("bronze names are lower-case letters, digits and `_`"),
+            );
+            continue;
+        }
+        if let Some(first) = seen.insert(table.key.clone(), t.name.clone()) {
+            out.push(
+                Diagnostic::error(here(), format!("table `{}` is listed twice (as `{first}` too)", t.name))
+                    .with_hint("keep one entry"),
+            );
+            continue;
+        }
+        if table.mode == Mode::Incremental && table.cursor.is_none() {
+            out.push(Diagnostic::error(here(), format!("incremental table `{}` needs a `cursor`", t.name)).with_hint(
+                "name a column that grows with every change, e.g. cursor = \"updated_at\" or an increasing id",
+            ));
+            continue;
+        }
+        source.tables.push(table);
+    }
+    if source.tables.is_empty() && source.config.include.is_empty() {
+        out.push(
+            Diagnostic::warning(Location::file(file), "the source names no tables")
+                .with_hint("add [[tables]] entries, or include = [\"*\"] to take every table of the source"),
+        );
+    }
+    ok.then_some(source)
+}
+
+fn check_duration(text: Option<&str>) -> Result<(), String> {
+    text.map(parse_duration).transpose().map(|_| ())
+}
+
+/// `"30s"`, `"5m"`, `"2h"`, `"1d"`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit `{other}` in `{text}`")),
+    };
+    Ok(Duration::from_secs(n * seconds))
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Option<Source>, Vec<String>) {
+        let mut out = Vec::new();
+        let s = read_source("sources/v3.toml", text, &mut out);
+        (s, out.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn tables_take_defaults() {
+        let (s, problems) = read(
+            "kind = \"sqlite\"\nurl = \"sqlite://billing.db\"\n[defaults]\nlag = \"10m\"\n\
+             [[tables]]\nname = \"Invoice\"\nmode = \"incremental\"\ncursor = \"updated_at\"\nprimary_key = \"id\"\n\
+             [[tables]]\nname = \"partner\"\n[tables.columns.email]\ntags = [\"pii:email\"]\n",
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
+        let s = s.unwrap();
+        assert_eq!(s.tables[0].key.to_string(), "bronze.v3__invoice");
+        assert_eq!((s.tables[0].mode, s.tables[0].lag), (Mode::Incremental, Duration::from_secs(600)));
+        assert_eq!(s.tables[0].primary_key, vec!["id"]);
+        assert_eq!((s.tables[1].mode, s.tables[1].chunk_rows), (Mode::Full, DEFAULT_CHUNK_ROWS));
+        assert_eq!(s.tables[1].columns["email"].tags, vec!["pii:email"]);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let (_, problems) = read(
+            "kind = \"mysql\"\nurl = \"postgres://x/y\"\nmax_conections = 2\n\
+             [[tables]]\nname = \"a\"\nmode = \"incremental\"\n\
+             [[tables]]\nname = \"b\"\nlag = \"5 parsecs\"\n\
+             [[tables]]\nname = \"b\"\n",
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("sources/v3.toml:3:1: error: unknown key `max_conections`"), "{all}");
+        assert!(all.contains("did you mean `max_connections`?"), "{all}");
+        assert!(all.contains("sources/v3.toml:2:1: error: a `mysql` source needs a mysql:// URL"), "{all}");
+        assert!(all.contains("incremental table `a` needs a `cursor`"), "{all}");
+        assert!(all.contains("invalid `lag` for table `b`: unknown unit `parsecs`"), "{all}");
+        assert!(all.contains("table `b` is listed twice"), "{all}");
+    }
+
+    #[test]
+    fn discovery_by_patterns() {
+        let (s, _) = read("kind = \"postgres\"\nurl = \"postgres://h/db\"\ninclude = [\"*\"]\nexclude = [\"tmp_*\"]\n");
+        let s = s.unwrap();
+        assert!(s.discovers("Invoice") && !s.discovers("tmp_load"));
+        assert_eq!(s.discovered_table("Invoice").key.to_string(), "bronze.v3__invoice");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("m").is_err());
+    }
+}

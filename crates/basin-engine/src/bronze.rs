@@ -1,0 +1,334 @@
+//! The bronze writer: the immutability contract enforced in code.
+//! - every row lands in partition `_ingestion_date` (the run's date), with `_run_id`,
+//!   `_extracted_at` and `_source` columns;
+//! - a write for a date earlier than the table's latest partition is refused;
+//! - a full snapshot replaces exactly today's partition in one commit, so a retry on the same
+//!   day leaves one complete snapshot;
+//! - an incremental batch is appended without the (primary key, cursor) pairs already landed,
+//!   and its watermark is stored in the same commit as its rows.
+
+use std::sync::Arc;
+
+use basin_core::AssetKey;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{JoinType, col, lit};
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::lake::{Lake, new_context};
+use crate::schema::fits;
+
+pub const INGESTION_DATE: &str = "_ingestion_date";
+pub const RUN_ID: &str = "_run_id";
+pub const EXTRACTED_AT: &str = "_extracted_at";
+pub const SOURCE: &str = "_source";
+/// The metadata columns Basin adds to every bronze row.
+pub const METADATA_COLUMNS: [&str; 4] = [INGESTION_DATE, RUN_ID, EXTRACTED_AT, SOURCE];
+
+/// How far an incremental table has been read: the cursor column's greatest value landed,
+/// as SQL literal text, with the column's type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub column: String,
+    pub value: String,
+    pub data_type: String,
+}
+
+/// What a bronze write committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BronzeCommit {
+    pub version: Option<u64>,
+    pub rows: u64,
+    pub ingestion_date: NaiveDate,
+    pub watermark: Option<Watermark>,
+}
+
+/// Writes one source table's rows into `bronze.<source>__<table>` for one run.
+pub struct BronzeWriter<'a> {
+    lake: &'a Lake,
+    key: AssetKey,
+    source: String,
+    run_id: String,
+    extracted_at: DateTime<Utc>,
+}
+
+impl<'a> BronzeWriter<'a> {
+    /// `extracted_at` comes from the caller's clock; its date is the partition written.
+    pub fn new(lake: &'a Lake, key: AssetKey, source: &str, run_id: &str, extracted_at: DateTime<Utc>) -> Self {
+        BronzeWriter { lake, key, source: source.to_string(), run_id: run_id.to_string(), extracted_at }
+    }
+
+    pub fn ingestion_date(&self) -> NaiveDate {
+        self.extracted_at.date_naive()
+    }
+
+    /// Replace today's partition with a complete snapshot, atomically.
+    pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
+        let (ctx, table) = self.prepare().await?;
+        let df = self.with_metadata(&ctx, input, table.as_ref())?;
+        let today = self.ingestion_date();
+        let table = match table {
+            Some(t) => t,
+            None => self.lake.table_or_new(&self.key).await?,
+        };
+        let table = table
+            .write(Vec::new())
+            .with_input_plan(df.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_partition_columns([INGESTION_DATE])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(col(INGESTION_DATE).eq(date_literal(today)))
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_commit_properties(self.commit_properties("full", None))
+            .await
+            .map_err(Error::delta(&self.key, "write"))?;
+        let rows = crate::materialize::last_commit_rows(&table).await;
+        Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark: None })
+    }
+
+    /// Append an incremental batch, leaving out rows whose (primary key, cursor) already
+    /// landed, and store `watermark` in the same commit.
+    pub async fn append_increment(
+        &self,
+        input: SendableRecordBatchStream,
+        primary_key: &[String],
+        watermark: Watermark,
+    ) -> Result<BronzeCommit> {
+        let (ctx, table) = self.prepare().await?;
+        let mut df = self.with_metadata(&ctx, input, table.as_ref())?;
+        let today = self.ingestion_date();
+        if let Some(existing) = &table {
+            // Rows re-read in the lag window that are already in bronze are not landed twice.
+            let mut key_cols: Vec<String> = primary_key.to_vec();
+            if !key_cols.contains(&watermark.column) {
+                key_cols.push(watermark.column.clone());
+            }
+            let provider = existing.table_provider().await.map_err(Error::query("cannot read bronze"))?;
+            let landed = ctx
+                .read_table(provider)
+                .and_then(|d| {
+                    d.select(key_cols.iter().map(|c| col(quote(c)).alias(format!("__landed_{c}"))).collect::<Vec<_>>())
+                })
+                .map_err(Error::query(format!("cannot read {}", self.key)))?;
+            let left: Vec<String> = key_cols.iter().map(|c| quote(c)).collect();
+            let right: Vec<String> = key_cols.iter().map(|c| quote(&format!("__landed_{c}"))).collect();
+            df = df
+                .join(
+                    landed,
+                    JoinType::LeftAnti,
+                    &left.iter().map(String::as_str).collect::<Vec<_>>(),
+                    &right.iter().map(String::as_str).collect::<Vec<_>>(),
+                    None,
+                )
+                .map_err(Error::query(format!("cannot compare new rows with {}", self.key)))?;
+        }
+        let table = match table {
+            Some(t) => t,
+            None => self.lake.table_or_new(&self.key).await?,
+        };
+        let table = table
+            .write(Vec::new())
+            .with_input_plan(df.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_partition_columns([INGESTION_DATE])
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_commit_properties(self.commit_properties("incremental", Some(&watermark)))
+            .await
+            .map_err(Error::delta(&self.key, "write"))?;
+        let rows = crate::materialize::last_commit_rows(&table).await;
+        Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark: Some(watermark) })
+    }
+
+    /// A session over the existing table, after checking the write is not into the past.
+    async fn prepare(&self) -> Result<(SessionContext, Option<DeltaTable>)> {
+        let ctx = new_context();
+        let table = self.lake.table(&self.key).await?;
+        if let Some(t) = &table {
+            t.update_datafusion_session(&ctx.state()).map_err(Error::delta(&self.key, "register"))?;
+            let provider = t.table_provider().await.map_err(Error::query("cannot read bronze"))?;
+            let latest = ctx
+                .read_table(provider)
+                .and_then(|d| {
+                    d.aggregate(vec![], vec![datafusion::functions_aggregate::expr_fn::max(col(INGESTION_DATE))])
+                })
+                .map_err(Error::query("cannot read bronze partitions"))?
+                .collect()
+                .await
+                .map_err(Error::query(format!("cannot read the partitions of {}", self.key)))?;
+            let latest = latest
+                .first()
+                .filter(|b| b.num_rows() > 0 && !b.column(0).is_null(0))
+                .and_then(|b| datafusion::common::ScalarValue::try_from_array(b.column(0), 0).ok());
+            if let Some(datafusion::common::ScalarValue::Date32(Some(days))) = latest {
+                let latest = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Days::new(days as u64);
+                if self.ingestion_date() < latest {
+                    return Err(Error::BronzeImmutable {
+                        table: self.key.clone(),
+                        date: self.ingestion_date(),
+                        latest,
+                    });
+                }
+            }
+        }
+        Ok((ctx, table))
+    }
+
+    /// The extracted rows plus the metadata columns, conformed to the existing table: added
+    /// columns are accepted, a removed or incompatible column stops the write.
+    fn with_metadata(
+        &self,
+        ctx: &SessionContext,
+        input: SendableRecordBatchStream,
+        table: Option<&DeltaTable>,
+    ) -> Result<DataFrame> {
+        let schema = input.schema();
+        for m in METADATA_COLUMNS {
+            if schema.field_with_name(m).is_ok() {
+                return Err(Error::SchemaDrift {
+                    table: self.key.clone(),
+                    detail: format!("the source has a column named `{m}`, which Basin reserves"),
+                });
+            }
+        }
+        let provider = StreamingTable::try_new(schema.clone(), vec![Arc::new(OneShot::new(input))])
+            .map_err(Error::query("cannot stream the extracted rows"))?;
+        let df = ctx.read_table(Arc::new(provider)).map_err(Error::query("cannot stream the extracted rows"))?;
+        let mut exprs = Vec::new();
+        let existing = match table {
+            Some(t) => Some(t.snapshot().map_err(Error::delta(&self.key, "load"))?.snapshot().arrow_schema()),
+            None => None,
+        };
+        for field in schema.fields() {
+            let c = col(quote(field.name()));
+            match existing.as_ref().and_then(|s| s.field_with_name(field.name()).ok()) {
+                Some(old) if old.data_type() == field.data_type() => exprs.push(c),
+                Some(old) if fits(field.data_type(), old.data_type()) => {
+                    exprs.push(datafusion::logical_expr::cast(c, old.data_type().clone()).alias(field.name()))
+                }
+                Some(old) => {
+                    return Err(Error::SchemaDrift {
+                        table: self.key.clone(),
+                        detail: format!(
+                            "column `{}` changed type from {} to {}",
+                            field.name(),
+                            old.data_type(),
+                            field.data_type()
+                        ),
+                    });
+                }
+                None => exprs.push(c),
+            }
+        }
+        if let Some(existing) = &existing {
+            for old in existing.fields() {
+                if !METADATA_COLUMNS.contains(&old.name().as_str()) && schema.field_with_name(old.name()).is_err() {
+                    return Err(Error::SchemaDrift {
+                        table: self.key.clone(),
+                        detail: format!("column `{}` was removed from the source", old.name()),
+                    });
+                }
+            }
+        }
+        exprs.push(date_literal(self.ingestion_date()).alias(INGESTION_DATE));
+        exprs.push(lit(self.run_id.clone()).alias(RUN_ID));
+        exprs.push(
+            lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+                Some(self.extracted_at.timestamp_micros()),
+                Some("UTC".into()),
+            ))
+            .alias(EXTRACTED_AT),
+        );
+        exprs.push(lit(self.source.clone()).alias(SOURCE));
+        df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))
+    }
+
+    fn commit_properties(&self, mode: &str, watermark: Option<&Watermark>) -> CommitProperties {
+        let mut metadata = vec![
+            ("basin.run_id".to_string(), json!(self.run_id)),
+            ("basin.operation".to_string(), json!(format!("ingest_{mode}"))),
+            ("basin.source".to_string(), json!(self.source)),
+            ("basin.ingestion_date".to_string(), json!(self.ingestion_date().to_string())),
+        ];
+        if let Some(w) = watermark {
+            metadata.push(("basin.watermark".to_string(), serde_json::to_value(w).expect("serialisable")));
+        }
+        CommitProperties::default().with_metadata(metadata)
+    }
+}
+
+/// The watermark of the latest commit that stored one: what the table's rows cover.
+pub async fn last_watermark(lake: &Lake, key: &AssetKey) -> Result<Option<Watermark>> {
+    let Some(table) = lake.table(key).await? else { return Ok(None) };
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?;
+        if let Some(w) = info.info.get("basin.watermark") {
+            return Ok(serde_json::from_value(w.clone()).ok());
+        }
+    }
+    Ok(None)
+}
+
+fn date_literal(date: NaiveDate) -> datafusion::logical_expr::Expr {
+    let days = (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
+    lit(datafusion::common::ScalarValue::Date32(Some(days)))
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A `PartitionStream` that hands out one record-batch stream, once.
+struct OneShot {
+    schema: SchemaRef,
+    stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl OneShot {
+    fn new(stream: SendableRecordBatchStream) -> Self {
+        OneShot { schema: stream.schema(), stream: std::sync::Mutex::new(Some(stream)) }
+    }
+}
+
+impl std::fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneShot")
+    }
+}
+
+impl PartitionStream for OneShot {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        match self.stream.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(s) => s,
+            None => {
+                let schema = self.schema.clone();
+                let err = futures::stream::once(async {
+                    Err(datafusion::error::DataFusionError::Internal(
+                        "an extraction stream can be read only once".into(),
+                    ))
+                });
+                Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, err))
+            }
+        }
+    }
+}
+
+/// Arrow type names as stored in watermarks.
+pub fn type_name(t: &DataType) -> String {
+    t.to_string()
+}
