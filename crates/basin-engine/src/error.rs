@@ -59,6 +59,19 @@ pub enum Error {
 
     #[error("breaking schema change in the source of {table}: {detail}; nothing was landed")]
     SchemaDrift { table: AssetKey, detail: String },
+
+    #[error("cannot ingest {table}")]
+    Source {
+        table: AssetKey,
+        #[source]
+        source: Box<basin_connectors::Error>,
+    },
+
+    #[error("incremental table {table} has no primary key; set `primary_key` in its source file")]
+    NoPrimaryKey { table: AssetKey },
+
+    #[error("reconciliation of {table} failed: the source counted {source_rows} rows, {read_rows} were read")]
+    Reconciliation { table: AssetKey, source_rows: u64, read_rows: u64 },
 }
 
 impl Error {
@@ -84,7 +97,15 @@ impl Error {
             | Error::MissingColumn { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
-            Error::BronzeImmutable { .. } => ErrorKind::Conflict,
+            Error::BronzeImmutable { .. } | Error::Reconciliation { .. } => ErrorKind::Conflict,
+            Error::Source { source, .. } => match source.as_ref() {
+                basin_connectors::Error::Connect { .. } | basin_connectors::Error::Query { .. } => {
+                    ErrorKind::Unavailable
+                }
+                basin_connectors::Error::NoSuchTable { .. } => ErrorKind::NotFound,
+                _ => ErrorKind::Invalid,
+            },
+            Error::NoPrimaryKey { .. } => ErrorKind::Invalid,
         }
     }
 

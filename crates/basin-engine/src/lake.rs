@@ -227,6 +227,10 @@ impl Lake {
     }
 
     /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.
+    pub async fn register_table(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
+        self.register(ctx, key, table).await
+    }
+
     pub(crate) async fn register(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
         table.update_datafusion_session(&ctx.state()).map_err(Error::delta(key, "register"))?;
         let provider = table.table_provider().await.map_err(Error::query(format!("cannot read table {key}")))?;

@@ -5,6 +5,7 @@
 pub mod bronze;
 pub mod error;
 pub mod history;
+pub mod ingest;
 pub mod lake;
 pub mod materialize;
 mod schema;

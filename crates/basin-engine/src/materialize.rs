@@ -42,6 +42,8 @@ pub enum Action {
     NoNewData,
     /// A view was registered; no data written.
     View,
+    /// A source table was ingested into bronze.
+    Ingested { detail: String },
 }
 
 #[derive(Debug, Clone)]

@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Land source tables in bronze: `SOURCE` (all its tables) or `SOURCE.TABLE`, several allowed.
+    Ingest {
+        #[arg(required = true)]
+        tables: Vec<String>,
+    },
     /// Run a SQL query over the lake; the query is read from stdin when not given.
     Sql {
         query: Option<String>,
@@ -100,6 +105,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
             let report = crate::run::run(&project, &lake, &keys, full_refresh, concurrency).await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Ingest { tables } => {
+            let (project, lake) = open(&start_dir)?;
+            let ok = crate::ingest::run(&project, &lake, &tables).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Sql { query, format, as_of } => {
             let (project, lake) = open(&start_dir)?;

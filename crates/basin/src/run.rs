@@ -50,6 +50,7 @@ fn describe(m: &Materialized) -> String {
         Action::ReplacedPartitions { partitions } => format!("replaced {partitions} partition(s)"),
         Action::NoNewData => "no new data".to_string(),
         Action::View => return "view registered".to_string(),
+        Action::Ingested { detail } => return detail.clone(),
     };
     let version = m.version.map(|v| format!(", version {v}")).unwrap_or_default();
     format!("{what}, {} rows{version}", m.rows)
@@ -70,7 +71,8 @@ pub async fn run(
     let started = Instant::now();
     let run = ModelRun { run_id: new_run_id(), full_refresh };
     let selected: BTreeSet<&AssetKey> = keys.iter().collect();
-    let order: Vec<AssetKey> = project.ordered(keys.iter()).into_iter().map(|m| m.key.clone()).collect();
+    let order: Vec<AssetKey> = project.graph.order(keys.iter()).into_iter().cloned().collect();
+    let connections = crate::ingest::Connections::default();
     // Views outside the selection are registered too, so selected models can read them.
     let session = lake.session(&view_definitions(project), None).await?;
     let ctx = session.ctx;
@@ -117,7 +119,6 @@ pub async fn run(
             }
             if ups.iter().all(|u| outcomes.contains_key(*u)) {
                 let key = pending.remove(i);
-                let model = project.models[&key].clone();
                 let (lake, ctx, run) = (lake.clone(), ctx.clone(), run.clone());
                 if tty {
                     let s = bars.add(ProgressBar::new_spinner());
@@ -125,6 +126,34 @@ pub async fn run(
                     s.enable_steady_tick(Duration::from_millis(120));
                     spinners.insert(key.clone(), s);
                 }
+                if let Some(table) = project.bronze.get(&key).cloned() {
+                    let (project, connections) = (project.clone(), connections.clone());
+                    running.spawn(async move {
+                        let result =
+                            match crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id).await {
+                                Ok(i) => {
+                                    let registered = match lake.table(&table.key).await {
+                                        Ok(Some(t)) => {
+                                            lake.register_table(&ctx, &table.key, &t).await.map_err(|e| error_chain(&e))
+                                        }
+                                        Ok(None) => Ok(()),
+                                        Err(e) => Err(error_chain(&e)),
+                                    };
+                                    registered.map(|()| Materialized {
+                                        key: table.key.clone(),
+                                        action: Action::Ingested { detail: crate::ingest::describe(&i) },
+                                        version: i.version,
+                                        rows: i.rows,
+                                        duration: i.duration,
+                                    })
+                                }
+                                Err(e) => Err(error_chain(e.as_ref())),
+                            };
+                        (table.key.clone(), result)
+                    });
+                    continue;
+                }
+                let model = project.models[&key].clone();
                 running.spawn(async move {
                     let result = run.materialize(&lake, &ctx, &model).await.map_err(|e| error_chain(&e));
                     (model.key.clone(), result)
@@ -182,7 +211,7 @@ async fn refresh_downstream_views(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -223,10 +252,25 @@ fn print_summary(report: &Report, order: &[AssetKey], elapsed: Duration) {
 /// Print what `run` would do for `keys`, in order, and why. Reads the lake, writes nothing.
 pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refresh: bool) -> anyhow::Result<()> {
     let existing: BTreeSet<AssetKey> = lake.list_tables().await?.into_iter().collect();
-    let ordered = project.ordered(keys.iter());
+    let ordered = project.graph.order(keys.iter());
     println!("{:>5}  {:<40} {:<12} action", "step", "asset", "materialized");
-    for (i, model) in ordered.iter().enumerate() {
-        let key = &model.key;
+    for (i, key) in ordered.iter().enumerate() {
+        if let Some(t) = project.bronze.get(key) {
+            let action = match (&t.mode, &t.cursor) {
+                (basin_core::source::Mode::Incremental, Some(c)) => {
+                    format!(
+                        "ingest from {}.{} where {c} is past the watermark (minus {}s lag)",
+                        t.source,
+                        t.name,
+                        t.lag.as_secs()
+                    )
+                }
+                _ => format!("ingest a full snapshot of {}.{} into today's partition", t.source, t.name),
+            };
+            println!("{:>5}  {:<40} {:<12} {action}", i + 1, key.to_string(), "source");
+            continue;
+        }
+        let model = &project.models[*key];
         let kind = model.config.materialized;
         let exists = existing.contains(key);
         let action = match kind {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod ingest;
 mod interop;
 mod support;
 mod validate;

@@ -1,0 +1,59 @@
+//! Sources as streams of Arrow `RecordBatch`es: each connector reads a table in batches over a
+//! bounded channel, so memory stays flat whatever the table's size, and answers the questions
+//! ingestion asks a source (which tables, which key, how many rows, how far the cursor goes).
+
+pub mod error;
+pub mod sqlite;
+pub mod types;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use basin_core::source::{Source, SourceKind};
+use futures::Stream;
+
+pub use error::{Error, Result};
+
+/// Rows per Arrow batch read from a source.
+pub const BATCH_ROWS: usize = 8192;
+
+/// A table's rows as they are read.
+pub struct Extract {
+    pub schema: SchemaRef,
+    pub batches: Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>,
+    /// Zero dates read as NULL so far (MySQL's `0000-00-00`), for the run's report.
+    pub zero_dates: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The rows an incremental read takes: `cursor` from `from` (inclusive; none on the first
+/// run) up to `to` (inclusive), both as SQL literal text of the cursor's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub cursor: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+#[async_trait::async_trait]
+pub trait Connector: Send + Sync {
+    /// Table names in the source's catalog.
+    async fn tables(&self) -> Result<Vec<String>>;
+    /// The table's primary key columns from the catalog (empty if it has none).
+    async fn primary_key(&self, table: &str) -> Result<Vec<String>>;
+    /// Exact row count (`COUNT(*)`, never an estimate), within `window` if given.
+    async fn count(&self, table: &str, window: Option<&Window>) -> Result<u64>;
+    /// The greatest value of `cursor`, as SQL literal text; `None` for an empty table.
+    async fn max_cursor(&self, table: &str, cursor: &str) -> Result<Option<String>>;
+    /// Stream the table's rows, within `window` if given.
+    async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract>;
+}
+
+/// Connect to a source as its config says.
+pub async fn connect(source: &Source) -> Result<Arc<dyn Connector>> {
+    match source.config.kind {
+        SourceKind::Sqlite => Ok(Arc::new(sqlite::SqliteConnector::connect(source).await?)),
+        other => Err(Error::Unsupported { source_name: source.name.clone(), kind: other.as_str() }),
+    }
+}

@@ -1,0 +1,140 @@
+//! `basin ingest SOURCE[.TABLE] …`: land source tables in bronze. Tables of one source run
+//! concurrently up to its connection limit; one table's failure does not stop the others.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use basin_connectors::Connector;
+use basin_core::Project;
+use basin_core::source::{Source, SourceTable};
+use basin_engine::Lake;
+use basin_engine::ingest::{Ingested, ingest_table};
+use futures::StreamExt;
+
+/// One connection pool per source, opened on first use.
+#[derive(Default, Clone)]
+pub struct Connections {
+    open: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<dyn Connector>>>>,
+}
+
+impl Connections {
+    pub async fn get(&self, source: &Source) -> anyhow::Result<Arc<dyn Connector>> {
+        let mut open = self.open.lock().await;
+        if let Some(c) = open.get(&source.name) {
+            return Ok(c.clone());
+        }
+        let c = basin_connectors::connect(source).await?;
+        open.insert(source.name.clone(), c.clone());
+        Ok(c)
+    }
+}
+
+pub fn describe(i: &Ingested) -> String {
+    let mode = match i.table.mode {
+        basin_core::source::Mode::Full => "full snapshot".to_string(),
+        basin_core::source::Mode::Incremental => {
+            format!(
+                "incremental, watermark {}",
+                i.watermark.as_ref().map_or("-".to_string(), |w| format!("{}={}", w.column, w.value))
+            )
+        }
+    };
+    let zero = if i.zero_dates > 0 { format!(", {} zero date(s) as NULL", i.zero_dates) } else { String::new() };
+    let version = i.version.map(|v| format!(", version {v}")).unwrap_or_default();
+    format!(
+        "{mode}: {} rows landed; source {} / read {}{zero}{version}",
+        i.rows, i.reconciliation.source_rows, i.reconciliation.read_rows
+    )
+}
+
+/// The tables `args` name: `SOURCE` (every listed or discovered table) or `SOURCE.TABLE`.
+async fn tables_for(project: &Project, connections: &Connections, args: &[String]) -> anyhow::Result<Vec<SourceTable>> {
+    let mut out: Vec<SourceTable> = Vec::new();
+    for arg in args {
+        let (name, table) = match arg.split_once('.') {
+            Some((s, t)) => (s, Some(t)),
+            None => (arg.as_str(), None),
+        };
+        let Some(source) = project.sources.get(name) else {
+            let names: Vec<&str> = project.sources.keys().map(String::as_str).collect();
+            anyhow::bail!(
+                "no source `{name}` (sources: {})",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            );
+        };
+        match table {
+            Some(t) => out.push(
+                source
+                    .tables
+                    .iter()
+                    .find(|x| x.name.eq_ignore_ascii_case(t))
+                    .cloned()
+                    .unwrap_or_else(|| source.discovered_table(t)),
+            ),
+            None => {
+                out.extend(source.tables.iter().cloned());
+                if !source.config.include.is_empty() {
+                    let catalog = connections.get(source).await?.tables().await?;
+                    for t in catalog {
+                        if source.discovers(&t) && !source.tables.iter().any(|x| x.name.eq_ignore_ascii_case(&t)) {
+                            out.push(source.discovered_table(&t));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Ingest one table, opening its source's connection if needed.
+pub async fn ingest_one(
+    project: &Project,
+    lake: &Lake,
+    connections: &Connections,
+    table: &SourceTable,
+    run_id: &str,
+) -> anyhow::Result<Ingested> {
+    let source = &project.sources[&table.source];
+    let connector = connections.get(source).await?;
+    Ok(ingest_table(lake, connector, table, run_id, chrono::Utc::now()).await?)
+}
+
+pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Result<bool> {
+    let connections = Connections::default();
+    let tables = tables_for(project, &connections, args).await?;
+    let run_id = crate::run::new_run_id();
+    eprintln!("ingest {run_id} — {} table(s)", tables.len());
+    let limit = tables.iter().map(|t| project.sources[&t.source].max_connections()).max().unwrap_or(1);
+    let results: Vec<(SourceTable, anyhow::Result<Ingested>)> = futures::stream::iter(tables)
+        .map(|t| {
+            let (connections, run_id) = (connections.clone(), run_id.clone());
+            async move {
+                let r = ingest_one(project, lake, &connections, &t, &run_id).await;
+                (t, r)
+            }
+        })
+        .buffer_unordered(limit)
+        .collect()
+        .await;
+    let mut failed = 0;
+    for (t, r) in &results {
+        match r {
+            Ok(i) => {
+                println!("{:<8} {:<40} {:>9.2}s  {}", "ok", t.key.to_string(), i.duration.as_secs_f64(), describe(i))
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "{:<8} {:<40} {:>10}  {}",
+                    "FAILED",
+                    t.key.to_string(),
+                    "",
+                    crate::run::error_chain(e.as_ref())
+                );
+            }
+        }
+    }
+    println!("{} ingested, {failed} failed", results.len() - failed);
+    Ok(failed == 0)
+}

@@ -1,0 +1,117 @@
+//! Ingestion end to end: a real SQLite source, `basin run` and `basin ingest`, bronze read back
+//! with `basin sql`.
+
+use sqlx::Connection;
+
+use crate::support::Basin;
+
+async fn exec(db: &std::path::Path, statements: &[&str]) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", db.display())).await.unwrap();
+    for sql in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+fn project() -> (Basin, std::path::PathBuf) {
+    let b = Basin::empty();
+    let db = b.path().join("billing.db");
+    b.write(
+        "sources/v3.toml",
+        &format!(
+            "kind = \"sqlite\"\nurl = \"sqlite://{}\"\n\n[[tables]]\nname = \"customer\"\n\n\
+             [[tables]]\nname = \"invoice\"\nmode = \"incremental\"\ncursor = \"updated_at\"\nprimary_key = [\"id\"]\nlag = \"1h\"\n",
+            db.display()
+        ),
+    );
+    b.write(
+        "models/silver/invoice_totals.sql",
+        "SELECT c.name, SUM(i.total) AS total\nFROM bronze.v3__invoice i JOIN bronze.v3__customer c ON c.id = i.customer_id\nGROUP BY c.name",
+    );
+    (b, db)
+}
+
+#[tokio::test]
+async fn run_ingests_then_builds_and_increments_never_duplicate() {
+    let (b, db) = project();
+    exec(
+        &db,
+        &[
+            "CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, created DATE)",
+            "INSERT INTO customer VALUES (1, 'Acme', '2024-01-01'), (2, 'Globex', '0000-00-00')",
+            "CREATE TABLE invoice (id INTEGER PRIMARY KEY, customer_id INTEGER, total DECIMAL(18,4), updated_at DATETIME)",
+            "INSERT INTO invoice VALUES (10, 1, 100.5, '2024-03-01 10:00:00'), (11, 2, 20, '2024-03-01 11:00:00')",
+        ],
+    )
+    .await;
+
+    let plan = b.cmd(&["plan", "+silver.invoice_totals"]).success();
+    assert!(plan.stdout.contains("ingest a full snapshot of v3.customer"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("ingest from v3.invoice where updated_at is past the watermark (minus 3600s lag)"),
+        "{}",
+        plan.stdout
+    );
+
+    let run = b.cmd(&["run", "+silver.invoice_totals"]).success();
+    assert!(run.stdout.contains("3 built, 0 failed"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 zero date(s) as NULL"), "{}", run.stdout);
+    assert_eq!(
+        b.sql("SELECT name, total FROM silver.invoice_totals ORDER BY name"),
+        vec!["name,total", "Acme,100.5000", "Globex,20.0000"]
+    );
+    assert_eq!(
+        b.sql("SELECT id, _source, _run_id IS NOT NULL AS has_run, CAST(created AS VARCHAR) AS created FROM bronze.v3__customer ORDER BY id"),
+        vec!["id,_source,has_run,created", "1,v3,true,2024-01-01", "2,v3,true,"]
+    );
+
+    // A change to invoice 10 and a new invoice 12; invoice 11 is re-read in the lag window.
+    exec(
+        &db,
+        &[
+            "UPDATE invoice SET total = 150, updated_at = '2024-03-01 11:30:00' WHERE id = 10",
+            "INSERT INTO invoice VALUES (12, 1, 7, '2024-03-01 11:45:00')",
+        ],
+    )
+    .await;
+    let ingest = b.cmd(&["ingest", "v3.invoice"]).success();
+    assert!(ingest.stdout.contains("2 rows landed"), "{}", ingest.stdout);
+    assert!(ingest.stdout.contains("watermark updated_at=2024-03-01 11:45:00"), "{}", ingest.stdout);
+    assert_eq!(
+        b.sql("SELECT id, CAST(updated_at AS VARCHAR) AS u, COUNT(*) AS n FROM bronze.v3__invoice GROUP BY id, updated_at ORDER BY id, u"),
+        vec!["id,u,n", "10,2024-03-01T10:00:00,1", "10,2024-03-01T11:30:00,1", "11,2024-03-01T11:00:00,1", "12,2024-03-01T11:45:00,1"]
+    );
+
+    // A second full snapshot the same day replaces today's, never doubles it.
+    exec(&db, &["INSERT INTO customer VALUES (3, 'Initech', '2024-02-02')"]).await;
+    b.cmd(&["ingest", "v3"]).success();
+    assert_eq!(
+        b.sql("SELECT COUNT(*) AS n, COUNT(DISTINCT _run_id) AS runs FROM bronze.v3__customer"),
+        vec!["n,runs", "3,1"]
+    );
+}
+
+#[tokio::test]
+async fn a_broken_source_fails_alone_and_lands_nothing() {
+    let (b, db) = project();
+    exec(
+        &db,
+        &["CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO customer VALUES (1, 'Acme')"],
+    )
+    .await;
+    b.write(
+        "sources/gone.toml",
+        "kind = \"sqlite\"\nurl = \"sqlite:///nonexistent/dir/x.db\"\n[[tables]]\nname = \"t\"\n",
+    );
+    // invoice does not exist in the source: that table fails, customer lands.
+    let ran = b.cmd(&["ingest", "v3", "gone"]);
+    assert!(!ran.ok);
+    let line = |k: &str| ran.stdout.lines().find(|l| l.contains(k)).unwrap_or_default().to_string();
+    assert!(line("bronze.v3__customer").starts_with("ok"), "{}", ran.stdout);
+    assert!(line("bronze.v3__invoice").contains("source `v3` has no table `invoice`"), "{}", ran.stdout);
+    assert!(line("bronze.gone__t").contains("cannot connect to source `gone`"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("1 ingested, 2 failed"), "{}", ran.stdout);
+    assert!(!b.path().join("lake/bronze/v3__invoice").exists() && !b.path().join("lake/bronze/gone__t").exists());
+    let unknown = b.cmd(&["ingest", "nope"]);
+    assert!(!unknown.ok && unknown.stderr.contains("no source `nope` (sources: gone, v3)"), "{}", unknown.stderr);
+}
