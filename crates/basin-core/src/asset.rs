@@ -43,4 +43,4 @@ pub fn is_plain_identifier(part: &str) -> bool {
 }
 
 /// Schemas Basin reserves for itself.
-pub const RESERVED_SCHEMAS: &[&str] = &["basin", "information_schema", "pg_catalog"];
+pub const RESERVED_SCHEMAS: &[&str] = &["basin", "bronze_current", "information_schema", "pg_catalog"];

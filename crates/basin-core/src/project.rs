@@ -10,7 +10,7 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::error::{Error, Result};
 use crate::graph::{AssetGraph, AssetNode};
 use crate::model::{Materialization, Model, parse_header};
-use crate::source::{BRONZE, Source, SourceTable, read_source};
+use crate::source::{BRONZE, BRONZE_CURRENT, Source, SourceTable, read_source};
 use crate::sql_refs::table_refs;
 
 pub const MODELS_DIR: &str = "models";
@@ -103,7 +103,7 @@ impl Project {
             let at = first
                 .refs
                 .iter()
-                .find(|r| r.parts.len() == 2 && AssetKey::new(&r.parts[0], &r.parts[1]) == cycle[1])
+                .find(|r| referenced(r).as_ref() == Some(&cycle[1]))
                 .map_or(Location::file(&first.file), |r| Location::at(&first.file, r.line, r.col));
             problems.push(
                 Diagnostic::error(at, format!("dependency cycle: {}", path.join(" → ")))
@@ -259,6 +259,15 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
     ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })
 }
 
+/// The asset a schema-qualified reference reads: `bronze_current.x` is a view of `bronze.x`.
+fn referenced(r: &crate::sql_refs::TableRef) -> Option<AssetKey> {
+    match r.parts.as_slice() {
+        [schema, name] if schema == BRONZE_CURRENT => Some(AssetKey::new(BRONZE, name)),
+        [schema, name] => Some(AssetKey::new(schema, name)),
+        _ => None,
+    }
+}
+
 /// Bronze tables: every table sources list, plus those models read that a source discovers.
 fn bronze_tables(
     sources: &BTreeMap<String, Source>,
@@ -267,8 +276,8 @@ fn bronze_tables(
     let mut bronze: BTreeMap<AssetKey, SourceTable> =
         sources.values().flat_map(|s| s.tables.iter().map(|t| (t.key.clone(), t.clone()))).collect();
     for r in models.values().flat_map(|m| &m.refs) {
-        let [schema, name] = r.parts.as_slice() else { continue };
-        if schema != BRONZE || bronze.contains_key(&AssetKey::new(BRONZE, name)) {
+        let Some(AssetKey { schema, name }) = referenced(r) else { continue };
+        if schema != BRONZE || bronze.contains_key(&AssetKey::new(BRONZE, &name)) {
             continue;
         }
         let Some((source, table)) = name.split_once("__") else { continue };
@@ -306,7 +315,7 @@ fn check_references(
                 out.push(d);
                 continue;
             }
-            let key = AssetKey::new(&r.parts[0], &r.parts[1]);
+            let key = referenced(r).expect("a two-part name");
             if known(&key) || !reported.insert(key.clone()) {
                 continue;
             }
@@ -339,8 +348,7 @@ fn build_graph(
     let edges = models.values().flat_map(|m| {
         m.refs
             .iter()
-            .filter(|r| r.parts.len() == 2)
-            .map(|r| AssetKey::new(&r.parts[0], &r.parts[1]))
+            .filter_map(referenced)
             // An incremental model may read its own current table (e.g. its high-water mark).
             .filter(|up| !(up == &m.key && m.config.materialized == Materialization::Incremental))
             .map(|up| (up, m.key.clone()))

@@ -15,6 +15,8 @@ use crate::toml_check::{self, TomlSource, fields_of};
 
 /// The schema every source table lands in.
 pub const BRONZE: &str = "bronze";
+/// The schema of each bronze table's current state (latest snapshot, or latest row per key).
+pub const BRONZE_CURRENT: &str = "bronze_current";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

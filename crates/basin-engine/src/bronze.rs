@@ -89,7 +89,7 @@ impl<'a> BronzeWriter<'a> {
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(col(INGESTION_DATE).eq(date_literal(today)))
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_commit_properties(self.commit_properties("full", None))
+            .with_commit_properties(self.commit_properties("full", &[], None))
             .await
             .map_err(Error::delta(&self.key, "write"))?;
         let rows = crate::materialize::last_commit_rows(&table).await;
@@ -143,7 +143,7 @@ impl<'a> BronzeWriter<'a> {
             .with_partition_columns([INGESTION_DATE])
             .with_save_mode(SaveMode::Append)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_commit_properties(self.commit_properties("incremental", Some(&watermark)))
+            .with_commit_properties(self.commit_properties("incremental", primary_key, Some(&watermark)))
             .await
             .map_err(Error::delta(&self.key, "write"))?;
         let rows = crate::materialize::last_commit_rows(&table).await;
@@ -253,10 +253,15 @@ impl<'a> BronzeWriter<'a> {
         df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))
     }
 
-    fn commit_properties(&self, mode: &str, watermark: Option<&Watermark>) -> CommitProperties {
+    fn commit_properties(&self, mode: &str, primary_key: &[String], watermark: Option<&Watermark>) -> CommitProperties {
         let mut metadata = vec![
             ("basin.run_id".to_string(), json!(self.run_id)),
             ("basin.operation".to_string(), json!(format!("ingest_{mode}"))),
+            // What the current-state view of the table needs to know.
+            (
+                "basin.bronze".to_string(),
+                json!({ "mode": mode, "primary_key": primary_key, "cursor": watermark.map(|w| &w.column) }),
+            ),
             ("basin.source".to_string(), json!(self.source)),
             ("basin.ingestion_date".to_string(), json!(self.ingestion_date().to_string())),
         ];
@@ -265,6 +270,46 @@ impl<'a> BronzeWriter<'a> {
         }
         CommitProperties::default().with_metadata(metadata)
     }
+}
+
+/// The schema of the current-state views over bronze tables.
+pub const CURRENT_SCHEMA: &str = "bronze_current";
+
+/// The SQL of a bronze table's current state: for full snapshots the latest day's snapshot,
+/// for incremental tables the latest version of each primary key. Without the metadata
+/// columns. `None` if no ingest commit says how the table is loaded.
+pub async fn current_state_sql(lake: &Lake, key: &AssetKey, columns: &[String]) -> Result<Option<String>> {
+    let Some(table) = lake.table(key).await? else { return Ok(None) };
+    let mut history = table.history(None);
+    let mut how = None;
+    while let Some(info) = history.next().await {
+        if let Some(b) = info.map_err(Error::delta(key, "history"))?.info.get("basin.bronze") {
+            how = Some(b.clone());
+            break;
+        }
+    }
+    let Some(how) = how else { return Ok(None) };
+    let data: Vec<String> =
+        columns.iter().filter(|c| !METADATA_COLUMNS.contains(&c.as_str())).map(|c| quote(c)).collect();
+    let list = data.join(", ");
+    let table_ref = format!("{}.{}", quote(&key.schema), quote(&key.name));
+    let pk: Vec<String> = how["primary_key"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).map(quote).collect())
+        .unwrap_or_default();
+    Ok(Some(match (how["mode"].as_str(), how["cursor"].as_str()) {
+        (Some("incremental"), Some(cursor)) if !pk.is_empty() => format!(
+            "SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY {pk} ORDER BY {c} DESC, {e} DESC) AS __basin_rank \
+             FROM {table_ref}) AS latest WHERE __basin_rank = 1",
+            pk = pk.join(", "),
+            c = quote(cursor),
+            e = quote(EXTRACTED_AT),
+        ),
+        _ => format!(
+            "SELECT {list} FROM {table_ref} WHERE {d} = (SELECT MAX({d}) FROM {table_ref})",
+            d = quote(INGESTION_DATE)
+        ),
+    }))
 }
 
 /// The watermark of the latest commit that stored one: what the table's rows cover.

@@ -212,6 +212,9 @@ impl Lake {
                 (Err(e), None) => return Err(e),
             };
             self.register(&ctx, &key, &table).await?;
+            if key.schema == basin_core::source::BRONZE {
+                self.register_current_state(&ctx, &key).await?;
+            }
         }
         let mut unavailable_views = Vec::new();
         for (key, sql) in views {
@@ -224,6 +227,19 @@ impl Lake {
             }
         }
         Ok(LakeSession { ctx, unavailable_views })
+    }
+
+    /// Register `bronze_current.<name>`, the current state of bronze table `key`.
+    pub async fn register_current_state(&self, ctx: &SessionContext, key: &AssetKey) -> Result<()> {
+        let provider = ctx
+            .table_provider(format!("{}.{}", key.schema, key.name))
+            .await
+            .map_err(Error::query(format!("cannot read {key}")))?;
+        let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let Some(sql) = crate::bronze::current_state_sql(self, key, &columns).await? else { return Ok(()) };
+        let df = ctx.sql(&sql).await.map_err(Error::query(format!("cannot define the current state of {key}")))?;
+        let view = ViewTable::new(df.into_unoptimized_plan(), Some(sql));
+        register_provider(ctx, &AssetKey::new(crate::bronze::CURRENT_SCHEMA, &key.name), Arc::new(view))
     }
 
     /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.

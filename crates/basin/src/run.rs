@@ -133,9 +133,13 @@ pub async fn run(
                             match crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id).await {
                                 Ok(i) => {
                                     let registered = match lake.table(&table.key).await {
-                                        Ok(Some(t)) => {
-                                            lake.register_table(&ctx, &table.key, &t).await.map_err(|e| error_chain(&e))
-                                        }
+                                        Ok(Some(t)) => match lake.register_table(&ctx, &table.key, &t).await {
+                                            Ok(()) => lake
+                                                .register_current_state(&ctx, &table.key)
+                                                .await
+                                                .map_err(|e| error_chain(&e)),
+                                            Err(e) => Err(error_chain(&e)),
+                                        },
                                         Ok(None) => Ok(()),
                                         Err(e) => Err(error_chain(&e)),
                                     };

@@ -82,12 +82,28 @@ async fn run_ingests_then_builds_and_increments_never_duplicate() {
         vec!["id,u,n", "10,2024-03-01T10:00:00,1", "10,2024-03-01T11:30:00,1", "11,2024-03-01T11:00:00,1", "12,2024-03-01T11:45:00,1"]
     );
 
+    // The current state: the latest version of each key, without the metadata columns; a
+    // model reading it depends on the bronze table.
+    b.write("models/silver/current_invoices.sql", "SELECT id, total FROM bronze_current.v3__invoice");
+    let run = b.cmd(&["run", "silver.current_invoices"]).success();
+    assert!(run.stdout.contains("1 built"), "{}", run.stdout);
+    assert_eq!(
+        b.sql("SELECT * FROM silver.current_invoices ORDER BY id"),
+        vec!["id,total", "10,150.0000", "11,20.0000", "12,7.0000"]
+    );
+    let plan = b.cmd(&["plan", "+silver.current_invoices"]).success();
+    assert!(plan.stdout.contains("bronze.v3__invoice"), "{}", plan.stdout);
+
     // A second full snapshot the same day replaces today's, never doubles it.
     exec(&db, &["INSERT INTO customer VALUES (3, 'Initech', '2024-02-02')"]).await;
     b.cmd(&["ingest", "v3"]).success();
     assert_eq!(
         b.sql("SELECT COUNT(*) AS n, COUNT(DISTINCT _run_id) AS runs FROM bronze.v3__customer"),
         vec!["n,runs", "3,1"]
+    );
+    assert_eq!(
+        b.sql("SELECT * FROM bronze_current.v3__customer ORDER BY id"),
+        vec!["id,name,created", "1,Acme,2024-01-01", "2,Globex,", "3,Initech,2024-02-02"]
     );
 }
 
