@@ -40,6 +40,8 @@ pub struct Window {
 pub trait Connector: Send + Sync {
     /// Table names in the source's catalog.
     async fn tables(&self) -> Result<Vec<String>>;
+    /// The table's column names, in order; `NoSuchTable` if the catalog does not have it.
+    async fn columns(&self, table: &str) -> Result<Vec<String>>;
     /// The table's primary key columns from the catalog (empty if it has none).
     async fn primary_key(&self, table: &str) -> Result<Vec<String>>;
     /// Exact row count (`COUNT(*)`, never an estimate), within `window` if given.

@@ -52,7 +52,7 @@ impl SqliteConnector {
     }
 
     /// The table's columns, in order; `NoSuchTable` if the catalog does not have it.
-    async fn columns(&self, table: &str) -> Result<Vec<Column>> {
+    async fn catalog_columns(&self, table: &str) -> Result<Vec<Column>> {
         let rows = sqlx::query("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")
             .bind(table)
             .fetch_all(&self.pool)
@@ -96,14 +96,18 @@ impl Connector for SqliteConnector {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn columns(&self, table: &str) -> Result<Vec<String>> {
+        Ok(self.catalog_columns(table).await?.into_iter().map(|c| c.name).collect())
+    }
+
     async fn primary_key(&self, table: &str) -> Result<Vec<String>> {
-        let mut cols: Vec<Column> = self.columns(table).await?.into_iter().filter(|c| c.pk > 0).collect();
+        let mut cols: Vec<Column> = self.catalog_columns(table).await?.into_iter().filter(|c| c.pk > 0).collect();
         cols.sort_by_key(|c| c.pk);
         Ok(cols.into_iter().map(|c| c.name).collect())
     }
 
     async fn count(&self, table: &str, window: Option<&Window>) -> Result<u64> {
-        let columns = self.columns(table).await?;
+        let columns = self.catalog_columns(table).await?;
         let (clause, binds) = self.window_clause(table, &columns, window)?;
         let mut q = sqlx::query(AssertSqlSafe(format!("SELECT COUNT(*) FROM {}{clause}", quote(table))));
         for b in binds {
@@ -114,7 +118,7 @@ impl Connector for SqliteConnector {
     }
 
     async fn max_cursor(&self, table: &str, cursor: &str) -> Result<Option<String>> {
-        let columns = self.columns(table).await?;
+        let columns = self.catalog_columns(table).await?;
         let window = Window { cursor: cursor.to_string(), from: None, to: String::new() };
         self.window_clause(table, &columns, Some(&window))?;
         let sql = format!("SELECT CAST(MAX({c}) AS TEXT) FROM {t}", c = quote(cursor), t = quote(table));
@@ -126,7 +130,7 @@ impl Connector for SqliteConnector {
     }
 
     async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract> {
-        let columns = self.columns(table).await?;
+        let columns = self.catalog_columns(table).await?;
         let (clause, binds) = self.window_clause(table, &columns, window)?;
         let schema = Arc::new(Schema::new(
             columns.iter().map(|c| Field::new(&c.name, sqlite_type(&c.declared), true)).collect::<Vec<_>>(),

@@ -31,7 +31,11 @@ enum Command {
         name: Option<String>,
     },
     /// Check the whole project and report every problem with its file:line:col.
-    Validate,
+    Validate {
+        /// Also connect to every source and check its tables and columns exist.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Show what `run` would do, in order, and why. Writes nothing.
     Plan {
         /// Which assets: `x`, `+x`, `x+`, `tag:t`, `schema:s`, `*`; several separated by spaces or commas.
@@ -92,7 +96,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let start_dir = cli.project.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
         Command::Init { dir, name } => init(dir.or(cli.project).unwrap_or_else(|| PathBuf::from(".")), name),
-        Command::Validate => validate(&start_dir),
+        Command::Validate { connect } => validate(&start_dir, connect).await,
         Command::Plan { selection, full_refresh } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
@@ -185,9 +189,13 @@ fn print_diagnostics(diagnostics: &Diagnostics) {
     }
 }
 
-fn validate(start: &Path) -> anyhow::Result<ExitCode> {
+async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     let dir = Project::find(start)?;
-    let (project, diagnostics) = Project::load(&dir)?;
+    let (project, mut diagnostics) = Project::load(&dir)?;
+    if connect {
+        diagnostics.extend(crate::ingest::check_sources(&project).await);
+        diagnostics.sort();
+    }
     print_diagnostics(&diagnostics);
     let errors = diagnostics.errors().count();
     let warnings = diagnostics.len() - errors;

@@ -138,3 +138,50 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
     println!("{} ingested, {failed} failed", results.len() - failed);
     Ok(failed == 0)
 }
+
+/// `validate --connect`: connect to every source and check that each listed table exists with
+/// its cursor and primary-key columns. One diagnostic per problem, at the source file.
+pub async fn check_sources(project: &Project) -> Vec<basin_core::Diagnostic> {
+    use basin_core::Diagnostic;
+    use basin_core::diagnostic::Location;
+    let mut out = Vec::new();
+    for source in project.sources.values() {
+        let at = || Location::file(&source.file);
+        let connector = match basin_connectors::connect(source).await {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(
+                    Diagnostic::error(at(), crate::run::error_chain(&e))
+                        .with_hint("check `url` and that the source is reachable"),
+                );
+                continue;
+            }
+        };
+        for table in &source.tables {
+            let columns = match connector.columns(&table.name).await {
+                Ok(c) => c,
+                Err(e) => {
+                    out.push(
+                        Diagnostic::error(at(), crate::run::error_chain(&e))
+                            .with_hint("check the table's `name` against the source"),
+                    );
+                    continue;
+                }
+            };
+            for (what, column) in
+                table.cursor.iter().map(|c| ("cursor", c)).chain(table.primary_key.iter().map(|c| ("primary_key", c)))
+            {
+                if !columns.contains(column) {
+                    out.push(
+                        Diagnostic::error(
+                            at(),
+                            format!("`{what}` column `{column}` is not in {}.{}", source.name, table.name),
+                        )
+                        .with_hint(format!("its columns are: {}", columns.join(", "))),
+                    );
+                }
+            }
+        }
+    }
+    out
+}

@@ -131,3 +131,31 @@ async fn a_broken_source_fails_alone_and_lands_nothing() {
     let unknown = b.cmd(&["ingest", "nope"]);
     assert!(!unknown.ok && unknown.stderr.contains("no source `nope` (sources: gone, v3)"), "{}", unknown.stderr);
 }
+
+#[tokio::test]
+async fn validate_connect_checks_tables_and_columns() {
+    let (b, db) = project();
+    exec(
+        &db,
+        &[
+            "CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT)",
+            "CREATE TABLE invoice (id INTEGER PRIMARY KEY, changed DATETIME)",
+        ],
+    )
+    .await;
+    // Without --connect nothing is checked against the source.
+    b.cmd(&["validate"]).success();
+    let ran = b.cmd(&["validate", "--connect"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr.contains("sources/v3.toml: error: `cursor` column `updated_at` is not in v3.invoice"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("its columns are: id, changed"), "{}", ran.stderr);
+    b.write(
+        "sources/v3.toml",
+        &std::fs::read_to_string(b.path().join("sources/v3.toml")).unwrap().replace("updated_at", "changed"),
+    );
+    b.cmd(&["validate", "--connect"]).success();
+}
