@@ -76,24 +76,8 @@ impl<'a> BronzeWriter<'a> {
     pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
         let df = self.with_metadata(&ctx, input, table.as_ref())?;
-        let today = self.ingestion_date();
-        let table = match table {
-            Some(t) => t,
-            None => self.lake.table_or_new(&self.key).await?,
-        };
-        let table = table
-            .write(Vec::new())
-            .with_input_plan(df.into_unoptimized_plan())
-            .with_session_state(Arc::new(ctx.state()))
-            .with_partition_columns([INGESTION_DATE])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(col(INGESTION_DATE).eq(date_literal(today)))
-            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_commit_properties(self.commit_properties("full", &[], None))
-            .await
-            .map_err(Error::delta(&self.key, "write"))?;
-        let rows = crate::materialize::last_commit_rows(&table).await;
-        Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark: None })
+        let props = self.commit_properties("full", &[], None);
+        self.write(&ctx, table, df, SaveMode::Overwrite, props, None).await
     }
 
     /// Append an incremental batch, leaving out rows whose (primary key, cursor) already
@@ -106,7 +90,6 @@ impl<'a> BronzeWriter<'a> {
     ) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
         let mut df = self.with_metadata(&ctx, input, table.as_ref())?;
-        let today = self.ingestion_date();
         if let Some(existing) = &table {
             // Rows re-read in the lag window that are already in bronze are not landed twice.
             let mut key_cols: Vec<String> = primary_key.to_vec();
@@ -132,22 +115,39 @@ impl<'a> BronzeWriter<'a> {
                 )
                 .map_err(Error::query(format!("cannot compare new rows with {}", self.key)))?;
         }
+        let props = self.commit_properties("incremental", primary_key, Some(&watermark));
+        self.write(&ctx, table, df, SaveMode::Append, props, Some(watermark)).await
+    }
+
+    /// One commit into today's partition: an overwrite replaces exactly that partition.
+    async fn write(
+        &self,
+        ctx: &SessionContext,
+        table: Option<DeltaTable>,
+        df: DataFrame,
+        mode: SaveMode,
+        props: CommitProperties,
+        watermark: Option<Watermark>,
+    ) -> Result<BronzeCommit> {
+        let today = self.ingestion_date();
         let table = match table {
             Some(t) => t,
             None => self.lake.table_or_new(&self.key).await?,
         };
-        let table = table
+        let mut write = table
             .write(Vec::new())
             .with_input_plan(df.into_unoptimized_plan())
             .with_session_state(Arc::new(ctx.state()))
             .with_partition_columns([INGESTION_DATE])
-            .with_save_mode(SaveMode::Append)
+            .with_save_mode(mode)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_commit_properties(self.commit_properties("incremental", primary_key, Some(&watermark)))
-            .await
-            .map_err(Error::delta(&self.key, "write"))?;
+            .with_commit_properties(props);
+        if mode == SaveMode::Overwrite {
+            write = write.with_replace_where(col(INGESTION_DATE).eq(date_literal(today)));
+        }
+        let table = write.await.map_err(Error::delta(&self.key, "write"))?;
         let rows = crate::materialize::last_commit_rows(&table).await;
-        Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark: Some(watermark) })
+        Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark })
     }
 
     /// A session over the existing table, after checking the write is not into the past.
