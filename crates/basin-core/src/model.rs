@@ -108,7 +108,8 @@ pub struct Model {
 }
 
 impl Model {
-    /// The SQL query: the file with its header comment blanked out (positions unchanged).
+    /// The SQL query: the whole file, whose header is a comment to SQL, so positions in
+    /// DataFusion's and sqlparser's messages are positions in the file.
     pub fn sql(&self) -> &str {
         &self.text
     }

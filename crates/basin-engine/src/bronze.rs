@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use basin_core::AssetKey;
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{JoinType, col, lit};
@@ -371,9 +371,4 @@ impl PartitionStream for OneShot {
             }
         }
     }
-}
-
-/// Arrow type names as stored in watermarks.
-pub fn type_name(t: &DataType) -> String {
-    t.to_string()
 }

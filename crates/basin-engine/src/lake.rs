@@ -10,7 +10,7 @@ use basin_core::config::{Secret, StorageRoot};
 use chrono::{DateTime, Utc};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::datasource::ViewTable;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
@@ -211,7 +211,7 @@ impl Lake {
                 (Err(_), Some(_)) => continue,
                 (Err(e), None) => return Err(e),
             };
-            self.register(&ctx, &key, &table).await?;
+            self.register_table(&ctx, &key, &table).await?;
             if key.schema == basin_core::source::BRONZE {
                 self.register_current_state(&ctx, &key).await?;
             }
@@ -219,10 +219,7 @@ impl Lake {
         let mut unavailable_views = Vec::new();
         for (key, sql) in views {
             match ctx.sql(sql).await {
-                Ok(df) => {
-                    let view = ViewTable::new(df.into_unoptimized_plan(), Some(sql.clone()));
-                    register_provider(&ctx, key, Arc::new(view))?;
-                }
+                Ok(df) => register_view(&ctx, key, df, sql)?,
                 Err(e) => unavailable_views.push((key.clone(), e.to_string())),
             }
         }
@@ -238,16 +235,11 @@ impl Lake {
         let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();
         let Some(sql) = crate::bronze::current_state_sql(self, key, &columns).await? else { return Ok(()) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("cannot define the current state of {key}")))?;
-        let view = ViewTable::new(df.into_unoptimized_plan(), Some(sql));
-        register_provider(ctx, &AssetKey::new(crate::bronze::CURRENT_SCHEMA, &key.name), Arc::new(view))
+        register_view(ctx, &AssetKey::new(crate::bronze::CURRENT_SCHEMA, &key.name), df, &sql)
     }
 
     /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.
     pub async fn register_table(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
-        self.register(ctx, key, table).await
-    }
-
-    pub(crate) async fn register(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
         table.update_datafusion_session(&ctx.state()).map_err(Error::delta(key, "register"))?;
         let provider = table.table_provider().await.map_err(Error::query(format!("cannot read table {key}")))?;
         register_provider(ctx, key, provider)
@@ -271,6 +263,12 @@ pub(crate) fn new_context() -> SessionContext {
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// Register `sql` (planned as `df`) as the view `key` in `ctx`.
+pub(crate) fn register_view(ctx: &SessionContext, key: &AssetKey, df: DataFrame, sql: &str) -> Result<()> {
+    let view = ViewTable::new(df.into_unoptimized_plan(), Some(sql.to_string()));
+    register_provider(ctx, key, Arc::new(view))
 }
 
 /// Put `provider` in `ctx` as `<schema>.<name>`, creating the schema, replacing any earlier one.

@@ -77,7 +77,7 @@ impl ModelRun {
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
 
         if model.config.materialized == Materialization::View {
-            register_view(ctx, key, df, model.sql())?;
+            crate::lake::register_view(ctx, key, df, model.sql())?;
             return Ok(Materialized {
                 key: key.clone(),
                 action: Action::View,
@@ -87,15 +87,8 @@ impl ModelRun {
             });
         }
         let existing = lake.table(key).await?;
-        let (table, action) = match (model.config.materialized, existing) {
-            (Materialization::View, _) => unreachable!("handled above"),
-            (Materialization::Table, existing) => self.replace(lake, ctx, model, df, existing).await?,
-            (Materialization::Incremental, None) => self.replace(lake, ctx, model, df, None).await?,
-            (Materialization::Incremental, Some(_)) if self.full_refresh => {
-                let existing = lake.table(key).await?;
-                self.replace(lake, ctx, model, df, existing).await?
-            }
-            (Materialization::Incremental, Some(table)) => {
+        let (table, action) = match existing {
+            Some(table) if model.config.materialized == Materialization::Incremental && !self.full_refresh => {
                 let df = conform(key, df, &table)?;
                 if model.config.unique_key.0.is_empty() {
                     self.replace_partitions(ctx, model, df, table).await?
@@ -103,13 +96,15 @@ impl ModelRun {
                     self.merge(ctx, model, df, table).await?
                 }
             }
+            // `table`, a first incremental build, or `--full-refresh`: replace it all.
+            existing => self.replace(lake, ctx, model, df, existing).await?,
         };
         let version = table.version();
         let rows = match &action {
             Action::NoNewData => 0,
             _ => last_commit_rows(&table).await,
         };
-        lake.register(ctx, key, &table).await?;
+        lake.register_table(ctx, key, &table).await?;
         Ok(Materialized { key: key.clone(), action, version, rows, duration: start.elapsed() })
     }
 
@@ -328,12 +323,7 @@ pub async fn refresh_view(ctx: &SessionContext, model: &Model) -> Result<()> {
         .sql(model.sql())
         .await
         .map_err(Error::query(format!("view {} ({}) does not plan", model.key, model.file)))?;
-    register_view(ctx, &model.key, df, model.sql())
-}
-
-fn register_view(ctx: &SessionContext, key: &AssetKey, df: DataFrame, sql: &str) -> Result<()> {
-    let view = datafusion::datasource::ViewTable::new(df.into_unoptimized_plan(), Some(sql.to_string()));
-    crate::lake::register_provider(ctx, key, Arc::new(view))
+    crate::lake::register_view(ctx, &model.key, df, model.sql())
 }
 
 /// Output rows of the table's latest commit, from its `operationMetrics`.
