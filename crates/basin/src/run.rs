@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use basin_core::model::Materialization;
+use basin_core::model::{Materialization, Model};
 use basin_core::{AssetKey, Project};
 use basin_engine::{Action, Lake, Materialized, ModelRun};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -71,8 +71,11 @@ pub async fn run(
     let started = Instant::now();
     let run = ModelRun { run_id: new_run_id(), full_refresh };
     let selected: BTreeSet<&AssetKey> = keys.iter().collect();
+    let views_outside = views_outside(project, &selected);
     let order: Vec<AssetKey> = project.graph.order(keys.iter()).into_iter().cloned().collect();
     let connections = crate::ingest::Connections::default();
+    let waits_for: BTreeMap<&AssetKey, Vec<&AssetKey>> =
+        order.iter().map(|k| (k, waits_for(project, k, &selected))).collect();
     // Views outside the selection are registered too, so selected models can read them.
     let session = lake.session(&view_definitions(project), None).await?;
     let ctx = session.ctx;
@@ -101,8 +104,7 @@ pub async fn run(
         let mut i = 0;
         while i < pending.len() && running.len() < concurrency {
             let key = &pending[i];
-            let ups: Vec<&AssetKey> =
-                project.graph.upstream(key).into_iter().filter(|u| selected.contains(u) && *u != key).collect();
+            let ups = &waits_for[key];
             if let Some(bad) =
                 ups.iter().find(|u| matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_))))
             {
@@ -177,7 +179,7 @@ pub async fn run(
         match result {
             Ok(m) => {
                 say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
-                refresh_downstream_views(project, &ctx, &key, &selected).await;
+                refresh_views_over(&views_outside, &ctx, &key).await;
                 outcomes.insert(key, Outcome::Built(m));
             }
             Err(e) => {
@@ -195,22 +197,49 @@ pub async fn run(
     Ok(report)
 }
 
+/// The selected assets `key` must wait for: its selected upstreams, and those it reads
+/// through views outside the selection (a view is evaluated when read, so it shows whatever
+/// its own upstreams hold at that moment).
+fn waits_for<'a>(project: &'a Project, key: &AssetKey, selected: &BTreeSet<&AssetKey>) -> Vec<&'a AssetKey> {
+    let mut out = Vec::new();
+    let mut stack = project.graph.upstream(key);
+    let mut seen = BTreeSet::new();
+    while let Some(up) = stack.pop() {
+        if up == key || !seen.insert(up) {
+            continue;
+        }
+        if selected.contains(up) {
+            out.push(up);
+        } else if project.models.get(up).is_some_and(|m| m.config.materialized == Materialization::View) {
+            stack.extend(project.graph.upstream(up));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Views outside the selection, in dependency order, each with everything it reads.
+fn views_outside<'a>(project: &'a Project, selected: &BTreeSet<&AssetKey>) -> Vec<(&'a Model, BTreeSet<&'a AssetKey>)> {
+    project
+        .ordered(project.graph.keys())
+        .into_iter()
+        .filter(|m| m.config.materialized == Materialization::View && !selected.contains(&m.key))
+        .map(|m| (m, project.graph.with_ancestors(&m.key).into_iter().collect()))
+        .collect()
+}
+
 /// Views not built in this run but reading a table it just rebuilt are re-planned, so that
 /// later models of the run read the new version through them.
-async fn refresh_downstream_views(
-    project: &Project,
+async fn refresh_views_over(
+    views: &[(&Model, BTreeSet<&AssetKey>)],
     ctx: &basin_engine::datafusion::prelude::SessionContext,
     key: &AssetKey,
-    selected: &BTreeSet<&AssetKey>,
 ) {
-    let downstream = project.graph.with_descendants(key);
-    for model in project.ordered(downstream) {
-        if model.key != *key
-            && model.config.materialized == Materialization::View
-            && !selected.contains(&model.key)
-            && let Err(e) = basin_engine::materialize::refresh_view(ctx, model).await
+    for (view, reads) in views {
+        if reads.contains(key)
+            && let Err(e) = basin_engine::materialize::refresh_view(ctx, view).await
         {
-            tracing::warn!(view = %model.key, "cannot refresh view: {e}");
+            tracing::warn!(view = %view.key, "cannot refresh view: {e}");
         }
     }
 }

@@ -152,3 +152,16 @@ fn bad_sql_and_missing_project_are_clear_errors() {
     let ran = b.cmd(&["init", "."]);
     assert!(!ran.ok && ran.stderr.contains("already exists"), "{}", ran.stderr);
 }
+
+#[test]
+fn models_read_through_unselected_views_see_this_runs_data() {
+    let b = Basin::empty();
+    b.write("models/silver/t.sql", "SELECT 1 AS v")
+        .write("models/gold/through.sql", "/* basin\nmaterialized = \"view\"\n*/\nSELECT v FROM silver.t")
+        .write("models/gold/after.sql", "SELECT v FROM gold.through");
+    b.cmd(&["run"]).success();
+    b.write("models/silver/t.sql", "SELECT 2 AS v");
+    // The view is not selected; it must still show the table rebuilt earlier in this run.
+    b.cmd(&["run", "silver.t", "gold.after", "--concurrency", "1"]).success();
+    assert_eq!(b.sql("SELECT v FROM gold.after"), vec!["v", "2"]);
+}
