@@ -63,7 +63,16 @@ impl Project {
         for path in files_with_extension(&dir.join(SOURCES_DIR), "toml")? {
             let rel = relative(dir, &path);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            if let Some(source) = read_source(&rel, &text, &mut problems) {
+            if let Some(mut source) = read_source(&rel, &text, &mut problems) {
+                // File paths are relative to the project, wherever Basin runs from.
+                for t in &mut source.tables {
+                    if let Some(p) = &t.path
+                        && !p.contains("://")
+                        && !Path::new(p).is_absolute()
+                    {
+                        t.path = Some(dir.join(p).to_string_lossy().into_owned());
+                    }
+                }
                 sources.insert(source.name.clone(), source);
             }
         }

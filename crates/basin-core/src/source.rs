@@ -48,6 +48,28 @@ impl SourceKind {
     }
 }
 
+/// The format of a `files` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl FileFormat {
+    /// The format a path's extension names (`.csv`, `.tsv`, `.jsonl`/`.ndjson`/`.json`, `.parquet`).
+    pub fn from_path(path: &str) -> Option<FileFormat> {
+        let ext = path.rsplit('.').next()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" | "tsv" | "txt" => Some(FileFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(FileFormat::Jsonl),
+            "parquet" | "pq" => Some(FileFormat::Parquet),
+            _ => None,
+        }
+    }
+}
+
 /// How a table is extracted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +103,14 @@ pub struct TableConfig {
     pub primary_key: Columns,
     pub lag: Option<String>,
     pub chunk_rows: Option<u64>,
+    /// `files` sources: the file or glob pattern (`data/*.csv`), relative to the project.
+    pub path: Option<String>,
+    /// `files` sources: `csv`, `jsonl` or `parquet`; taken from the extension when omitted.
+    pub format: Option<FileFormat>,
+    /// CSV: the field delimiter (default `,`) and whether the first line names the columns
+    /// (default true).
+    pub delimiter: Option<String>,
+    pub header: Option<bool>,
     pub description: Option<String>,
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnConfig>,
@@ -98,6 +128,13 @@ pub struct SourceConfig {
     pub exclude: Vec<String>,
     /// At most this many connections to the source at once.
     pub max_connections: Option<usize>,
+    /// MySQL: read TINYINT(1) columns as booleans (values other than 0 and 1 fail the table).
+    pub tinyint1_as_boolean: Option<bool>,
+    /// Further attempts at a table whose read fails on a transient error (a dropped
+    /// connection, a server restarting, a deadlock); default 2.
+    pub retries: Option<u32>,
+    /// Wait before the first retry, doubling each time; default `"1s"`.
+    pub retry_delay: Option<String>,
     pub owner: Option<String>,
     pub description: Option<String>,
     #[serde(default)]
@@ -129,6 +166,10 @@ pub struct SourceTable {
     pub primary_key: Vec<String>,
     pub lag: Duration,
     pub chunk_rows: u64,
+    pub path: Option<String>,
+    pub format: Option<FileFormat>,
+    pub delimiter: Option<String>,
+    pub header: Option<bool>,
     pub description: Option<String>,
     pub columns: BTreeMap<String, ColumnConfig>,
 }
@@ -145,6 +186,12 @@ impl Source {
 
     pub fn max_connections(&self) -> usize {
         self.config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1)
+    }
+
+    /// Further attempts after a transient failure, and the wait before the first.
+    pub fn retries(&self) -> (u32, Duration) {
+        let delay = self.config.retry_delay.as_deref().and_then(|d| parse_duration(d).ok());
+        (self.config.retries.unwrap_or(2), delay.unwrap_or(Duration::from_secs(1)))
     }
 
     /// Whether `table` (a source table name) is discovered by `include`/`exclude`.
@@ -188,6 +235,10 @@ impl Source {
             chunk_rows: t.chunk_rows.or(d.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS).max(1),
             description: t.description.clone(),
             columns: t.columns.clone(),
+            path: t.path.clone(),
+            format: t.format,
+            delimiter: t.delimiter.clone(),
+            header: t.header,
         }
     }
 
@@ -257,6 +308,10 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
             }
         },
     }
+    if let Err(e) = check_duration(config.retry_delay.as_deref()) {
+        out.push(Diagnostic::error(at("retry_delay"), format!("invalid `retry_delay`: {e}")).with_hint("e.g. \"1s\""));
+        config.retry_delay = None;
+    }
     if let Err(e) = check_duration(config.defaults.lag.as_deref()) {
         out.push(Diagnostic::error(at("lag"), format!("invalid `defaults.lag`: {e}")).with_hint("e.g. \"5m\""));
         config.defaults.lag = None;
@@ -281,7 +336,22 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
             );
             continue;
         }
-        if table.mode == Mode::Incremental && table.cursor.is_none() {
+        if source.config.kind == SourceKind::Files {
+            let problem =
+                match (&table.path, table.format.or_else(|| table.path.as_deref().and_then(FileFormat::from_path))) {
+                    (None, _) => Some(("needs a `path`", "e.g. path = \"landing/orders/*.csv\"")),
+                    (Some(_), None) => Some(("has no known format", "set format = \"csv\", \"jsonl\" or \"parquet\"")),
+                    _ if table.delimiter.as_ref().is_some_and(|d| d.len() != 1) => {
+                        Some(("has a `delimiter` that is not one character", "e.g. delimiter = \";\""))
+                    }
+                    _ => None,
+                };
+            if let Some((what, hint)) = problem {
+                out.push(Diagnostic::error(here(), format!("files table `{}` {what}", t.name)).with_hint(hint));
+                continue;
+            }
+        }
+        if table.mode == Mode::Incremental && table.cursor.is_none() && source.config.kind != SourceKind::Files {
             out.push(Diagnostic::error(here(), format!("incremental table `{}` needs a `cursor`", t.name)).with_hint(
                 "name a column that grows with every change, e.g. cursor = \"updated_at\" or an increasing id",
             ));
@@ -346,6 +416,36 @@ mod tests {
         let mut out = Vec::new();
         let s = read_source("sources/v3.toml", text, &mut out);
         (s, out.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn retry_settings_are_checked_and_defaulted() {
+        let (s, problems) = read(
+            "kind = \"sqlite\"\nurl = \"sqlite://x.db\"\nretries = 5\nretry_delay = \"soon\"\ninclude = [\"*\"]\n",
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("sources/v3.toml:4:1: error: invalid `retry_delay`"), "{all}");
+        assert_eq!(s.unwrap().retries(), (5, Duration::from_secs(1)), "the bad delay falls back to 1s");
+        let (s, problems) =
+            read("kind = \"sqlite\"\nurl = \"sqlite://x.db\"\nretry_delay = \"3s\"\ninclude = [\"*\"]\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.unwrap().retries(), (2, Duration::from_secs(3)), "2 retries by default");
+    }
+
+    #[test]
+    fn files_tables_need_a_path_with_a_known_format() {
+        let (s, problems) = read(
+            "kind = \"files\"\n[[tables]]\nname = \"a\"\n[[tables]]\nname = \"b\"\npath = \"x.bin\"\n\
+             [[tables]]\nname = \"c\"\npath = \"x.csv\"\nmode = \"incremental\"\n\
+             [[tables]]\nname = \"d\"\npath = \"in/*.tsv\"\ndelimiter = \"\\t\"\n",
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("files table `a` needs a `path`"), "{all}");
+        assert!(all.contains("files table `b` has no known format"), "{all}");
+        let s = s.unwrap();
+        let usable: Vec<(&str, Mode)> = s.tables.iter().map(|t| (t.name.as_str(), t.mode)).collect();
+        assert_eq!(usable, [("c", Mode::Incremental), ("d", Mode::Full)], "incremental files need no cursor: {all}");
+        assert_eq!(s.tables[1].delimiter.as_deref(), Some("\t"));
     }
 
     #[test]
