@@ -27,6 +27,9 @@ pub enum Error {
     #[error("source `{source_name}`, table `{table}`, column `{column}`, row {row_key}: {problem}")]
     Value { source_name: String, table: String, column: String, row_key: String, problem: String },
 
+    #[error("source `{source_name}`, table `{table}`, file {file}: {problem}")]
+    File { source_name: String, table: String, file: String, problem: String },
+
     #[error("source `{source_name}`: `{kind}` sources are not supported by this build yet")]
     Unsupported { source_name: String, kind: &'static str },
 
@@ -37,4 +40,48 @@ pub enum Error {
         #[source]
         source: arrow::error::ArrowError,
     },
+}
+
+impl Error {
+    /// A problem with a column itself (missing, or a bound that does not fit it), not a row.
+    pub fn column(source_name: &str, table: &str, column: &str, problem: impl Into<String>) -> Error {
+        Error::Value {
+            source_name: source_name.to_string(),
+            table: table.to_string(),
+            column: column.to_string(),
+            row_key: "-".into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// Whether trying again may succeed: a dropped or killed connection, a server restarting,
+    /// a deadlock or a pool timeout. Wrong credentials, missing tables and bad values are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { source, .. } | Error::Query { source, .. } => transient(source),
+            _ => false,
+        }
+    }
+}
+
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // Interrupted/killed query or connection, server gone or shutting down, lock
+                // wait timeout, deadlock, too many connections.
+                return matches!(my.number(), 1317 | 1927 | 2006 | 2013 | 1053 | 1205 | 1213 | 1040);
+            }
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL: connection exceptions, admin/crash shutdown (pg_terminate_backend),
+            // serialization failures and deadlocks, too many connections.
+            code.starts_with("08") || code.starts_with("57P") || matches!(code.as_ref(), "40001" | "40P01" | "53300")
+        }
+        _ => false,
+    }
 }

@@ -2,8 +2,13 @@
 //! bounded channel, so memory stays flat whatever the table's size, and answers the questions
 //! ingestion asks a source (which tables, which key, how many rows, how far the cursor goes).
 
+mod batch;
 pub mod error;
+pub mod files;
+pub mod mysql;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 pub mod types;
 
 use std::pin::Pin;
@@ -36,6 +41,15 @@ pub struct Window {
     pub to: String,
 }
 
+/// A range of an integer key, `from` inclusive and `to` exclusive, for reading a large table
+/// in parallel chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub column: String,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
 #[async_trait::async_trait]
 pub trait Connector: Send + Sync {
     /// Table names in the source's catalog.
@@ -48,14 +62,34 @@ pub trait Connector: Send + Sync {
     async fn count(&self, table: &str, window: Option<&Window>) -> Result<u64>;
     /// The greatest value of `cursor`, as SQL literal text; `None` for an empty table.
     async fn max_cursor(&self, table: &str, cursor: &str) -> Result<Option<String>>;
+    /// Smallest and greatest value of an integer key column (`None` when the table is empty or
+    /// the column is not an integer, or the source cannot read key ranges).
+    async fn key_bounds(&self, _table: &str, _column: &str) -> Result<Option<(i64, i64)>> {
+        Ok(None)
+    }
+    /// Stream the table's rows, within `window` and `range` if given.
+    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract>;
+    /// File sources: the files the table's pattern matches now, in path order (`None` for
+    /// sources that are not files).
+    async fn list_files(&self, _table: &str) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+    /// File sources: the rows of just these files, and how many there are.
+    async fn extract_files(&self, table: &str, _files: &[String]) -> Result<(Extract, u64)> {
+        Err(Error::NoSuchTable { source_name: "(not a files source)".into(), table: table.to_string() })
+    }
     /// Stream the table's rows, within `window` if given.
-    async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract>;
+    async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract> {
+        self.extract_range(table, window, None).await
+    }
 }
 
 /// Connect to a source as its config says.
 pub async fn connect(source: &Source) -> Result<Arc<dyn Connector>> {
     match source.config.kind {
         SourceKind::Sqlite => Ok(Arc::new(sqlite::SqliteConnector::connect(source).await?)),
-        other => Err(Error::Unsupported { source_name: source.name.clone(), kind: other.as_str() }),
+        SourceKind::Mysql => Ok(Arc::new(mysql::MysqlConnector::connect(source).await?)),
+        SourceKind::Postgres => Ok(Arc::new(postgres::PostgresConnector::connect(source).await?)),
+        SourceKind::Files => Ok(Arc::new(files::FilesConnector::connect(source)?)),
     }
 }

@@ -6,16 +6,15 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
 use basin_core::source::Source;
-use futures::StreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, TypeInfo, ValueRef};
 
+use crate::batch::{Batcher, row_key};
 use crate::error::{Error, Result};
-use crate::types::{ColumnBuilder, Value, sqlite_type};
-use crate::{BATCH_ROWS, Connector, Extract, Window};
+use crate::types::{Value, sqlite_type};
+use crate::{Connector, Extract, KeyRange, Window};
 
 pub struct SqliteConnector {
     name: String,
@@ -68,13 +67,7 @@ impl SqliteConnector {
     fn window_clause(&self, table: &str, columns: &[Column], window: Option<&Window>) -> Result<(String, Vec<String>)> {
         let Some(w) = window else { return Ok((String::new(), Vec::new())) };
         if !columns.iter().any(|c| c.name == w.cursor) {
-            return Err(Error::Value {
-                source_name: self.name.clone(),
-                table: table.to_string(),
-                column: w.cursor.clone(),
-                row_key: "-".into(),
-                problem: "the cursor column does not exist".into(),
-            });
+            return Err(Error::column(&self.name, table, &w.cursor, "the cursor column does not exist"));
         }
         let c = quote(&w.cursor);
         Ok(match &w.from {
@@ -129,9 +122,21 @@ impl Connector for SqliteConnector {
         Ok(row.get::<Option<String>, _>(0))
     }
 
-    async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract> {
+    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract> {
         let columns = self.catalog_columns(table).await?;
-        let (clause, binds) = self.window_clause(table, &columns, window)?;
+        let (mut clause, binds) = self.window_clause(table, &columns, window)?;
+        if let Some(r) = range {
+            let c = columns
+                .iter()
+                .find(|c| c.name == r.column)
+                .ok_or_else(|| Error::column(&self.name, table, &r.column, "the key column does not exist"))?;
+            for (op, bound) in [(">=", r.from), ("<", r.to)] {
+                if let Some(b) = bound {
+                    let joiner = if clause.is_empty() { " WHERE" } else { " AND" };
+                    clause.push_str(&format!("{joiner} {} {op} {b}", quote(&c.name)));
+                }
+            }
+        }
         let schema = Arc::new(Schema::new(
             columns.iter().map(|c| Field::new(&c.name, sqlite_type(&c.declared), true)).collect::<Vec<_>>(),
         ));
@@ -144,137 +149,49 @@ impl Connector for SqliteConnector {
             pk.into_iter().map(|(_, i)| i).collect()
         };
 
-        // A reader task fills batches; the bounded channel keeps at most two in flight.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
-        let (pool, source_name, table_name, schema_for_task) =
-            (self.pool.clone(), self.name.clone(), table.to_string(), schema.clone());
-        let zero_dates = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let zero_dates_in_task = zero_dates.clone();
+        // A reader task fills batches; the bounded channel keeps few in flight.
+        let (tx, extract, zero_dates) = crate::batch::channel(schema.clone());
+        let batch = Batcher::new(schema, &self.name, table, zero_dates);
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for b in binds {
                 q = q.bind(b);
             }
-            let mut rows = q.fetch(&pool);
-            let mut batch = BatchBuilder::new(schema_for_task, &source_name, &table_name, pk, zero_dates_in_task);
-            while let Some(row) = rows.next().await {
-                let result = match row {
-                    Ok(row) => batch.push(&row),
-                    Err(e) => Err(Error::Query {
-                        source_name: source_name.clone(),
-                        table: table_name.clone(),
-                        what: "reading rows",
-                        source: e,
-                    }),
-                };
-                if let Err(e) = result {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                if batch.rows == BATCH_ROWS && tx.send(batch.finish()).await.is_err() {
-                    return;
-                }
-            }
-            if batch.rows > 0 {
-                let _ = tx.send(batch.finish()).await;
-            }
+            crate::batch::pump(q.fetch(&pool), batch, tx, |b, row| push(b, &pk, row)).await;
         });
-        let batches = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-        Ok(Extract { schema, batches: Box::pin(batches), zero_dates })
+        Ok(extract)
     }
 }
 
-struct BatchBuilder<'a> {
-    schema: Arc<Schema>,
-    source: &'a str,
-    table: &'a str,
-    pk: Vec<usize>,
-    columns: Vec<ColumnBuilder>,
-    rows: usize,
-    zero_dates: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<'a> BatchBuilder<'a> {
-    fn new(
-        schema: Arc<Schema>,
-        source: &'a str,
-        table: &'a str,
-        pk: Vec<usize>,
-        zero_dates: Arc<std::sync::atomic::AtomicU64>,
-    ) -> Self {
-        let columns = schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type())).collect();
-        BatchBuilder { schema, source, table, pk, columns, rows: 0, zero_dates }
-    }
-
-    fn push(&mut self, row: &SqliteRow) -> Result<()> {
-        let BatchBuilder { schema, source, table, pk, columns, zero_dates, .. } = self;
-        let err = |i: usize, problem: String| value_error(schema, source, table, pk, row, i, problem);
-        for (i, builder) in columns.iter_mut().enumerate() {
-            let raw = row.try_get_raw(i).map_err(|e| err(i, e.to_string()))?;
-            let zero_date = if raw.is_null() {
-                builder.append(Value::Null)
-            } else {
-                match raw.type_info().name() {
-                    "INTEGER" => builder
-                        .append(Value::Int(row.try_get_unchecked::<i64, _>(i).map_err(|e| err(i, e.to_string()))?)),
-                    "REAL" => builder
-                        .append(Value::Float(row.try_get_unchecked::<f64, _>(i).map_err(|e| err(i, e.to_string()))?)),
-                    "BLOB" => builder
-                        .append(Value::Bytes(row.try_get_unchecked::<&[u8], _>(i).map_err(|e| err(i, e.to_string()))?)),
-                    _ => builder
-                        .append(Value::Text(row.try_get_unchecked::<&str, _>(i).map_err(|e| err(i, e.to_string()))?)),
-                }
-            }
-            .map_err(|p| err(i, p))?;
-            if zero_date {
-                zero_dates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+/// Append one row; true when the batch is full.
+fn push(batch: &mut Batcher, pk: &[usize], row: &SqliteRow) -> Result<bool> {
+    for i in 0..batch.schema.fields().len() {
+        let value = read(row, i);
+        let result = match value {
+            Ok(v) => batch.append(i, v),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(problem) = result {
+            let names: Vec<&str> = pk.iter().map(|&k| batch.schema.field(k).name().as_str()).collect();
+            let values = pk.iter().map(|&k| {
+                row.try_get_unchecked::<i64, _>(k).map(|v| v.to_string()).or_else(|_| row.try_get_unchecked(k)).ok()
+            });
+            return Err(batch.value_error(i, row_key(&names, values), problem));
         }
-        self.rows += 1;
-        Ok(())
     }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        self.rows = 0;
-        let arrays = self.columns.iter_mut().map(|c| c.finish()).collect();
-        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| Error::Arrow {
-            source_name: self.source.to_string(),
-            table: self.table.to_string(),
-            source: e,
-        })
-    }
+    Ok(batch.end_row())
 }
 
-/// The error for a value that does not fit its column, naming the row by its primary key.
-fn value_error(
-    schema: &Schema,
-    source: &str,
-    table: &str,
-    pk: &[usize],
-    row: &SqliteRow,
-    column: usize,
-    problem: String,
-) -> Error {
-    let row_key = if pk.is_empty() {
-        "(no primary key)".to_string()
-    } else {
-        pk.iter()
-            .map(|&i| {
-                let v: Option<String> = row
-                    .try_get_unchecked::<i64, _>(i)
-                    .map(|v| v.to_string())
-                    .or_else(|_| row.try_get_unchecked(i))
-                    .ok();
-                format!("{}={}", schema.field(i).name(), v.unwrap_or_else(|| "?".into()))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Error::Value {
-        source_name: source.to_string(),
-        table: table.to_string(),
-        column: schema.field(column).name().clone(),
-        row_key,
-        problem,
+fn read(row: &SqliteRow, i: usize) -> Result<Value<'_>, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
     }
+    Ok(match raw.type_info().name() {
+        "INTEGER" => Value::Int(row.try_get_unchecked(i)?),
+        "REAL" => Value::Float(row.try_get_unchecked(i)?),
+        "BLOB" => Value::Bytes(row.try_get_unchecked(i)?),
+        _ => Value::Text(row.try_get_unchecked(i)?),
+    })
 }

@@ -1,3 +1,5 @@
-//! Connectors against real databases: here, SQLite files made by the test.
-
+mod files;
+mod mysql;
+mod postgres;
 mod sqlite;
+mod support;

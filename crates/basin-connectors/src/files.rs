@@ -1,0 +1,318 @@
+//! `files` sources: CSV (header and type inference), JSON lines and Parquet files on the local
+//! filesystem, one table per glob pattern. A `full` table reads every matching file, in path
+//! order, as one snapshot; an `incremental` one reads only files not ingested before. Each
+//! row carries the file it came from in `_file`. A malformed
+//! line fails the table naming the file and the line.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Seek};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use basin_core::source::{FileFormat, Source, SourceTable};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::error::{Error, Result};
+use crate::{BATCH_ROWS, Connector, Extract, KeyRange, Window};
+
+/// The column naming each row's file.
+pub const FILE_COLUMN: &str = "_file";
+
+pub struct FilesConnector {
+    name: String,
+    tables: BTreeMap<String, FileTable>,
+}
+
+#[derive(Debug, Clone)]
+struct FileTable {
+    pattern: String,
+    format: FileFormat,
+    delimiter: u8,
+    header: bool,
+}
+
+impl FileTable {
+    fn of(t: &SourceTable) -> Option<FileTable> {
+        let pattern = t.path.clone()?;
+        let format = t.format.or_else(|| FileFormat::from_path(&pattern))?;
+        let delimiter = t.delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b',');
+        Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true) })
+    }
+}
+
+impl FilesConnector {
+    pub fn connect(source: &Source) -> Result<Self> {
+        let tables = source.tables.iter().filter_map(|t| Some((t.name.clone(), FileTable::of(t)?))).collect();
+        Ok(FilesConnector { name: source.name.clone(), tables })
+    }
+
+    fn table(&self, table: &str) -> Result<&FileTable> {
+        self.tables
+            .get(table)
+            .ok_or_else(|| Error::NoSuchTable { source_name: self.name.clone(), table: table.to_string() })
+    }
+
+    fn file_err(&self, table: &str, file: &str) -> impl Fn(String) -> Error + use<> {
+        let (source_name, table, file) = (self.name.clone(), table.to_string(), file.to_string());
+        move |problem| Error::File {
+            source_name: source_name.clone(),
+            table: table.clone(),
+            file: file.clone(),
+            problem,
+        }
+    }
+
+    /// The files a table's pattern matches, in path order; `NoSuchTable` when none do.
+    fn files(&self, table: &str) -> Result<Vec<PathBuf>> {
+        let t = self.table(table)?;
+        let bad = self.file_err(table, &t.pattern);
+        let mut files: Vec<PathBuf> = glob::glob(&t.pattern)
+            .map_err(|e| bad(format!("invalid pattern: {e}")))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        files.retain(|f| f.is_file());
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::NoSuchTable {
+                source_name: self.name.clone(),
+                table: format!("{table} ({})", t.pattern),
+            });
+        }
+        Ok(files)
+    }
+
+    /// The schema of the table's first file, with `_file` added.
+    fn schema(&self, table: &str, first: &PathBuf) -> Result<SchemaRef> {
+        let t = self.table(table)?;
+        let bad = self.file_err(table, &first.display().to_string());
+        let mut file = File::open(first).map_err(|e| bad(e.to_string()))?;
+        let inferred = match t.format {
+            FileFormat::Csv => {
+                let format = arrow::csv::reader::Format::default().with_header(t.header).with_delimiter(t.delimiter);
+                format.infer_schema(&mut file, Some(10_000)).map_err(|e| bad(e.to_string()))?.0
+            }
+            FileFormat::Jsonl => {
+                let mut reader = BufReader::new(&mut file);
+                let schema = arrow::json::reader::infer_json_schema(&mut reader, Some(10_000))
+                    .map_err(|e| bad(e.to_string()))?
+                    .0;
+                reader.rewind().map_err(|e| bad(e.to_string()))?;
+                schema
+            }
+            FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| bad(e.to_string()))?
+                .schema()
+                .as_ref()
+                .clone(),
+        };
+        let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+/// The folder a glob pattern's wildcards start below.
+fn base_dir(pattern: &str) -> PathBuf {
+    let mut base = PathBuf::new();
+    let path = std::path::Path::new(pattern);
+    let parts: Vec<_> = path.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let text = part.as_os_str().to_string_lossy();
+        if i + 1 == parts.len() || text.contains(['*', '?', '[']) {
+            break;
+        }
+        base.push(part);
+    }
+    base
+}
+
+/// Read one file's batches (without `_file`), calling `each` on every batch.
+fn read_file(
+    t: &FileTable,
+    path: &PathBuf,
+    schema: SchemaRef,
+    mut each: impl FnMut(RecordBatch) -> bool,
+) -> std::result::Result<(), String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    // Line numbers in errors count from the file's first line, header included.
+    let batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>> = match t.format {
+        FileFormat::Csv => Box::new(
+            arrow::csv::ReaderBuilder::new(schema)
+                .with_header(t.header)
+                .with_delimiter(t.delimiter)
+                .with_batch_size(BATCH_ROWS)
+                .build(file)
+                .map_err(|e| e.to_string())?,
+        ),
+        FileFormat::Jsonl => Box::new(
+            arrow::json::ReaderBuilder::new(schema)
+                .with_batch_size(BATCH_ROWS)
+                .build(BufReader::new(file))
+                .map_err(|e| e.to_string())?,
+        ),
+        FileFormat::Parquet => Box::new(
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| e.to_string())?
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    for batch in batches {
+        let batch = batch.map_err(|e| e.to_string())?;
+        if !each(batch) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A file's batch with the `_file` column added and columns matched to the table's schema.
+fn with_file(batch: RecordBatch, schema: &SchemaRef, file: &str) -> std::result::Result<RecordBatch, String> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields().iter().take(schema.fields().len() - 1) {
+        let c = batch
+            .column_by_name(f.name())
+            .ok_or_else(|| format!("column `{}` of the table's first file is missing", f.name()))?;
+        columns.push(if c.data_type() == f.data_type() {
+            c.clone()
+        } else {
+            arrow::compute::cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))?
+        });
+    }
+    columns.push(Arc::new(StringArray::from(vec![file; batch.num_rows()])));
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Connector for FilesConnector {
+    async fn tables(&self) -> Result<Vec<String>> {
+        Ok(self.tables.keys().cloned().collect())
+    }
+
+    async fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let files = self.files(table)?;
+        Ok(self.schema(table, &files[0])?.fields().iter().map(|f| f.name().clone()).collect())
+    }
+
+    async fn primary_key(&self, _table: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Rows in every matching file (Parquet from its footer; CSV and JSON lines by reading).
+    async fn count(&self, table: &str, _window: Option<&Window>) -> Result<u64> {
+        let files = self.files(table)?;
+        self.count_files(table, files).await
+    }
+
+    async fn max_cursor(&self, table: &str, _cursor: &str) -> Result<Option<String>> {
+        Err(Error::Unsupported { source_name: format!("{}.{table}", self.name), kind: "cursor on files" })
+    }
+
+    async fn extract_range(&self, table: &str, _window: Option<&Window>, _range: Option<&KeyRange>) -> Result<Extract> {
+        let files = self.files(table)?;
+        self.read_files(table, files)
+    }
+
+    /// Paths relative to the pattern's fixed part (`landing/` of `landing/*.csv`), so that
+    /// moving the project or the landing folder does not make old files look new.
+    async fn list_files(&self, table: &str) -> Result<Option<Vec<String>>> {
+        let base = base_dir(&self.table(table)?.pattern);
+        Ok(Some(
+            self.files(table)?
+                .iter()
+                .map(|f| f.strip_prefix(&base).unwrap_or(f).to_string_lossy().into_owned())
+                .collect(),
+        ))
+    }
+
+    async fn extract_files(&self, table: &str, files: &[String]) -> Result<(Extract, u64)> {
+        let base = base_dir(&self.table(table)?.pattern);
+        let files: Vec<PathBuf> = files.iter().map(|f| base.join(f)).collect();
+        let rows = self.count_files(table, files.clone()).await?;
+        Ok((self.read_files(table, files)?, rows))
+    }
+}
+
+impl FilesConnector {
+    async fn count_files(&self, table: &str, files: Vec<PathBuf>) -> Result<u64> {
+        let schema = self.schema(table, &files[0])?;
+        let t = self.table(table)?.clone();
+        let name = self.name.clone();
+        let table = table.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut rows = 0u64;
+            for f in &files {
+                let shown = f.display().to_string();
+                let bad = |problem| Error::File {
+                    source_name: name.clone(),
+                    table: table.clone(),
+                    file: shown.clone(),
+                    problem,
+                };
+                if t.format == FileFormat::Parquet {
+                    let file = File::open(f).map_err(|e| bad(e.to_string()))?;
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+                    rows += reader.metadata().file_metadata().num_rows() as u64;
+                } else {
+                    let data = Arc::new(Schema::new(schema.fields()[..schema.fields().len() - 1].to_vec()));
+                    read_file(&t, f, data, |b| {
+                        rows += b.num_rows() as u64;
+                        true
+                    })
+                    .map_err(bad)?;
+                }
+            }
+            Ok(rows)
+        })
+        .await
+        .expect("the counting task does not panic")
+    }
+
+    /// Stream `files` (their schema taken from the table's first matching file).
+    fn read_files(&self, table: &str, files: Vec<PathBuf>) -> Result<Extract> {
+        let first = self.files(table)?.remove(0);
+        let schema = self.schema(table, &first)?;
+        let data = Arc::new(Schema::new(schema.fields()[..schema.fields().len() - 1].to_vec()));
+        let t = self.table(table)?.clone();
+        let base = base_dir(&t.pattern);
+        let (tx, extract, _) = crate::batch::channel(schema.clone());
+        let (name, table) = (self.name.clone(), table.to_string());
+        tokio::task::spawn_blocking(move || {
+            for f in &files {
+                let shown = f.display().to_string();
+                // `_file` is the path below the pattern's folder, as incremental runs track it.
+                let relative = f.strip_prefix(&base).unwrap_or(f).to_string_lossy().into_owned();
+                let mut open = true;
+                let read = read_file(&t, f, data.clone(), |b| {
+                    let batch = with_file(b, &schema, &relative);
+                    let failed = batch.is_err();
+                    let sent = tx.blocking_send(batch.map_err(|problem| Error::File {
+                        source_name: name.clone(),
+                        table: table.clone(),
+                        file: shown.clone(),
+                        problem,
+                    }));
+                    open = sent.is_ok() && !failed;
+                    open
+                });
+                if let Err(problem) = read {
+                    let _ = tx.blocking_send(Err(Error::File {
+                        source_name: name.clone(),
+                        table: table.clone(),
+                        file: shown.clone(),
+                        problem,
+                    }));
+                    return;
+                }
+                if !open {
+                    return;
+                }
+            }
+        });
+        Ok(extract)
+    }
+}

@@ -1,0 +1,358 @@
+//! MySQL and MariaDB sources. The catalog comes from `information_schema`; rows are read with
+//! the text protocol (what `mysql --quick` uses), streamed, and parsed into Arrow builders.
+//! Table and column names are checked against the catalog and quoted with backticks; window
+//! bounds are embedded as integer literals after parsing, or as hex string literals
+//! (`CONVERT(X'…' USING utf8mb4)`), so no name or value can inject SQL.
+//!
+//! Sessions run in UTC (`time_zone = '+00:00'`) with `utf8mb4`, so TIMESTAMP values are UTC
+//! instants and text arrives as UTF-8 whatever the server's defaults.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use basin_core::source::Source;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{AssertSqlSafe, Connection, Row, ValueRef};
+
+use crate::batch::{Batcher, range_conditions, row_key};
+use crate::error::{Error, Result};
+use crate::types::Value;
+use crate::{Connector, Extract, KeyRange, Window};
+
+pub struct MysqlConnector {
+    name: String,
+    pool: MySqlPool,
+    tinyint1_as_boolean: bool,
+}
+
+/// A column as `information_schema.COLUMNS` describes it.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    /// `DATA_TYPE`, lower case: `int`, `decimal`, `datetime`…
+    pub data_type: String,
+    /// `COLUMN_TYPE`, lower case: `int(10) unsigned`, `decimal(18,4)`, `enum('a','b')`…
+    pub column_type: String,
+    pub key: bool,
+}
+
+/// How a column's text-protocol bytes become a [`Value`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Text,
+    Bytes,
+    /// BIT(n): big-endian bytes of an unsigned integer.
+    Bit,
+}
+
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn is_integer(data_type: &str) -> bool {
+    matches!(data_type, "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year")
+}
+
+/// A window bound as a literal of the cursor's type that cannot carry SQL.
+fn literal(column: &Column, value: &str) -> Result<String, String> {
+    if is_integer(&column.data_type) {
+        return value.trim().parse::<i128>().map(|v| v.to_string()).map_err(|_| format!("`{value}` is not an integer"));
+    }
+    // A date-time as a plain literal (digits and separators only, after parsing), so that
+    // MariaDB compares it with the column directly and uses the cursor's index.
+    if matches!(column.data_type.as_str(), "datetime" | "timestamp" | "date")
+        && let Ok(Some(t)) = crate::types::parse_datetime(value)
+    {
+        return Ok(format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f")));
+    }
+    let hex: String = value.bytes().map(|b| format!("{b:02X}")).collect();
+    Ok(format!("CONVERT(X'{hex}' USING utf8mb4)"))
+}
+
+impl MysqlConnector {
+    pub async fn connect(source: &Source) -> Result<Self> {
+        let url = source.config.url.as_ref().map(|u| u.expose().to_string()).unwrap_or_default();
+        let connect_err = |e| Error::Connect { source_name: source.name.clone(), source: e };
+        let options = MySqlConnectOptions::from_str(&url.replacen("mariadb://", "mysql://", 1))
+            .map_err(connect_err)?
+            .charset("utf8mb4")
+            .timezone(Some("+00:00".to_string()));
+        // One connection first, so that a wrong password or an unreachable host fails at once
+        // with the server's own message, instead of after the pool's acquire timeout.
+        MySqlConnection::connect_with(&options).await.map_err(connect_err)?.close().await.map_err(connect_err)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(source.max_connections() as u32)
+            // Chunks and tables queue for a connection; the limit is the source's, not a timeout.
+            .acquire_timeout(std::time::Duration::from_secs(600))
+            .connect_lazy_with(options);
+        Ok(MysqlConnector {
+            name: source.name.clone(),
+            pool,
+            tinyint1_as_boolean: source.config.tinyint1_as_boolean.unwrap_or(true),
+        })
+    }
+
+    fn query_err(&self, table: &str, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+        let (source_name, table) = (self.name.clone(), table.to_string());
+        move |source| Error::Query { source_name, table, what, source }
+    }
+
+    /// The table's columns, in order; `NoSuchTable` if the catalog does not have it.
+    pub async fn catalog_columns(&self, table: &str) -> Result<Vec<Column>> {
+        let rows = sqlx::query(
+            "SELECT CAST(COLUMN_NAME AS CHAR), CAST(LOWER(DATA_TYPE) AS CHAR), CAST(LOWER(COLUMN_TYPE) AS CHAR),
+                    CAST(COLUMN_KEY AS CHAR)
+             FROM information_schema.COLUMNS
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err(table, "reading the catalog"))?;
+        if rows.is_empty() {
+            return Err(Error::NoSuchTable { source_name: self.name.clone(), table: table.to_string() });
+        }
+        Ok(rows
+            .iter()
+            .map(|r| Column {
+                name: r.get(0),
+                data_type: r.get(1),
+                column_type: r.get(2),
+                key: r.get::<String, _>(3) == "PRI",
+            })
+            .collect())
+    }
+
+    fn column<'c>(&self, table: &str, columns: &'c [Column], name: &str) -> Result<&'c Column> {
+        columns
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::column(&self.name, table, name, "the column does not exist"))
+    }
+
+    /// `WHERE` clause for a window and a key range, with bounds as safe literals.
+    fn where_clause(
+        &self,
+        table: &str,
+        columns: &[Column],
+        window: Option<&Window>,
+        range: Option<&KeyRange>,
+    ) -> Result<String> {
+        let mut conditions = Vec::new();
+        let bad = |column: &str, problem: String| Error::column(&self.name, table, column, problem);
+        if let Some(w) = window {
+            let c = self.column(table, columns, &w.cursor)?;
+            let q = quote(&c.name);
+            if let Some(from) = &w.from {
+                conditions.push(format!("{q} >= {}", literal(c, from).map_err(|p| bad(&c.name, p))?));
+            }
+            conditions.push(format!("{q} <= {}", literal(c, &w.to).map_err(|p| bad(&c.name, p))?));
+        }
+        if let Some(r) = range {
+            conditions.extend(range_conditions(&quote(&self.column(table, columns, &r.column)?.name), r));
+        }
+        Ok(if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) })
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for MysqlConnector {
+    async fn tables(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT CAST(TABLE_NAME AS CHAR) FROM information_schema.TABLES
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err("*", "listing tables"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn columns(&self, table: &str) -> Result<Vec<String>> {
+        Ok(self.catalog_columns(table).await?.into_iter().map(|c| c.name).collect())
+    }
+
+    async fn primary_key(&self, table: &str) -> Result<Vec<String>> {
+        self.catalog_columns(table).await?;
+        let rows = sqlx::query(
+            "SELECT CAST(COLUMN_NAME AS CHAR) FROM information_schema.KEY_COLUMN_USAGE
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY'
+             ORDER BY ORDINAL_POSITION",
+        )
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_err(table, "reading the primary key"))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn count(&self, table: &str, window: Option<&Window>) -> Result<u64> {
+        let columns = self.catalog_columns(table).await?;
+        let clause = self.where_clause(table, &columns, window, None)?;
+        let sql = format!("SELECT CAST(COUNT(*) AS SIGNED) FROM {}{clause}", quote(table));
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(self.query_err(table, "COUNT(*)"))?;
+        Ok(row.get::<i64, _>(0) as u64)
+    }
+
+    async fn max_cursor(&self, table: &str, cursor: &str) -> Result<Option<String>> {
+        let columns = self.catalog_columns(table).await?;
+        let c = self.column(table, &columns, cursor)?;
+        let sql = format!("SELECT CAST(MAX({}) AS CHAR) FROM {}", quote(&c.name), quote(table));
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.query_err(table, "MAX(cursor)"))?;
+        let max: Option<String> = row.try_get_unchecked(0).map_err(self.query_err(table, "MAX(cursor)"))?;
+        Ok(max)
+    }
+
+    async fn key_bounds(&self, table: &str, column: &str) -> Result<Option<(i64, i64)>> {
+        let columns = self.catalog_columns(table).await?;
+        let c = self.column(table, &columns, column)?;
+        if !is_integer(&c.data_type) {
+            return Ok(None);
+        }
+        let q = quote(&c.name);
+        let sql = format!("SELECT CAST(MIN({q}) AS SIGNED), CAST(MAX({q}) AS SIGNED) FROM {}", quote(table));
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(self.query_err(table, "key bounds"))?;
+        Ok(match (row.get::<Option<i64>, _>(0), row.get::<Option<i64>, _>(1)) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        })
+    }
+
+    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract> {
+        let columns = self.catalog_columns(table).await?;
+        let clause = self.where_clause(table, &columns, window, range)?;
+        let mapped: Vec<(DataType, Read)> =
+            columns.iter().map(|c| column_mapping(&c.data_type, &c.column_type, self.tinyint1_as_boolean)).collect();
+        let schema = Arc::new(Schema::new(
+            columns.iter().zip(&mapped).map(|(c, (t, _))| Field::new(&c.name, t.clone(), true)).collect::<Vec<_>>(),
+        ));
+        let reads: Vec<Read> = mapped.iter().map(|(_, r)| *r).collect();
+        let pk: Vec<usize> = columns.iter().enumerate().filter(|(_, c)| c.key).map(|(i, _)| i).collect();
+        let list = columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT {list} FROM {}{clause}", quote(table));
+
+        let (tx, extract, zero_dates) = crate::batch::channel(schema.clone());
+        let batch = Batcher::new(schema, &self.name, table, zero_dates);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            // The text protocol streams rows as the server sends them.
+            crate::batch::pump(sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&pool), batch, tx, |b, row| {
+                push(b, &reads, &pk, row)
+            })
+            .await;
+        });
+        Ok(extract)
+    }
+}
+
+/// Append one row; true when the batch is full.
+fn push(batch: &mut Batcher, reads: &[Read], pk: &[usize], row: &MySqlRow) -> Result<bool> {
+    for (i, read) in reads.iter().enumerate() {
+        let result = match value(row, i, *read) {
+            Ok(v) => batch.append(i, v),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(problem) = result {
+            let names: Vec<&str> = pk.iter().map(|&k| batch.schema.field(k).name().as_str()).collect();
+            let values = pk.iter().map(|&k| row.try_get_unchecked::<Option<String>, _>(k).ok().flatten());
+            return Err(batch.value_error(i, row_key(&names, values), problem));
+        }
+    }
+    Ok(batch.end_row())
+}
+
+#[inline]
+fn value(row: &MySqlRow, i: usize, read: Read) -> Result<Value<'_>, sqlx::Error> {
+    if row.try_get_raw(i)?.is_null() {
+        return Ok(Value::Null);
+    }
+    let bytes: &[u8] = row.try_get_unchecked(i)?;
+    Ok(match read {
+        Read::Bytes => Value::Bytes(bytes),
+        Read::Text => match std::str::from_utf8(bytes) {
+            Ok(t) => Value::Text(t),
+            Err(_) => Value::Bytes(bytes),
+        },
+        Read::Bit => {
+            let v = bytes.iter().fold(0u128, |acc, b| (acc << 8) | *b as u128);
+            match i64::try_from(v) {
+                Ok(v) => Value::Int(v),
+                Err(_) => Value::Decimal(v as i128, 0),
+            }
+        }
+    })
+}
+
+/// The Arrow type of a MySQL column, and how its text-protocol bytes are read.
+pub(crate) fn column_mapping(data_type: &str, column_type: &str, tinyint1_as_boolean: bool) -> (DataType, Read) {
+    let unsigned = column_type.contains("unsigned");
+    let t = match data_type {
+        "tinyint" if column_type.starts_with("tinyint(1)") && !unsigned && tinyint1_as_boolean => DataType::Boolean,
+        "tinyint" if unsigned => DataType::Int16,
+        "tinyint" => DataType::Int8,
+        "smallint" if unsigned => DataType::Int32,
+        "smallint" => DataType::Int16,
+        "mediumint" => DataType::Int32,
+        "int" | "integer" if unsigned => DataType::Int64,
+        "int" | "integer" => DataType::Int32,
+        "bigint" if unsigned => DataType::Decimal128(20, 0),
+        "bigint" => DataType::Int64,
+        "year" => DataType::Int16,
+        "decimal" | "numeric" => match precision_scale(column_type) {
+            Some((p, s)) if p <= 38 => DataType::Decimal128(p, s),
+            _ => DataType::Utf8,
+        },
+        "float" => DataType::Float32,
+        "double" | "real" => DataType::Float64,
+        "date" => DataType::Date32,
+        "datetime" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "bit" => {
+            return match precision_scale(column_type).map(|(p, _)| p).unwrap_or(1) {
+                1 => (DataType::Boolean, Read::Bit),
+                n if n < 64 => (DataType::Int64, Read::Bit),
+                _ => (DataType::Decimal128(20, 0), Read::Bit),
+            };
+        }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
+        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
+            return (DataType::Binary, Read::Bytes);
+        }
+        // char, varchar, *text, enum, set, json, time, uuid, inet4/6 and anything newer: text.
+        _ => DataType::Utf8,
+    };
+    (t, Read::Text)
+}
+
+fn precision_scale(column_type: &str) -> Option<(u8, i8)> {
+    let inner = column_type.split_once('(')?.1.split_once(')')?.0;
+    let mut parts = inner.split(',').map(|p| p.trim().parse::<u8>());
+    let p = parts.next()?.ok()?;
+    let s = parts.next().map(|s| s.ok()).unwrap_or(Some(0))?;
+    Some((p, s as i8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_cannot_carry_sql() {
+        let int = Column { name: "id".into(), data_type: "bigint".into(), column_type: "bigint(20)".into(), key: true };
+        let dt = Column { name: "u".into(), data_type: "datetime".into(), column_type: "datetime".into(), key: false };
+        assert_eq!(literal(&int, "42").unwrap(), "42");
+        assert!(literal(&int, "1; DROP TABLE x").is_err());
+        assert_eq!(literal(&dt, "2024-01-02 03:04:05.5").unwrap(), "'2024-01-02 03:04:05.500000'");
+        assert_eq!(
+            literal(&dt, "2024-01-02' OR '1'='1").unwrap(),
+            "CONVERT(X'323032342D30312D303227204F52202731273D2731' USING utf8mb4)"
+        );
+        assert_eq!(literal(&dt, "'--").unwrap(), "CONVERT(X'272D2D' USING utf8mb4)");
+    }
+}

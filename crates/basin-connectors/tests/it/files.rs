@@ -1,0 +1,97 @@
+//! The files connector on real CSV, JSON lines and Parquet files.
+
+use basin_connectors::files::FilesConnector;
+use basin_connectors::{Connector, Error};
+use basin_core::Project;
+
+use crate::support::{cell, read_all};
+
+fn project(dir: &std::path::Path, tables: &str) -> basin_core::source::Source {
+    std::fs::write(dir.join("basin.toml"), "[project]\nname = \"t\"\n").unwrap();
+    std::fs::create_dir_all(dir.join("sources")).unwrap();
+    std::fs::write(dir.join("sources/landing.toml"), format!("kind = \"files\"\n{tables}")).unwrap();
+    let (project, _) = Project::load_valid(dir).unwrap();
+    project.sources["landing"].clone()
+}
+
+#[tokio::test]
+async fn csv_files_matching_a_glob_are_one_table_with_inferred_types() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/orders_2.csv"), "id;amount;note\n3;7.25;\"semi;colon\"\n").unwrap();
+    std::fs::write(dir.path().join("in/orders_1.csv"), "id;amount;note\n1;1.5;a\n2;2.5;\n").unwrap();
+    std::fs::write(dir.path().join("in/ignored.txt"), "nope").unwrap();
+    let source = project(dir.path(), "[[tables]]\nname = \"orders\"\npath = \"in/orders_*.csv\"\ndelimiter = \";\"\n");
+    let c = FilesConnector::connect(&source).unwrap();
+    assert_eq!(c.count("orders", None).await.unwrap(), 3);
+    let (batches, _) = read_all(&c, "orders", None).await;
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let schema = b.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "amount", "note", "_file"]);
+    assert_eq!(schema.field(0).data_type(), &arrow::datatypes::DataType::Int64);
+    assert_eq!(schema.field(1).data_type(), &arrow::datatypes::DataType::Float64);
+    let rows: Vec<String> = (0..3)
+        .map(|r| {
+            let file = cell(&b, "_file", r);
+            format!(
+                "{}|{}|{}|{}",
+                cell(&b, "id", r),
+                cell(&b, "amount", r),
+                cell(&b, "note", r),
+                &file[file.len() - 12..]
+            )
+        })
+        .collect();
+    assert_eq!(rows, ["1|1.5|a|orders_1.csv", "2|2.5||orders_1.csv", "3|7.25|semi;colon|orders_2.csv"]);
+}
+
+#[tokio::test]
+async fn json_lines_and_parquet_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ev.jsonl"), "{\"id\": 1, \"tags\": \"a\"}\n{\"id\": 2, \"tags\": null}\n").unwrap();
+    // A Parquet file written by the parquet crate itself.
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "v",
+        std::sync::Arc::new(arrow::array::Int32Array::from(vec![10, 20, 30])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    let file = std::fs::File::create(dir.path().join("p.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let source = project(
+        dir.path(),
+        "[[tables]]\nname = \"ev\"\npath = \"ev.jsonl\"\n\n[[tables]]\nname = \"p\"\npath = \"p.parquet\"\n",
+    );
+    let c = FilesConnector::connect(&source).unwrap();
+    let (ev, _) = read_all(&c, "ev", None).await;
+    assert_eq!(
+        (cell(&ev[0], "id", 1), cell(&ev[0], "tags", 0), cell(&ev[0], "tags", 1)),
+        ("2".into(), "a".into(), "".into())
+    );
+    assert_eq!(c.count("p", None).await.unwrap(), 3, "from the Parquet footer");
+    let (p, _) = read_all(&c, "p", None).await;
+    assert_eq!(cell(&p[0], "v", 2), "30");
+}
+
+#[tokio::test]
+async fn a_malformed_line_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.csv"), "id,amount\n1,2.5\n2,3.5,extra\n").unwrap();
+    let source = project(dir.path(), "[[tables]]\nname = \"bad\"\npath = \"bad.csv\"\n");
+    let c = FilesConnector::connect(&source).unwrap();
+    // The line is found while inferring the schema or while reading, whichever meets it first.
+    let err = match c.extract("bad", None).await {
+        Err(e) => e,
+        Ok(extract) => futures::TryStreamExt::try_collect::<Vec<_>>(extract.batches).await.unwrap_err(),
+    };
+    let Error::File { source_name, table, file, problem } = &err else { panic!("{err}") };
+    assert_eq!((source_name.as_str(), table.as_str()), ("landing", "bad"));
+    assert!(file.ends_with("bad.csv"), "{file}");
+    assert!(problem.contains("at line 3"), "{problem}");
+    // No file matching the pattern is a missing table, not an empty one.
+    let none = project(dir.path(), "[[tables]]\nname = \"none\"\npath = \"nothing/*.csv\"\n");
+    let c = FilesConnector::connect(&none).unwrap();
+    assert!(matches!(c.count("none", None).await, Err(Error::NoSuchTable { .. })));
+}
