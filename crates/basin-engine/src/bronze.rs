@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{JoinType, col, lit};
+use datafusion::logical_expr::{JoinType, cast, col, lit};
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
@@ -44,6 +44,19 @@ pub struct Watermark {
     pub data_type: String,
 }
 
+/// Progress of an interrupted first load of an incremental table: every key below
+/// `done_below` is landed, reading towards cursor value `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    /// The key column the load is chunked by.
+    pub column: String,
+    pub to: String,
+    pub done_below: i64,
+    /// Rows landed by the load so far (stored: before the commit it is stored in; read back by
+    /// [`last_backfill`]: including that commit's rows).
+    pub landed: u64,
+}
+
 /// What a bronze write committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BronzeCommit {
@@ -60,12 +73,57 @@ pub struct BronzeWriter<'a> {
     source: String,
     run_id: String,
     extracted_at: DateTime<Utc>,
+    overlap: Overlap,
+    backfill: Option<Backfill>,
+    source_rows: Option<u64>,
+}
+
+/// Which landed rows an increment may repeat, and so is compared with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Overlap {
+    /// Any landed row (the safe default).
+    #[default]
+    All,
+    /// Landed rows whose cursor is at least this (the watermark minus the lag).
+    From(String),
+    /// None: a first load, whose key ranges no landed row shares.
+    Nothing,
 }
 
 impl<'a> BronzeWriter<'a> {
     /// `extracted_at` comes from the caller's clock; its date is the partition written.
     pub fn new(lake: &'a Lake, key: AssetKey, source: &str, run_id: &str, extracted_at: DateTime<Utc>) -> Self {
-        BronzeWriter { lake, key, source: source.to_string(), run_id: run_id.to_string(), extracted_at }
+        BronzeWriter {
+            lake,
+            key,
+            source: source.to_string(),
+            run_id: run_id.to_string(),
+            extracted_at,
+            overlap: Overlap::All,
+            backfill: None,
+            source_rows: None,
+        }
+    }
+
+    /// The source's `COUNT(*)` over the rows this commit reads, stored with it (as
+    /// `basin.reconciliation`) so the commit says what it was checked against.
+    pub fn with_source_rows(mut self, rows: u64) -> Self {
+        self.source_rows = Some(rows);
+        self
+    }
+
+    /// Commit an increment as a step of a first load: its progress instead of the watermark,
+    /// which only the load's last step stores.
+    pub fn with_backfill(mut self, backfill: Option<Backfill>) -> Self {
+        self.backfill = backfill;
+        self
+    }
+
+    /// What an increment can repeat: with the watermark minus the lag, only landed rows from
+    /// there on are compared, and Delta's file statistics skip the rest of the table.
+    pub fn with_overlap(mut self, overlap: Overlap) -> Self {
+        self.overlap = overlap;
+        self
     }
 
     pub fn ingestion_date(&self) -> NaiveDate {
@@ -76,7 +134,7 @@ impl<'a> BronzeWriter<'a> {
     pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
         let df = self.with_metadata(&ctx, input, table.as_ref())?;
-        let props = self.commit_properties("full", &[], None);
+        let props = self.commit_properties("full", &[], None, None);
         self.write(&ctx, table, df, SaveMode::Overwrite, props, None).await
     }
 
@@ -90,33 +148,51 @@ impl<'a> BronzeWriter<'a> {
     ) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
         let mut df = self.with_metadata(&ctx, input, table.as_ref())?;
-        if let Some(existing) = &table {
+        if let Some(existing) = table.as_ref().filter(|_| self.overlap != Overlap::Nothing) {
             // Rows re-read in the lag window that are already in bronze are not landed twice.
             let mut key_cols: Vec<String> = primary_key.to_vec();
             if !key_cols.contains(&watermark.column) {
                 key_cols.push(watermark.column.clone());
             }
             let provider = existing.table_provider().await.map_err(Error::query("cannot read bronze"))?;
+            let cursor_type = provider.schema().field_with_name(&watermark.column).map(|f| f.data_type().clone()).ok();
             let landed = ctx
                 .read_table(provider)
+                .and_then(|d| match (&self.overlap, cursor_type) {
+                    (Overlap::From(from), Some(t)) => {
+                        d.filter(col(quote(&watermark.column)).gt_eq(cast(lit(from.clone()), t)))
+                    }
+                    _ => Ok(d),
+                })
                 .and_then(|d| {
                     d.select(key_cols.iter().map(|c| col(quote(c)).alias(format!("__landed_{c}"))).collect::<Vec<_>>())
                 })
                 .map_err(Error::query(format!("cannot read {}", self.key)))?;
-            let left: Vec<String> = key_cols.iter().map(|c| quote(c)).collect();
-            let right: Vec<String> = key_cols.iter().map(|c| quote(&format!("__landed_{c}"))).collect();
-            df = df
+            let new: Vec<String> = key_cols.iter().map(|c| quote(c)).collect();
+            let old: Vec<String> = key_cols.iter().map(|c| quote(&format!("__landed_{c}"))).collect();
+            // The landed rows are the join's build side (few, after the overlap filter); the new
+            // rows stream through as the probe side, so the increment is never held in memory.
+            df = landed
                 .join(
-                    landed,
-                    JoinType::LeftAnti,
-                    &left.iter().map(String::as_str).collect::<Vec<_>>(),
-                    &right.iter().map(String::as_str).collect::<Vec<_>>(),
+                    df,
+                    JoinType::RightAnti,
+                    &old.iter().map(String::as_str).collect::<Vec<_>>(),
+                    &new.iter().map(String::as_str).collect::<Vec<_>>(),
                     None,
                 )
                 .map_err(Error::query(format!("cannot compare new rows with {}", self.key)))?;
         }
-        let props = self.commit_properties("incremental", primary_key, Some(&watermark));
+        let props = self.commit_properties("incremental", primary_key, Some(&watermark), None);
         self.write(&ctx, table, df, SaveMode::Append, props, Some(watermark)).await
+    }
+
+    /// Append the rows of newly arrived files, recording the files in the same commit, so each
+    /// file lands once.
+    pub async fn append_files(&self, input: SendableRecordBatchStream, files: &[String]) -> Result<BronzeCommit> {
+        let (ctx, table) = self.prepare().await?;
+        let df = self.with_metadata(&ctx, input, table.as_ref())?;
+        let props = self.commit_properties("files", &[], None, Some(("basin.files", json!(files))));
+        self.write(&ctx, table, df, SaveMode::Append, props, None).await
     }
 
     /// One commit into today's partition: an overwrite replaces exactly that partition.
@@ -253,7 +329,13 @@ impl<'a> BronzeWriter<'a> {
         df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))
     }
 
-    fn commit_properties(&self, mode: &str, primary_key: &[String], watermark: Option<&Watermark>) -> CommitProperties {
+    fn commit_properties(
+        &self,
+        mode: &str,
+        primary_key: &[String],
+        watermark: Option<&Watermark>,
+        extra: Option<(&str, serde_json::Value)>,
+    ) -> CommitProperties {
         let mut metadata = vec![
             ("basin.run_id".to_string(), json!(self.run_id)),
             ("basin.operation".to_string(), json!(format!("ingest_{mode}"))),
@@ -265,8 +347,18 @@ impl<'a> BronzeWriter<'a> {
             ("basin.source".to_string(), json!(self.source)),
             ("basin.ingestion_date".to_string(), json!(self.ingestion_date().to_string())),
         ];
-        if let Some(w) = watermark {
-            metadata.push(("basin.watermark".to_string(), serde_json::to_value(w).expect("serialisable")));
+        match (&self.backfill, watermark) {
+            (Some(b), _) => {
+                metadata.push(("basin.backfill".to_string(), serde_json::to_value(b).expect("serialisable")))
+            }
+            (None, Some(w)) => {
+                metadata.push(("basin.watermark".to_string(), serde_json::to_value(w).expect("serialisable")))
+            }
+            (None, None) => {}
+        }
+        metadata.extend(extra.map(|(k, v)| (k.to_string(), v)));
+        if let Some(rows) = self.source_rows {
+            metadata.push(("basin.reconciliation".to_string(), json!({ "source_rows": rows })));
         }
         CommitProperties::default().with_metadata(metadata)
     }
@@ -305,11 +397,47 @@ pub async fn current_state_sql(lake: &Lake, key: &AssetKey, columns: &[String]) 
             c = quote(cursor),
             e = quote(EXTRACTED_AT),
         ),
+        // Files land once each: every row is current.
+        (Some("files"), _) => format!("SELECT {list} FROM {table_ref}"),
         _ => format!(
             "SELECT {list} FROM {table_ref} WHERE {d} = (SELECT MAX({d}) FROM {table_ref})",
             d = quote(INGESTION_DATE)
         ),
     }))
+}
+
+/// The progress of a first load that has not finished: the latest commit's, if it is a
+/// backfill step (a later watermark or snapshot means there is nothing to resume).
+pub async fn last_backfill(lake: &Lake, key: &AssetKey) -> Result<Option<Backfill>> {
+    let Some(table) = lake.table(key).await? else { return Ok(None) };
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?;
+        if let Some(b) = info.info.get("basin.backfill") {
+            let rows = crate::history::commit_rows(&info).unwrap_or(0);
+            return Ok(serde_json::from_value::<Backfill>(b.clone())
+                .ok()
+                .map(|b| Backfill { landed: b.landed + rows, ..b }));
+        }
+        if info.info.contains_key("basin.watermark") || info.info.contains_key("basin.bronze") {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Every file a `files` table has landed, from its commits.
+pub async fn ingested_files(lake: &Lake, key: &AssetKey) -> Result<std::collections::BTreeSet<String>> {
+    let mut out = std::collections::BTreeSet::new();
+    let Some(table) = lake.table(key).await? else { return Ok(out) };
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?;
+        if let Some(files) = info.info.get("basin.files").and_then(|f| f.as_array()) {
+            out.extend(files.iter().filter_map(|f| f.as_str().map(str::to_string)));
+        }
+    }
+    Ok(out)
 }
 
 /// The watermark of the latest commit that stored one: what the table's rows cover.

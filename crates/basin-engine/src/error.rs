@@ -75,6 +75,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether trying again may succeed (a source connection dropped or killed mid-read).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Source { source, .. } if source.is_transient())
+    }
+
     pub fn kind(&self) -> ErrorKind {
         use datafusion::error::DataFusionError as Df;
         match self {

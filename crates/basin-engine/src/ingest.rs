@@ -6,18 +6,18 @@
 //! - `incremental`: the window is `[watermark − lag, MAX(cursor)]`, fixed before reading, so
 //!   the new watermark is known before the commit that stores it with the rows.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use basin_connectors::{Connector, Window};
+use basin_connectors::{Connector, Extract, KeyRange, Window};
 use basin_core::source::{Mode, SourceTable};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
-use crate::bronze::{BronzeWriter, Watermark, last_watermark};
+use crate::bronze::{Backfill, BronzeWriter, Overlap, Watermark, ingested_files, last_backfill, last_watermark};
 use crate::error::{Error, Result};
 use crate::lake::Lake;
 
@@ -44,6 +44,83 @@ pub struct Ingested {
     pub zero_dates: u64,
     pub reconciliation: Reconciliation,
     pub duration: Duration,
+    /// Key-range chunks the table was read in (1 when read in one query).
+    pub chunks: usize,
+    /// Attempts it took (more than 1 after transient failures).
+    pub attempts: u32,
+}
+
+/// A table's read as it goes, for progress displays.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub rows: AtomicU64,
+    pub chunks: AtomicU64,
+    pub chunks_done: AtomicU64,
+}
+
+impl Ingested {
+    /// A run that found nothing to read: no commit, the watermark as it was.
+    fn nothing_new(table: &SourceTable, watermark: Option<Watermark>, started: Instant) -> Ingested {
+        Ingested {
+            table: table.clone(),
+            version: None,
+            rows: 0,
+            watermark,
+            zero_dates: 0,
+            reconciliation: Reconciliation { source_rows: 0, read_rows: 0, within_tolerance: true },
+            duration: started.elapsed(),
+            chunks: 0,
+            attempts: 1,
+        }
+    }
+}
+
+/// How a table is read: chunks in parallel, retries after transient failures.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Chunks of one table read at once (at most the source's connection limit).
+    pub parallel: usize,
+    /// Further attempts after a transient failure, and the wait before the first (doubling).
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// Counters this read updates as it goes.
+    pub progress: Option<Arc<Progress>>,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions { parallel: 1, retries: 0, retry_delay: Duration::from_secs(1), progress: None }
+    }
+}
+
+/// [`ingest_table`], tried again after a transient failure (a dropped or killed connection, a
+/// server restarting) up to `options.retries` times with doubling waits. A failed attempt
+/// lands nothing, so a retry starts clean.
+pub async fn ingest_table_retrying(
+    lake: &Lake,
+    connector: Arc<dyn Connector>,
+    table: &SourceTable,
+    run_id: &str,
+    now: DateTime<Utc>,
+    options: IngestOptions,
+) -> Result<Ingested> {
+    let mut delay = options.retry_delay;
+    let mut attempt = 1;
+    loop {
+        match ingest_table(lake, connector.clone(), table, run_id, now, options.clone()).await {
+            Err(e) if e.is_transient() && attempt <= options.retries => {
+                tracing::warn!(table = %table.key, attempt, error = %e, "transient failure; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2);
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+            Ok(mut ingested) => {
+                ingested.attempts = attempt;
+                return Ok(ingested);
+            }
+        }
+    }
 }
 
 /// Ingest `table` from `connector` into bronze, as of `now`.
@@ -53,19 +130,56 @@ pub async fn ingest_table(
     table: &SourceTable,
     run_id: &str,
     now: DateTime<Utc>,
+    options: IngestOptions,
 ) -> Result<Ingested> {
     let started = Instant::now();
     let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now);
     let source_err = |e: basin_connectors::Error| Error::Source { table: table.key.clone(), source: Box::new(e) };
-    let read = Arc::new(AtomicU64::new(0));
+    let progress = options.progress.clone().unwrap_or_default();
+    progress.rows.store(0, Ordering::Relaxed);
+    progress.chunks.store(1, Ordering::Relaxed);
+    progress.chunks_done.store(0, Ordering::Relaxed);
+    let failure = Failure::default();
+    let mut chunks = 0;
+    let mut carried = 0;
+    // The source's own error, not the writer's wrapping of it, says why a read failed.
+    let landed = |result: Result<crate::bronze::BronzeCommit>| {
+        result.map_err(|e| match failure.take() {
+            Some(source) => Error::Source { table: table.key.clone(), source: Box::new(source) },
+            None => e,
+        })
+    };
 
     let (commit, source_rows, zero_dates) = match table.mode {
         Mode::Full => {
             let before = connector.count(&table.name, None).await.map_err(source_err)?;
-            let extract = connector.extract(&table.name, None).await.map_err(source_err)?;
+            let primary_key = match table.primary_key.as_slice() {
+                [] => connector.primary_key(&table.name).await.map_err(source_err)?,
+                pk => pk.to_vec(),
+            };
+            let ranges =
+                plan_ranges(&connector, table, &primary_key, options.parallel, None).await.map_err(source_err)?;
+            let (extract, n) =
+                open(&connector, table, None, ranges, options.parallel, &progress).await.map_err(source_err)?;
             let zero = extract.zero_dates.clone();
-            let commit = writer.replace_today(counted(extract, read.clone())).await?;
+            chunks = n;
+            let writer = writer.with_source_rows(before);
+            let commit = landed(writer.replace_today(counted(extract, progress.clone(), failure.clone())).await)?;
             (commit, before, zero.load(Ordering::Relaxed))
+        }
+        Mode::Incremental if let Some(files) = connector.list_files(&table.name).await.map_err(source_err)? => {
+            // Files: only those no earlier run landed, recorded with the rows.
+            let done = ingested_files(lake, &table.key).await?;
+            let new: Vec<String> = files.into_iter().filter(|f| !done.contains(f)).collect();
+            if new.is_empty() {
+                return Ok(Ingested::nothing_new(table, None, started));
+            }
+            let (extract, rows) = connector.extract_files(&table.name, &new).await.map_err(source_err)?;
+            chunks = new.len();
+            let zero = extract.zero_dates.clone();
+            let stream = counted(extract, progress.clone(), failure.clone());
+            let commit = landed(writer.with_source_rows(rows).append_files(stream, &new).await)?;
+            (commit, rows, zero.load(Ordering::Relaxed))
         }
         Mode::Incremental => {
             let cursor = table.cursor.clone().expect("validated: incremental tables have a cursor");
@@ -78,30 +192,72 @@ pub async fn ingest_table(
             }
             let Some(upper) = connector.max_cursor(&table.name, &cursor).await.map_err(source_err)? else {
                 // An empty source table: nothing to read, the watermark stays.
-                let reconciliation = Reconciliation { source_rows: 0, read_rows: 0, within_tolerance: true };
-                return Ok(Ingested {
-                    table: table.clone(),
-                    version: None,
-                    rows: 0,
-                    watermark: last_watermark(lake, &table.key).await?,
-                    zero_dates: 0,
-                    reconciliation,
-                    duration: started.elapsed(),
-                });
+                return Ok(Ingested::nothing_new(table, last_watermark(lake, &table.key).await?, started));
             };
-            let from = last_watermark(lake, &table.key).await?.map(|w| minus_lag(&w.value, table.lag));
+            let previous = last_watermark(lake, &table.key).await?;
+            // A first load interrupted part-way resumes where it stopped, towards the same target.
+            let resume = if previous.is_none() { last_backfill(lake, &table.key).await? } else { None };
+            let upper = resume.as_ref().map_or(upper, |b| b.to.clone());
+            let from = previous.map(|w| minus_lag(&w.value, table.lag));
             let window = Window { cursor: cursor.clone(), from, to: upper.clone() };
             let in_window = connector.count(&table.name, Some(&window)).await.map_err(source_err)?;
-            let extract = connector.extract(&table.name, Some(&window)).await.map_err(source_err)?;
-            let cursor_type =
-                extract.schema.field_with_name(&cursor).map(|f| f.data_type().to_string()).unwrap_or_default();
-            let zero = extract.zero_dates.clone();
-            let watermark = Watermark { column: cursor, value: upper, data_type: cursor_type };
-            let commit = writer.append_increment(counted(extract, read.clone()), &primary_key, watermark).await?;
-            (commit, in_window, zero.load(Ordering::Relaxed))
+            let parallel = options.parallel.max(1);
+            let start = resume.as_ref().map(|b| b.done_below);
+            // Past a watermark the window is small and read through the cursor's index: one query.
+            let ranges = if window.from.is_some() {
+                Vec::new()
+            } else {
+                plan_ranges(&connector, table, &primary_key, parallel, start).await.map_err(source_err)?
+            };
+            carried = resume.as_ref().map_or(0, |b| b.landed);
+            // A first load of more chunks than connections commits each round of chunks with
+            // its progress, so an interruption costs one round, not the whole table.
+            let rounds: Vec<Vec<KeyRange>> = if window.from.is_none() && ranges.len() > parallel {
+                ranges.chunks(parallel).map(<[KeyRange]>::to_vec).collect()
+            } else {
+                vec![ranges]
+            };
+            progress.chunks.store(rounds.iter().map(|r| r.len().max(1) as u64).sum(), Ordering::Relaxed);
+            let (mut total, mut zeros, mut last) = (0, 0, None);
+            let n_rounds = rounds.len();
+            for (i, round) in rounds.into_iter().enumerate() {
+                let done_below = round.last().and_then(|r| r.to);
+                let (extract, n) =
+                    open(&connector, table, Some(&window), round, parallel, &progress).await.map_err(source_err)?;
+                let zero = extract.zero_dates.clone();
+                chunks += n;
+                let cursor_type =
+                    extract.schema.field_with_name(&cursor).map(|f| f.data_type().to_string()).unwrap_or_default();
+                let watermark = Watermark { column: cursor.clone(), value: upper.clone(), data_type: cursor_type };
+                let backfill = match done_below {
+                    Some(done_below) if i + 1 < n_rounds => Some(Backfill {
+                        column: primary_key[0].clone(),
+                        to: upper.clone(),
+                        done_below,
+                        landed: carried + total,
+                    }),
+                    _ => None,
+                };
+                let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
+                    .with_overlap(match &window.from {
+                        Some(from) => Overlap::From(from.clone()),
+                        None => Overlap::Nothing,
+                    })
+                    .with_backfill(backfill)
+                    .with_source_rows(in_window);
+                let stream = counted(extract, progress.clone(), failure.clone());
+                let commit = landed(writer.append_increment(stream, &primary_key, watermark).await)?;
+                total += commit.rows;
+                zeros += zero.load(Ordering::Relaxed);
+                last = Some(commit);
+            }
+            let mut commit = last.expect("at least one round");
+            commit.rows = total;
+            (commit, in_window, zeros)
         }
     };
-    let read_rows = read.load(Ordering::Relaxed);
+    // A resumed first load counts what earlier runs landed of it.
+    let read_rows = progress.rows.load(Ordering::Relaxed) + carried;
     // Rows may change between the count and the read (in an incremental window too: a row
     // updated meanwhile leaves it, and comes back with the next run's lag window).
     let allowed = (source_rows as f64 * TOLERANCE).floor() as u64;
@@ -118,19 +274,137 @@ pub async fn ingest_table(
         zero_dates,
         reconciliation,
         duration: started.elapsed(),
+        chunks,
+        attempts: 1,
     })
 }
 
-/// The extracted batches as a DataFusion stream, counting rows as they pass.
+/// The first source error of a read, kept for the table's error.
+#[derive(Clone, Default)]
+struct Failure(Arc<Mutex<Option<basin_connectors::Error>>>);
+
+impl Failure {
+    fn keep(&self, e: basin_connectors::Error) {
+        self.0.lock().expect("failure slot").get_or_insert(e);
+    }
+
+    fn take(&self) -> Option<basin_connectors::Error> {
+        self.0.lock().expect("failure slot").take()
+    }
+}
+
+type Batches = futures::stream::BoxStream<'static, basin_connectors::Result<arrow::array::RecordBatch>>;
+
+/// Key ranges to read a table in: none (one query) unless it has a single integer primary key
+/// spanning more than `chunk_rows` values and may use more than one connection. `start`
+/// resumes a backfill at a key.
+async fn plan_ranges(
+    connector: &Arc<dyn Connector>,
+    table: &SourceTable,
+    primary_key: &[String],
+    parallel: usize,
+    start: Option<i64>,
+) -> basin_connectors::Result<Vec<KeyRange>> {
+    let [key] = primary_key else { return Ok(Vec::new()) };
+    Ok(match connector.key_bounds(&table.name, key).await? {
+        Some((lo, hi)) if (hi as i128 - lo as i128) >= table.chunk_rows as i128 && parallel > 1 => {
+            let mut ranges = key_ranges(key, start.unwrap_or(lo).max(lo), hi, table.chunk_rows);
+            if let (Some(s), Some(first)) = (start, ranges.first_mut()) {
+                first.from = Some(s);
+            }
+            ranges
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// A table's rows as one stream: a single query when `ranges` is empty, else the key-range
+/// chunks read `parallel` at a time, each chunk's query opened only when a connection is free
+/// for it.
+async fn open(
+    connector: &Arc<dyn Connector>,
+    table: &SourceTable,
+    window: Option<&Window>,
+    ranges: Vec<KeyRange>,
+    parallel: usize,
+    progress: &Arc<Progress>,
+) -> basin_connectors::Result<(Extract, usize)> {
+    let parallel = parallel.max(1);
+    if ranges.is_empty() {
+        return Ok((connector.extract(&table.name, window).await?, 1));
+    }
+    // The first chunk opens now, so the schema is known and a bad query fails here.
+    let first = connector.extract_range(&table.name, window, Some(&ranges[0])).await?;
+    let (schema, zero) = (first.schema.clone(), first.zero_dates.clone());
+    let n = ranges.len();
+    progress.chunks.fetch_max(n as u64, Ordering::Relaxed);
+    // Each chunk's stream ends by counting itself done.
+    let done = {
+        let progress = progress.clone();
+        move |batches: Batches| -> Batches {
+            let progress = progress.clone();
+            let end = futures::stream::once(async move {
+                progress.chunks_done.fetch_add(1, Ordering::Relaxed);
+            })
+            .filter_map(|()| futures::future::ready(None));
+            batches.chain(end).boxed()
+        }
+    };
+    let first = done(first.batches.boxed());
+    let rest = ranges.into_iter().skip(1).map({
+        let (connector, name, window, zero) = (connector.clone(), table.name.clone(), window.cloned(), zero.clone());
+        let done = done.clone();
+        move |range| {
+            let (connector, name, window, zero) = (connector.clone(), name.clone(), window.clone(), zero.clone());
+            let opened = async move {
+                let e = connector.extract_range(&name, window.as_ref(), Some(&range)).await?;
+                let z = e.zero_dates.clone();
+                // Zero dates of every chunk add up in the first chunk's counter.
+                Ok::<_, basin_connectors::Error>(e.batches.inspect(move |_| {
+                    zero.fetch_add(z.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+                }))
+            };
+            done(futures::stream::once(opened).try_flatten().boxed())
+        }
+    });
+    let all: Batches = futures::stream::iter(std::iter::once(first).chain(rest)).flatten_unordered(parallel).boxed();
+    Ok((Extract { schema, batches: all, zero_dates: zero }, n))
+}
+
+/// Half-open ranges of `chunk` key values covering `lo..=hi`.
+fn key_ranges(column: &str, lo: i64, hi: i64, chunk: u64) -> Vec<KeyRange> {
+    let mut out = Vec::new();
+    let mut from = lo as i128;
+    while from <= hi as i128 {
+        let to = from + chunk as i128;
+        let last = to > hi as i128;
+        out.push(KeyRange {
+            column: column.to_string(),
+            from: (!out.is_empty()).then_some(from as i64),
+            to: (!last).then_some(to as i64),
+        });
+        from = to;
+    }
+    out
+}
+
+/// The extracted batches as a DataFusion stream, counting rows as they pass and keeping the
+/// first source error.
 fn counted(
-    extract: basin_connectors::Extract,
-    read: Arc<AtomicU64>,
+    extract: Extract,
+    progress: Arc<Progress>,
+    failure: Failure,
 ) -> datafusion::execution::SendableRecordBatchStream {
-    let stream = extract.batches.map(move |b| {
-        b.inspect(|b| {
-            read.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-        })
-        .map_err(|e| DataFusionError::External(Box::new(e)))
+    let stream = extract.batches.map(move |b| match b {
+        Ok(b) => {
+            progress.rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            Ok(b)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            failure.keep(e);
+            Err(DataFusionError::Execution(message))
+        }
     });
     Box::pin(RecordBatchStreamAdapter::new(extract.schema, stream))
 }
@@ -150,6 +424,15 @@ fn minus_lag(value: &str, lag: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_ranges_cover_every_key_once() {
+        let r = key_ranges("id", 1, 25, 10);
+        let bounds: Vec<(Option<i64>, Option<i64>)> = r.iter().map(|r| (r.from, r.to)).collect();
+        // The first and last ranges are open, so keys added meanwhile are read too.
+        assert_eq!(bounds, [(None, Some(11)), (Some(11), Some(21)), (Some(21), None)]);
+        assert_eq!(key_ranges("id", i64::MAX - 1, i64::MAX, 1).len(), 2);
+    }
 
     #[test]
     fn lag_applies_to_date_times_only() {

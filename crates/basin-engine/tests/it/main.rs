@@ -3,4 +3,5 @@
 
 mod bronze;
 mod materialize;
+mod sources;
 mod support;
