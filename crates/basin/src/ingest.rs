@@ -8,8 +8,12 @@ use basin_connectors::Connector;
 use basin_core::Project;
 use basin_core::source::{Source, SourceTable};
 use basin_engine::Lake;
-use basin_engine::ingest::{Ingested, ingest_table};
+use basin_engine::ingest::Progress;
+use basin_engine::ingest::{IngestOptions, Ingested, ingest_table_retrying};
 use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar};
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
 
 /// One connection pool per source, opened on first use.
 #[derive(Default, Clone)]
@@ -32,6 +36,7 @@ impl Connections {
 pub fn describe(i: &Ingested) -> String {
     let mode = match i.table.mode {
         basin_core::source::Mode::Full => "full snapshot".to_string(),
+        basin_core::source::Mode::Incremental if i.table.cursor.is_none() => format!("new files ({})", i.chunks),
         basin_core::source::Mode::Incremental => {
             format!(
                 "incremental, watermark {}",
@@ -41,8 +46,12 @@ pub fn describe(i: &Ingested) -> String {
     };
     let zero = if i.zero_dates > 0 { format!(", {} zero date(s) as NULL", i.zero_dates) } else { String::new() };
     let version = i.version.map(|v| format!(", version {v}")).unwrap_or_default();
+    let chunks =
+        if i.chunks > 1 && i.table.cursor.is_some() { format!(", {} chunks", i.chunks) } else { String::new() };
+    let attempts = if i.attempts > 1 { format!(", after {} attempts", i.attempts) } else { String::new() };
+    let rate = i.reconciliation.read_rows as f64 / i.duration.as_secs_f64().max(1e-9);
     format!(
-        "{mode}: {} rows landed; source {} / read {}{zero}{version}",
+        "{mode}: {} rows landed; source {} / read {} ({rate:.0} rows/s){chunks}{zero}{version}{attempts}",
         i.rows, i.reconciliation.source_rows, i.reconciliation.read_rows
     )
 }
@@ -94,10 +103,35 @@ pub async fn ingest_one(
     connections: &Connections,
     table: &SourceTable,
     run_id: &str,
+    bar: Option<ProgressBar>,
 ) -> anyhow::Result<Ingested> {
     let source = &project.sources[&table.source];
     let connector = connections.get(source).await?;
-    Ok(ingest_table(lake, connector, table, run_id, chrono::Utc::now()).await?)
+    let (retries, retry_delay) = source.retries();
+    let progress = Arc::new(Progress::default());
+    let options =
+        IngestOptions { parallel: source.max_connections(), retries, retry_delay, progress: Some(progress.clone()) };
+    // On a terminal: rows, rows/s and chunks of this table, refreshed while it reads.
+    let ticker = bar.map(|bar| {
+        let key = table.key.to_string();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            loop {
+                let rows = progress.rows.load(Ordering::Relaxed);
+                let (done, chunks) =
+                    (progress.chunks_done.load(Ordering::Relaxed), progress.chunks.load(Ordering::Relaxed));
+                let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let chunked = if chunks > 1 { format!(", chunk {done}/{chunks}") } else { String::new() };
+                bar.set_message(format!("ingesting {key}: {rows} rows, {rate:.0} rows/s{chunked}"));
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+    });
+    let result = ingest_table_retrying(lake, connector, table, run_id, chrono::Utc::now(), options).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    Ok(result?)
 }
 
 pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Result<bool> {
@@ -106,11 +140,20 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
     let run_id = crate::run::new_run_id();
     eprintln!("ingest {run_id} — {} table(s)", tables.len());
     let limit = tables.iter().map(|t| project.sources[&t.source].max_connections()).max().unwrap_or(1);
+    let bars = std::io::stderr().is_terminal().then(MultiProgress::new);
     let results: Vec<(SourceTable, anyhow::Result<Ingested>)> = futures::stream::iter(tables)
         .map(|t| {
             let (connections, run_id) = (connections.clone(), run_id.clone());
+            let bar = bars.as_ref().map(|b| {
+                let bar = b.add(ProgressBar::new_spinner());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                bar
+            });
             async move {
-                let r = ingest_one(project, lake, &connections, &t, &run_id).await;
+                let r = ingest_one(project, lake, &connections, &t, &run_id, bar.clone()).await;
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
                 (t, r)
             }
         })

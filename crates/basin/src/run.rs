@@ -130,31 +130,33 @@ pub async fn run(
                 }
                 if let Some(table) = project.bronze.get(&key).cloned() {
                     let (project, connections) = (project.clone(), connections.clone());
+                    let bar = spinners.get(&key).cloned();
                     running.spawn(async move {
-                        let result =
-                            match crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id).await {
-                                Ok(i) => {
-                                    let registered = match lake.table(&table.key).await {
-                                        Ok(Some(t)) => match lake.register_table(&ctx, &table.key, &t).await {
-                                            Ok(()) => lake
-                                                .register_current_state(&ctx, &table.key)
-                                                .await
-                                                .map_err(|e| error_chain(&e)),
-                                            Err(e) => Err(error_chain(&e)),
-                                        },
-                                        Ok(None) => Ok(()),
+                        let ingested =
+                            crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id, bar).await;
+                        let result = match ingested {
+                            Ok(i) => {
+                                let registered = match lake.table(&table.key).await {
+                                    Ok(Some(t)) => match lake.register_table(&ctx, &table.key, &t).await {
+                                        Ok(()) => lake
+                                            .register_current_state(&ctx, &table.key)
+                                            .await
+                                            .map_err(|e| error_chain(&e)),
                                         Err(e) => Err(error_chain(&e)),
-                                    };
-                                    registered.map(|()| Materialized {
-                                        key: table.key.clone(),
-                                        action: Action::Ingested { detail: crate::ingest::describe(&i) },
-                                        version: i.version,
-                                        rows: i.rows,
-                                        duration: i.duration,
-                                    })
-                                }
-                                Err(e) => Err(error_chain(e.as_ref())),
-                            };
+                                    },
+                                    Ok(None) => Ok(()),
+                                    Err(e) => Err(error_chain(&e)),
+                                };
+                                registered.map(|()| Materialized {
+                                    key: table.key.clone(),
+                                    action: Action::Ingested { detail: crate::ingest::describe(&i) },
+                                    version: i.version,
+                                    rows: i.rows,
+                                    duration: i.duration,
+                                })
+                            }
+                            Err(e) => Err(error_chain(e.as_ref())),
+                        };
                         (table.key.clone(), result)
                     });
                     continue;
@@ -297,6 +299,9 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
                         t.name,
                         t.lag.as_secs()
                     )
+                }
+                (basin_core::source::Mode::Incremental, None) => {
+                    format!("ingest the files of {}.{} that no earlier run landed", t.source, t.name)
                 }
                 _ => format!("ingest a full snapshot of {}.{} into today's partition", t.source, t.name),
             };

@@ -159,3 +159,84 @@ async fn validate_connect_checks_tables_and_columns() {
     );
     b.cmd(&["validate", "--connect"]).success();
 }
+
+#[tokio::test]
+async fn mysql_source_lands_in_bronze_and_a_missing_table_fails_alone() {
+    use basin_connectors::testing::{Server, TestDb};
+    let Some(db) = TestDb::create(Server::Mysql, "cli").await else { return };
+    db.execute(&[
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE customer (id INT UNSIGNED PRIMARY KEY, email VARCHAR(100), active TINYINT(1), created DATE)",
+        "INSERT INTO customer VALUES (1, 'a@x.io', 1, '2024-01-01'), (2, 'b@x.io', 0, '0000-00-00')",
+    ])
+    .await;
+    let b = Basin::empty();
+    // The password comes from the environment; the URL in the file holds no secret.
+    b.write(
+        "sources/crm.toml",
+        "kind = \"mysql\"\nurl = \"${CRM_URL}\"\nretries = 0\n\n[[tables]]\nname = \"customer\"\n\n[[tables]]\nname = \"missing\"\n",
+    );
+    let ran = b.command(&["ingest", "crm"]).env("CRM_URL", &db.url).output().unwrap();
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(ran.status.code(), Some(1), "a failed table fails the command\n{stdout}");
+    assert!(stdout.contains("1 zero date(s) as NULL"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED   bronze.crm__missing") && stdout.contains("source `crm` has no table `missing`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 ingested, 1 failed"), "{stdout}");
+    let rows = b
+        .command(&[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT id, email, active, CAST(created AS VARCHAR) AS created FROM bronze.crm__customer ORDER BY id",
+        ])
+        .env("CRM_URL", &db.url)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).lines().collect::<Vec<_>>(),
+        ["id,email,active,created", "1,a@x.io,true,2024-01-01", "2,b@x.io,false,"]
+    );
+}
+
+#[test]
+fn csv_files_land_in_bronze_with_their_file_names() {
+    let b = Basin::empty();
+    b.write("landing/orders_2024-03-01.csv", "id,amount\n1,10.5\n2,20\n");
+    b.write("landing/orders_2024-03-02.csv", "id,amount\n3,30.25\n");
+    b.write(
+        "sources/drop.toml",
+        "kind = \"files\"\n\n[[tables]]\nname = \"orders\"\npath = \"landing/orders_*.csv\"\n",
+    );
+    let ran = b.cmd(&["ingest", "drop"]).success();
+    assert!(ran.stdout.contains("source 3 / read 3"), "{}", ran.stdout);
+    assert_eq!(
+        b.sql("SELECT id, amount, _file LIKE '%orders_2024-03-0_.csv' AS named, _source FROM bronze.drop__orders ORDER BY id"),
+        ["id,amount,named,_source", "1,10.5,true,drop", "2,20.0,true,drop", "3,30.25,true,drop"]
+    );
+}
+
+#[test]
+fn incremental_files_land_each_new_file_once() {
+    let b = Basin::empty();
+    b.write("landing/cdr_001.jsonl", "{\"call\": 1, \"secs\": 30}\n{\"call\": 2, \"secs\": 45}\n");
+    b.write(
+        "sources/drop.toml",
+        "kind = \"files\"\n\n[[tables]]\nname = \"cdr\"\npath = \"landing/cdr_*.jsonl\"\nmode = \"incremental\"\n",
+    );
+    let plan = b.cmd(&["plan", "source:drop"]).success();
+    assert!(plan.stdout.contains("ingest the files of drop.cdr that no earlier run landed"), "{}", plan.stdout);
+    let first = b.cmd(&["ingest", "drop"]).success();
+    assert!(first.stdout.contains("new files (1): 2 rows landed"), "{}", first.stdout);
+    let again = b.cmd(&["ingest", "drop"]).success();
+    assert!(again.stdout.contains("0 rows landed"), "a file is not landed twice: {}", again.stdout);
+    b.write("landing/cdr_002.jsonl", "{\"call\": 3, \"secs\": 5}\n");
+    let third = b.cmd(&["ingest", "drop"]).success();
+    assert!(third.stdout.contains("1 rows landed; source 1 / read 1"), "{}", third.stdout);
+    assert_eq!(
+        b.sql("SELECT call, secs, _file FROM bronze_current.drop__cdr ORDER BY call"),
+        ["call,secs,_file", "1,30,cdr_001.jsonl", "2,45,cdr_001.jsonl", "3,5,cdr_002.jsonl"]
+    );
+}
