@@ -22,6 +22,10 @@ pub enum Materialization {
     View,
     /// MERGE on `unique_key`, or replace the partitions present in the new data.
     Incremental,
+    /// Type-2 history on the business key `unique_key`: a change to a `tracked` column closes
+    /// the current version (`valid_to`, `is_current = false`) and opens a new one; a key gone
+    /// from the input is closed; an unchanged row writes nothing.
+    Scd2,
 }
 
 impl Materialization {
@@ -30,6 +34,7 @@ impl Materialization {
             Materialization::Table => "table",
             Materialization::View => "view",
             Materialization::Incremental => "incremental",
+            Materialization::Scd2 => "scd2",
         }
     }
 }
@@ -60,9 +65,17 @@ impl From<OneOrMany> for Columns {
 pub struct ModelConfig {
     #[serde(default)]
     pub materialized: Materialization,
-    /// Key columns for `incremental` MERGE.
+    /// Key columns for `incremental` MERGE; the business key of an `scd2` model.
     #[serde(default)]
     pub unique_key: Columns,
+    /// `scd2`: the columns whose change opens a new version (default: every column but the
+    /// key and `updated_at`).
+    #[serde(default)]
+    pub tracked: Columns,
+    /// `scd2`: the column that says when a row changed, used as `valid_from`/`valid_to`, so
+    /// several changes to one key in one run each become a version. Without it, versions
+    /// start at the run's time.
+    pub updated_at: Option<String>,
     /// Partition columns of the Delta table; with `incremental` and no key, the partitions
     /// present in the new data are replaced.
     #[serde(default)]

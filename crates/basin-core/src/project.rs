@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::asset::{AssetKey, RESERVED_SCHEMAS, is_plain_identifier};
-use crate::config::{PROJECT_FILE, ProjectConfig, StorageRoot, parse_project_config};
+use crate::config::{PROJECT_FILE, ProjectConfig, Secret, StorageRoot, parse_project_config};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::error::{Error, Result};
 use crate::graph::{AssetGraph, AssetNode};
@@ -64,7 +64,16 @@ impl Project {
             let rel = relative(dir, &path);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             if let Some(mut source) = read_source(&rel, &text, &mut problems) {
-                // File paths are relative to the project, wherever Basin runs from.
+                // File paths are relative to the project, wherever Basin runs from; so is the
+                // file of a SQLite URL (`sqlite://source/app.db`).
+                if let Some(url) = &source.config.url
+                    && let Some(file) = url.expose().strip_prefix("sqlite://")
+                    && !file.is_empty()
+                    && !file.starts_with(':')
+                    && !Path::new(file.split('?').next().unwrap_or(file)).is_absolute()
+                {
+                    source.config.url = Some(Secret::new(format!("sqlite://{}", dir.join(file).display())));
+                }
                 for t in &mut source.tables {
                     if let Some(p) = &t.path
                         && !p.contains("://")
@@ -248,6 +257,27 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             out.push(
                 Diagnostic::error(locate("materialized"), "an incremental model needs `unique_key` or `partition_by`")
                     .with_hint("add `unique_key = [\"id\"]` to MERGE on a key, or `partition_by = [\"day\"]` to replace partitions"),
+            );
+        }
+        Materialization::Scd2 if config.unique_key.0.is_empty() => {
+            out.push(
+                Diagnostic::error(locate("materialized"), "an scd2 model needs `unique_key`, its business key")
+                    .with_hint("add `unique_key = [\"customer_id\"]`; `tracked` and `updated_at` are optional"),
+            );
+        }
+        Materialization::Scd2 if !config.partition_by.0.is_empty() => {
+            out.push(
+                Diagnostic::error(locate("partition_by"), "`partition_by` is not supported by an scd2 model")
+                    .with_hint("history tables are rewritten whole; remove `partition_by`"),
+            );
+        }
+        _ if config.materialized != Materialization::Scd2
+            && (!config.tracked.0.is_empty() || config.updated_at.is_some()) =>
+        {
+            let key = if config.tracked.0.is_empty() { "updated_at" } else { "tracked" };
+            out.push(
+                Diagnostic::error(locate(key), format!("`{key}` is a setting of scd2 models"))
+                    .with_hint("set `materialized = \"scd2\"`, or remove it"),
             );
         }
         Materialization::View if !config.unique_key.0.is_empty() || !config.partition_by.0.is_empty() => {

@@ -48,6 +48,9 @@ pub enum Error {
     #[error("column `{column}` named in `{setting}` of {table} is not in the model's result")]
     MissingColumn { table: AssetKey, setting: &'static str, column: String },
 
+    #[error("scd2 model {table}: {problem}")]
+    Scd2 { table: AssetKey, problem: String },
+
     #[error("invalid time-travel target `{0}`: use a version number or an RFC 3339 timestamp")]
     InvalidAsOf(String),
 
@@ -100,6 +103,7 @@ impl Error {
             Error::TableNotFound { .. } => ErrorKind::NotFound,
             Error::IncompatibleSchema { .. }
             | Error::MissingColumn { .. }
+            | Error::Scd2 { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
             Error::BronzeImmutable { .. } | Error::Reconciliation { .. } => ErrorKind::Conflict,

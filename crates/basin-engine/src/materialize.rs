@@ -4,6 +4,8 @@
 //! - `incremental`: MERGE on `unique_key`, or replace exactly the partitions present in the
 //!   new data. A column added to the query is added to the table; a type the table cannot take
 //!   in place fails with a hint to `--full-refresh`.
+//! - `scd2`: type-2 history on a business key, with `valid_from`, `valid_to`, `is_current`
+//!   (see [`ModelRun::scd2`]). `--full-refresh` keeps the history: it cannot be rebuilt.
 //!
 //! Every commit carries `basin.run_id`, `basin.model`, `basin.sql_hash` in its commit info;
 //! the rows it wrote are in the same commit's `operationMetrics`.
@@ -88,6 +90,9 @@ impl ModelRun {
         }
         let existing = lake.table(key).await?;
         let (table, action) = match existing {
+            existing if model.config.materialized == Materialization::Scd2 => {
+                self.scd2(lake, ctx, model, df, existing).await?
+            }
             Some(table) if model.config.materialized == Materialization::Incremental && !self.full_refresh => {
                 let df = conform(key, df, &table)?;
                 if model.config.unique_key.0.is_empty() {
@@ -201,6 +206,138 @@ impl ModelRun {
         Ok((table, action))
     }
 
+    /// Type-2 history. The query's rows are the current state of each business key (several
+    /// rows of one key, ordered by `updated_at`, are successive states). Against the table's
+    /// current versions: a key whose tracked columns changed gets its current version closed
+    /// (`valid_to` = the change's time, `is_current = false`) and a new version opened; an
+    /// unchanged key writes nothing; a key missing from the query is closed at the run's time;
+    /// a new key opens its first version. Closed versions are never touched again.
+    ///
+    /// The new history is computed in one SQL statement with window functions and written as
+    /// one commit replacing the table, so readers see the old or the new history, never a mix.
+    /// When nothing changed, nothing is committed.
+    async fn scd2(
+        &self,
+        lake: &Lake,
+        ctx: &SessionContext,
+        model: &Model,
+        df: DataFrame,
+        existing: Option<DeltaTable>,
+    ) -> Result<(DeltaTable, Action)> {
+        let key = &model.key;
+        let config = &model.config;
+        let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let input_types: Vec<(String, datafusion::arrow::datatypes::DataType)> =
+            df.schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        for reserved in SCD2_COLUMNS {
+            if columns.iter().any(|c| c == reserved) {
+                return Err(Error::Scd2 {
+                    table: key.clone(),
+                    problem: format!("the query returns `{reserved}`, a column scd2 adds itself; rename it"),
+                });
+            }
+        }
+        let updated_at = config.updated_at.clone();
+        if let Some(u) = &updated_at {
+            check_columns(key, &df, "updated_at", std::slice::from_ref(u))?;
+        }
+        check_columns(key, &df, "tracked", &config.tracked.0)?;
+        let tracked: Vec<String> = if config.tracked.0.is_empty() {
+            columns
+                .iter()
+                .filter(|c| !config.unique_key.0.contains(c) && Some(*c) != updated_at.as_ref())
+                .cloned()
+                .collect()
+        } else {
+            config.tracked.0.clone()
+        };
+
+        // The history's column set must hold every column it already has.
+        let history_types = match &existing {
+            Some(t) => {
+                let snapshot = t.snapshot().map_err(Error::delta(key, "load"))?;
+                snapshot.snapshot().arrow_schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, _) in &history_types {
+            if !columns.contains(name) && !SCD2_COLUMNS.contains(&name.as_str()) {
+                return Err(Error::Scd2 {
+                    table: key.clone(),
+                    problem: format!("column `{name}` is in the history but no longer in the query; history is never dropped"),
+                });
+            }
+        }
+
+        // The input and the history, under names no other model of the run uses.
+        let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id.replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+        let input_name = format!("__scd2_input_{tag}");
+        let history_name = format!("__scd2_history_{tag}");
+        ctx.register_table(input_name.as_str(), df.into_view())
+            .map_err(Error::query(format!("cannot prepare the history of {key}")))?;
+        let registered_history = match &existing {
+            Some(t) => {
+                t.update_datafusion_session(&ctx.state()).map_err(Error::delta(key, "register"))?;
+                let provider = t.table_provider().await.map_err(Error::query(format!("cannot read table {key}")))?;
+                ctx.register_table(history_name.as_str(), provider)
+                    .map_err(Error::query(format!("cannot prepare the history of {key}")))?;
+                true
+            }
+            None => false,
+        };
+        let now = chrono::Utc::now().naive_utc();
+        let sql = Scd2Sql {
+            columns: &columns,
+            key: &config.unique_key.0,
+            tracked: &tracked,
+            updated_at: updated_at.as_deref(),
+            input_types: &input_types,
+            history_types: &history_types,
+            input: &input_name,
+            history: registered_history.then_some(history_name.as_str()),
+            now: &now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        };
+        let result = self.write_scd2(lake, ctx, model, existing, &sql).await;
+        let _ = ctx.deregister_table(input_name.as_str());
+        let _ = ctx.deregister_table(history_name.as_str());
+        result
+    }
+
+    async fn write_scd2(
+        &self,
+        lake: &Lake,
+        ctx: &SessionContext,
+        model: &Model,
+        existing: Option<DeltaTable>,
+        sql: &Scd2Sql<'_>,
+    ) -> Result<(DeltaTable, Action)> {
+        let key = &model.key;
+        let failed = || Error::query(format!("model {key} ({}) failed", model.file));
+        let counts = ctx
+            .sql(&sql.counts())
+            .await
+            .map_err(failed())?
+            .collect()
+            .await
+            .map_err(failed())?;
+        let count = |i: usize| -> u64 {
+            counts
+                .first()
+                .and_then(|b| b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+                .unwrap_or(0) as u64
+        };
+        let (opened, closed) = (count(0), count(1));
+        if let Some(table) = &existing
+            && opened == 0
+            && closed == 0
+        {
+            return Ok((table.clone(), Action::NoNewData));
+        }
+        let df = ctx.sql(&sql.history()).await.map_err(failed())?;
+        let (table, action) = self.replace(lake, ctx, model, df, existing).await?;
+        Ok((table, if action == Action::Created { action } else { Action::Merged { inserted: opened, updated: closed } }))
+    }
+
     /// Replace exactly the partitions present in the new data, in one commit.
     async fn replace_partitions(
         &self,
@@ -270,6 +407,123 @@ impl ModelRun {
             .await
             .map_err(Error::delta(key, "write"))?;
         Ok((table, Action::ReplacedPartitions { partitions: count }))
+    }
+}
+
+/// The columns an scd2 model adds to its query's.
+const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
+
+/// The SQL of one scd2 build.
+struct Scd2Sql<'a> {
+    columns: &'a [String],
+    key: &'a [String],
+    tracked: &'a [String],
+    updated_at: Option<&'a str>,
+    /// The query's columns and types.
+    input_types: &'a [(String, datafusion::arrow::datatypes::DataType)],
+    /// The history's columns and types; empty when there is no history yet.
+    history_types: &'a [(String, datafusion::arrow::datatypes::DataType)],
+    input: &'a str,
+    history: Option<&'a str>,
+    /// The run's time, as `valid_from` without `updated_at` and `valid_to` of deleted keys.
+    now: &'a str,
+}
+
+const MICROS: &str = "'Timestamp(Microsecond, None)'";
+
+impl Scd2Sql<'_> {
+    /// The query's columns as the history holds them: a column new to the query is NULL there.
+    fn history_columns(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| {
+                if self.history_types.iter().any(|(n, _)| n == c) {
+                    return quote(c);
+                }
+                match self.input_types.iter().find(|(n, _)| n == c) {
+                    Some((_, t)) => format!("arrow_cast(NULL, '{t}') AS {}", quote(c)),
+                    None => format!("NULL AS {}", quote(c)),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every version of the input and of the history's current rows, in key order, with
+    /// `__next` (when the following version starts) and `__present` (the key is in the input).
+    fn versions(&self) -> String {
+        let cols = self.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let key = self.key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let now = format!("arrow_cast(TIMESTAMP '{}', {MICROS})", self.now);
+        let from = match self.updated_at {
+            Some(u) => format!("arrow_cast({}, {MICROS})", quote(u)),
+            None => now.clone(),
+        };
+        let order = format!("PARTITION BY {key} ORDER BY __from, __old DESC");
+        let changed = if self.tracked.is_empty() {
+            "FALSE".to_string()
+        } else {
+            self.tracked
+                .iter()
+                .map(|t| format!("{q} IS DISTINCT FROM LAG({q}) OVER ({order})", q = quote(t)))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        let old = match self.history {
+            Some(h) => format!(
+                "SELECT {}, arrow_cast(valid_from, {MICROS}) AS __from, 1 AS __old FROM {} WHERE is_current",
+                self.history_columns(),
+                quote(h)
+            ),
+            None => format!("SELECT {cols}, {from} AS __from, 1 AS __old FROM {} WHERE FALSE", quote(self.input)),
+        };
+        format!(
+            "WITH input AS (SELECT {cols}, {from} AS __from, 0 AS __old FROM {input}),
+             old AS ({old}),
+             u AS (SELECT * FROM old UNION ALL SELECT * FROM input),
+             marked AS (
+                 SELECT *,
+                     MAX(1 - __old) OVER (PARTITION BY {key}) AS __present,
+                     CASE WHEN ROW_NUMBER() OVER ({order}) = 1 THEN TRUE ELSE ({changed}) END AS __change
+                 FROM u
+             ),
+             kept AS (SELECT * FROM marked WHERE __change)
+             SELECT *, LEAD(__from) OVER ({order}) AS __next FROM kept",
+            input = quote(self.input),
+        )
+    }
+
+    /// Versions opened, and current versions closed, by this build.
+    fn counts(&self) -> String {
+        format!(
+            "SELECT
+                 CAST(COALESCE(SUM(CASE WHEN __old = 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                 CAST(COALESCE(SUM(CASE WHEN __old = 1 AND (__next IS NOT NULL OR __present = 0) THEN 1 ELSE 0 END), 0) AS BIGINT)
+             FROM ({}) v",
+            self.versions()
+        )
+    }
+
+    /// The whole new history: closed versions as they were, then every version of this build.
+    fn history(&self) -> String {
+        let cols = self.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let now = format!("arrow_cast(TIMESTAMP '{}', {MICROS})", self.now);
+        let closed = match self.history {
+            Some(h) => format!(
+                " UNION ALL SELECT {}, arrow_cast(valid_from, {MICROS}), arrow_cast(valid_to, {MICROS}), is_current
+                  FROM {} WHERE NOT is_current",
+                self.history_columns(),
+                quote(h)
+            ),
+            None => String::new(),
+        };
+        format!(
+            "SELECT {cols}, __from AS valid_from,
+                 CASE WHEN __next IS NOT NULL THEN __next WHEN __present = 0 THEN {now} END AS valid_to,
+                 (__next IS NULL AND __present = 1) AS is_current
+             FROM ({}) v{closed}",
+            self.versions()
+        )
     }
 }
 

@@ -264,3 +264,77 @@ async fn table_models_take_new_columns_and_restore_by_timestamp() {
     assert_eq!(query(&lake, "SELECT * FROM silver.t").await, vec!["1|a"]);
     assert!("yesterday".parse::<AsOf>().is_err());
 }
+
+const SCD2: &str = "/* basin\nmaterialized = \"scd2\"\nunique_key = [\"id\"]\n*/\n";
+
+#[tokio::test]
+async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged() {
+    let p = TestProject::new();
+    let history = "SELECT id, name, is_current, valid_to IS NULL FROM silver.dim ORDER BY id, valid_from";
+    p.model("silver.dim", &format!("{SCD2}SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c')) AS v(id, name)"));
+    let built = p.run(&["silver.dim"], false).await.unwrap();
+    assert_eq!((built[0].action.clone(), built[0].rows), (Action::Created, 3));
+    assert_eq!(p.query(history).await, ["1|a|true|true", "2|b|true|true", "3|c|true|true"]);
+
+    // Unchanged input: no commit at all.
+    let built = p.run(&["silver.dim"], false).await.unwrap();
+    assert_eq!((built[0].action.clone(), built[0].version), (Action::NoNewData, Some(0)));
+
+    // Key 1 changes, key 2 stays, key 3 is gone, key 4 is new.
+    p.model("silver.dim", &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (4, 'd')) AS v(id, name)"));
+    let built = p.run(&["silver.dim"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 2 });
+    assert_eq!(
+        p.query(history).await,
+        ["1|a|false|false", "1|A|true|true", "2|b|true|true", "3|c|false|false", "4|d|true|true"]
+    );
+    // The closed version ends where the new one starts.
+    assert_eq!(
+        p.query("SELECT COUNT(*) FROM silver.dim a JOIN silver.dim b ON a.id = b.id AND a.valid_to = b.valid_from").await,
+        ["1"]
+    );
+
+    // A deleted key that comes back opens a new version; --full-refresh keeps the history.
+    p.model("silver.dim", &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (3, 'c'), (4, 'd')) AS v(id, name)"));
+    let built = p.run(&["silver.dim"], true).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 0 });
+    assert_eq!(p.query("SELECT COUNT(*), SUM(CAST(is_current AS INT)) FROM silver.dim").await, ["6|4"]);
+}
+
+#[tokio::test]
+async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"scd2\"\nunique_key = \"id\"\ntracked = [\"email\"]\nupdated_at = \"changed\"\n*/\n";
+    let row = |id: i32, email: &str, vip: bool, day: u32| format!("({id}, '{email}', {vip}, TIMESTAMP '2026-01-{day:02} 10:00:00')");
+    let model = |rows: Vec<String>| format!("{header}SELECT * FROM (VALUES {}) AS v(id, email, vip, changed)", rows.join(", "));
+    p.model("silver.c", &model(vec![row(1, "a@x", false, 1), row(2, "b@x", false, 1)]));
+    p.run(&["silver.c"], false).await.unwrap();
+
+    // Two changes to key 1 in one input, and a change to an untracked column of key 2.
+    p.model("silver.c", &model(vec![row(1, "a2@x", false, 2), row(1, "a3@x", false, 3), row(2, "b@x", true, 3)]));
+    let built = p.run(&["silver.c"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 1 });
+    assert_eq!(
+        p.query("SELECT id, email, CAST(valid_from AS VARCHAR) AS f, CAST(valid_to AS VARCHAR) AS t, is_current FROM silver.c ORDER BY id, valid_from").await,
+        [
+            "1|a@x|2026-01-01T10:00:00|2026-01-02T10:00:00|false",
+            "1|a2@x|2026-01-02T10:00:00|2026-01-03T10:00:00|false",
+            "1|a3@x|2026-01-03T10:00:00|NULL|true",
+            "2|b@x|2026-01-01T10:00:00|NULL|true",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scd2_needs_a_key_and_refuses_its_own_column_names() {
+    let p = TestProject::new();
+    p.model("silver.bad", "/* basin\nmaterialized = \"scd2\"\n*/\nSELECT 1 AS id");
+    let (_, diagnostics) = basin_core::Project::load(p.path()).unwrap();
+    assert!(diagnostics.iter().any(|d| d.to_string().contains("an scd2 model needs `unique_key`")), "{diagnostics:?}");
+
+    let p = TestProject::new();
+    p.model("silver.bad", &format!("{SCD2}SELECT 1 AS id, TRUE AS is_current"));
+    let err = p.run(&["silver.bad"], false).await.unwrap_err();
+    assert!(matches!(err, Error::Scd2 { .. }), "{err}");
+    assert!(err.to_string().contains("`is_current`"), "{err}");
+}
