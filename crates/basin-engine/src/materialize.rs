@@ -256,7 +256,13 @@ impl ModelRun {
         let history_types = match &existing {
             Some(t) => {
                 let snapshot = t.snapshot().map_err(Error::delta(key, "load"))?;
-                snapshot.snapshot().arrow_schema().fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+                snapshot
+                    .snapshot()
+                    .arrow_schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect()
             }
             None => Vec::new(),
         };
@@ -264,13 +270,16 @@ impl ModelRun {
             if !columns.contains(name) && !SCD2_COLUMNS.contains(&name.as_str()) {
                 return Err(Error::Scd2 {
                     table: key.clone(),
-                    problem: format!("column `{name}` is in the history but no longer in the query; history is never dropped"),
+                    problem: format!(
+                        "column `{name}` is in the history but no longer in the query; history is never dropped"
+                    ),
                 });
             }
         }
 
         // The input and the history, under names no other model of the run uses.
-        let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id.replace(|c: char| !c.is_ascii_alphanumeric(), ""));
+        let tag =
+            format!("{}_{}_{}", key.schema, key.name, self.run_id.replace(|c: char| !c.is_ascii_alphanumeric(), ""));
         let input_name = format!("__scd2_input_{tag}");
         let history_name = format!("__scd2_history_{tag}");
         ctx.register_table(input_name.as_str(), df.into_view())
@@ -313,17 +322,13 @@ impl ModelRun {
     ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let failed = || Error::query(format!("model {key} ({}) failed", model.file));
-        let counts = ctx
-            .sql(&sql.counts())
-            .await
-            .map_err(failed())?
-            .collect()
-            .await
-            .map_err(failed())?;
+        let counts = ctx.sql(&sql.counts()).await.map_err(failed())?.collect().await.map_err(failed())?;
         let count = |i: usize| -> u64 {
             counts
                 .first()
-                .and_then(|b| b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0)))
+                .and_then(|b| {
+                    b.column(i).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().map(|a| a.value(0))
+                })
                 .unwrap_or(0) as u64
         };
         let (opened, closed) = (count(0), count(1));
@@ -335,7 +340,10 @@ impl ModelRun {
         }
         let df = ctx.sql(&sql.history()).await.map_err(failed())?;
         let (table, action) = self.replace(lake, ctx, model, df, existing).await?;
-        Ok((table, if action == Action::Created { action } else { Action::Merged { inserted: opened, updated: closed } }))
+        Ok((
+            table,
+            if action == Action::Created { action } else { Action::Merged { inserted: opened, updated: closed } },
+        ))
     }
 
     /// Replace exactly the partitions present in the new data, in one commit.
@@ -465,7 +473,7 @@ impl Scd2Sql<'_> {
         } else {
             self.tracked
                 .iter()
-                .map(|t| format!("{q} IS DISTINCT FROM LAG({q}) OVER ({order})", q = quote(t)))
+                .map(|t| format!("({q} IS DISTINCT FROM LAG({q}) OVER ({order}))", q = quote(t)))
                 .collect::<Vec<_>>()
                 .join(" OR ")
         };

@@ -1,4 +1,4 @@
-//! The commands: `init`, `validate`, `plan`, `run`, `sql`, `restore`, `history`. Every command
+//! The commands: `init`, `demo`, `validate`, `plan`, `run`, `sql`, `restore`, `history`. Every command
 //! but `init` and `validate` loads the project and refuses to act on an invalid one.
 
 use std::io::{IsTerminal, Read, Write};
@@ -29,6 +29,33 @@ enum Command {
         /// The project's name (default: the directory's name).
         #[arg(long)]
         name: Option<String>,
+        /// `telecom`: the reference project of `basin demo` (a billing database to bronze,
+        /// silver and gold) instead of the small example.
+        #[arg(long, value_enum)]
+        template: Option<Template>,
+    },
+    /// The whole platform on a generated telecom billing database, embedded, no server needed:
+    /// writes the reference project, generates its source, and runs several nights.
+    Demo {
+        /// Where to write the project (an earlier demo there is replaced).
+        #[arg(long, default_value = "basin-demo")]
+        dir: PathBuf,
+        /// Data size: 1 is about 1M invoice items, 28 the seed's 27.9M.
+        #[arg(long, default_value_t = 0.3)]
+        scale: f64,
+        /// Nightly cycles to run: the source changes between them.
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        /// The generator's seed: the same seed and scale give the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Generate the source into this MySQL/MariaDB or PostgreSQL database instead of an
+        /// embedded SQLite file. Its tables are dropped and re-created.
+        #[arg(long)]
+        source: Option<String>,
+        /// How many assets to build at once (default: one per CPU core).
+        #[arg(long)]
+        concurrency: Option<usize>,
     },
     /// Check the whole project and report every problem with its file:line:col.
     Validate {
@@ -86,6 +113,11 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Template {
+    Telecom,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Table,
     Csv,
@@ -95,7 +127,12 @@ enum Format {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let start_dir = cli.project.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
-        Command::Init { dir, name } => init(dir.or(cli.project).unwrap_or_else(|| PathBuf::from(".")), name),
+        Command::Init { dir, name, template } => {
+            init(dir.or(cli.project).unwrap_or_else(|| PathBuf::from(".")), name, template)
+        }
+        Command::Demo { dir, scale, days, seed, source, concurrency } => {
+            crate::demo::run(crate::demo::Options { dir, scale, days, seed, source, concurrency }).await
+        }
         Command::Validate { connect } => validate(&start_dir, connect).await,
         Command::Plan { selection, full_refresh } => {
             let (project, lake) = open(&start_dir)?;
@@ -168,7 +205,19 @@ fn describe(target: &AsOf) -> String {
     }
 }
 
-fn init(dir: PathBuf, name: Option<String>) -> anyhow::Result<ExitCode> {
+fn init(dir: PathBuf, name: Option<String>, template: Option<Template>) -> anyhow::Result<ExitCode> {
+    if let Some(Template::Telecom) = template {
+        let written = crate::demo::write_project(&dir, None)?;
+        eprintln!("created the telecom reference project in {}:", dir.display());
+        for f in written {
+            eprintln!("  {f}");
+        }
+        eprintln!(
+            "its source is sources/v3.toml: point `url` at your billing database, or run `basin demo` \
+             for the same project on generated data"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let name = name.unwrap_or_else(|| basin_core::scaffold::name_for(&dir));
     let written = basin_core::scaffold::init(&dir, &name)?;
     eprintln!("created project `{name}` in {}:", dir.display());

@@ -2,6 +2,7 @@
 //! work to the engine. Data goes to stdout, diagnostics and progress to stderr.
 
 mod cli;
+mod demo;
 mod ingest;
 mod run;
 
@@ -12,7 +13,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASIN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASIN_LOG").unwrap_or_else(|_| {
+            // sqlx reports every query over a second as a warning; a long read of a big table
+            // is what ingestion does, and it has its own progress and summary.
+            "warn,sqlx::query=error".into()
+        }))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();

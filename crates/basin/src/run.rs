@@ -322,6 +322,10 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
             Materialization::Incremental if !model.config.unique_key.0.is_empty() => {
                 format!("merge on [{}]", model.config.unique_key.0.join(", "))
             }
+            Materialization::Scd2 => format!(
+                "history on [{}]: close changed and deleted keys, open their new versions (kept by --full-refresh)",
+                model.config.unique_key.0.join(", ")
+            ),
             Materialization::Incremental => {
                 format!(
                     "replace the partitions of [{}] present in the new data",

@@ -290,12 +290,16 @@ async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged(
     );
     // The closed version ends where the new one starts.
     assert_eq!(
-        p.query("SELECT COUNT(*) FROM silver.dim a JOIN silver.dim b ON a.id = b.id AND a.valid_to = b.valid_from").await,
+        p.query("SELECT COUNT(*) FROM silver.dim a JOIN silver.dim b ON a.id = b.id AND a.valid_to = b.valid_from")
+            .await,
         ["1"]
     );
 
     // A deleted key that comes back opens a new version; --full-refresh keeps the history.
-    p.model("silver.dim", &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (3, 'c'), (4, 'd')) AS v(id, name)"));
+    p.model(
+        "silver.dim",
+        &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (3, 'c'), (4, 'd')) AS v(id, name)"),
+    );
     let built = p.run(&["silver.dim"], true).await.unwrap();
     assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 0 });
     assert_eq!(p.query("SELECT COUNT(*), SUM(CAST(is_current AS INT)) FROM silver.dim").await, ["6|4"]);
@@ -304,9 +308,13 @@ async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged(
 #[tokio::test]
 async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
     let p = TestProject::new();
-    let header = "/* basin\nmaterialized = \"scd2\"\nunique_key = \"id\"\ntracked = [\"email\"]\nupdated_at = \"changed\"\n*/\n";
-    let row = |id: i32, email: &str, vip: bool, day: u32| format!("({id}, '{email}', {vip}, TIMESTAMP '2026-01-{day:02} 10:00:00')");
-    let model = |rows: Vec<String>| format!("{header}SELECT * FROM (VALUES {}) AS v(id, email, vip, changed)", rows.join(", "));
+    let header =
+        "/* basin\nmaterialized = \"scd2\"\nunique_key = \"id\"\ntracked = [\"email\"]\nupdated_at = \"changed\"\n*/\n";
+    let row = |id: i32, email: &str, vip: bool, day: u32| {
+        format!("({id}, '{email}', {vip}, TIMESTAMP '2026-01-{day:02} 10:00:00')")
+    };
+    let model =
+        |rows: Vec<String>| format!("{header}SELECT * FROM (VALUES {}) AS v(id, email, vip, changed)", rows.join(", "));
     p.model("silver.c", &model(vec![row(1, "a@x", false, 1), row(2, "b@x", false, 1)]));
     p.run(&["silver.c"], false).await.unwrap();
 

@@ -1,0 +1,19 @@
+/* basin
+materialized = "table"
+owner = "finance"
+description = "One row per invoice line item, with its invoice date and charge type."
+*/
+SELECT
+    it.invoice_item_id,
+    it.invoice_id,
+    i.invoice_date,
+    i.customer_id,
+    it.service_id,
+    ct.code                               AS charge_code,
+    ct.name                               AS charge_type,
+    CAST(it.quantity AS DECIMAL(18, 3))   AS quantity,
+    CAST(it.unit_price AS DECIMAL(18, 4)) AS unit_price,
+    CAST(it.amount AS DECIMAL(18, 4))     AS amount
+FROM bronze_current.v3__invoice_item it
+LEFT JOIN bronze_current.v3__invoice i ON i.invoice_id = it.invoice_id
+LEFT JOIN bronze_current.v3__charge_type ct ON ct.charge_type_id = it.charge_type_id
