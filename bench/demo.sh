@@ -23,7 +23,7 @@ trap 'rm -rf "$OUT"' EXIT
 
 measure() { # label, command… → "label seconds peak_kib"
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$OUT/time" "$@" > "$OUT/out" 2> "$OUT/err" || { cat "$OUT/err"; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$OUT/time" "$@" > "$OUT/out" 2> "$OUT/err" || { tail -20 "$OUT/err" >&2; exit 1; }
   read -r secs kib < "$OUT/time"
   echo "$label $secs $kib"
 }

@@ -4,13 +4,15 @@
 
 Each bronze table is read from the Parquet files of its current Delta version (listed by the
 `deltalake` package) and exposed as `bronze_current.<table>` with the same definition Basin
-uses: the latest snapshot for `full` tables, the latest row per key for `incremental` ones.
-Then every model's SQL, unchanged, is written to Parquet (`COPY ... TO`) in dependency order
+uses: the latest snapshot for `full` tables, the row with the key's highest cursor for
+`incremental` ones. Then every model's SQL, unchanged (an scd2 model as its first build:
+one open version per key), is written to Parquet (`COPY ... TO`) in dependency order
 (silver, then gold), as Basin writes Delta tables. Prints the seconds the models took.
 """
 import glob
 import json
 import os
+import re
 import sys
 import time
 
@@ -33,9 +35,12 @@ def main(project, out):
         listed = ", ".join(f'"{c}"' for c in cols)
         src = f"read_parquet({files!r}, hive_partitioning = true)"
         if how.get("mode") == "incremental" and how.get("primary_key"):
-            pk = ", ".join(f'"{c}"' for c in how["primary_key"])
-            sql = (f"SELECT {listed} FROM (SELECT *, row_number() OVER (PARTITION BY {pk} "
-                   f"ORDER BY \"{how['cursor']}\" DESC, _extracted_at DESC) AS r FROM {src}) WHERE r = 1")
+            keys = [f'"{c}"' for c in how["primary_key"]]
+            pk, cur = ", ".join(keys), f'"{how["cursor"]}"'
+            on = " AND ".join(f"t.{k} = latest.{k}" for k in keys)
+            qualified = ", ".join(f't."{c}"' for c in cols)
+            sql = (f"SELECT {qualified} FROM {src} AS t JOIN (SELECT {pk}, max({cur}) AS m FROM {src} GROUP BY {pk}) "
+                   f"AS latest ON {on} AND t.{cur} = latest.m")
         else:
             sql = f"SELECT {listed} FROM {src} WHERE _ingestion_date = (SELECT max(_ingestion_date) FROM {src})"
         con.execute(f"CREATE VIEW bronze_current.{name} AS {sql}")
@@ -47,6 +52,12 @@ def main(project, out):
             name = os.path.basename(model)[:-4]
             target = os.path.join(out, schema, name + ".parquet")
             sql = open(model).read()
+            header = sql.split("*/", 1)[0]
+            if 'materialized = "scd2"' in header:
+                # DuckDB has no scd2: the first build's output, one open version per key.
+                updated_at = re.search(r'updated_at = "([^"]+)"', header).group(1)
+                sql = (f'SELECT *, CAST("{updated_at}" AS TIMESTAMP) AS valid_from, '
+                       f"CAST(NULL AS TIMESTAMP) AS valid_to, TRUE AS is_current FROM ({sql}\n) AS input")
             t = time.perf_counter()
             con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
             con.execute(f"CREATE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{target}')")

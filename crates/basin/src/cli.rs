@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, default_value = "basin-demo")]
         dir: PathBuf,
         /// Data size: 1 is about 1M invoice items, 28 the seed's 27.9M.
-        #[arg(long, default_value_t = 0.3)]
+        #[arg(long, default_value_t = 1.0)]
         scale: f64,
         /// Nightly cycles to run: the source changes between them.
         #[arg(long, default_value_t = 3)]
@@ -144,7 +144,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
-            let report = crate::run::run(&project, &lake, &keys, full_refresh, concurrency).await?;
+            let report =
+                crate::run::run(&project, &lake, &keys, full_refresh, concurrency, crate::run::Verbosity::Full).await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Ingest { tables } => {

@@ -40,6 +40,21 @@ impl Report {
     pub fn failed(&self) -> bool {
         self.outcomes.values().any(|o| !matches!(o, Outcome::Built(_)))
     }
+
+    /// What was built, in key order.
+    pub fn built(&self) -> impl Iterator<Item = &Materialized> {
+        self.outcomes.values().filter_map(|o| match o {
+            Outcome::Built(m) => Some(m),
+            _ => None,
+        })
+    }
+}
+
+/// How much `run` prints: every asset and a summary table, or only failures and skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Full,
+    Problems,
 }
 
 fn describe(m: &Materialized) -> String {
@@ -67,6 +82,7 @@ pub async fn run(
     keys: &[AssetKey],
     full_refresh: bool,
     concurrency: usize,
+    verbosity: Verbosity,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let run = ModelRun { run_id: new_run_id(), full_refresh };
@@ -93,7 +109,10 @@ pub async fn run(
         Some(bar) => bar.println(line),
         None => eprintln!("{line}"),
     };
-    say(format!("run {} — {} asset(s), up to {concurrency} at once", run.run_id, order.len()));
+    let full = verbosity == Verbosity::Full;
+    if full {
+        say(format!("run {} — {} asset(s), up to {concurrency} at once", run.run_id, order.len()));
+    }
 
     let mut outcomes: BTreeMap<AssetKey, Outcome> = BTreeMap::new();
     let mut pending: Vec<AssetKey> = order.clone();
@@ -180,7 +199,9 @@ pub async fn run(
         }
         match result {
             Ok(m) => {
-                say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
+                if full {
+                    say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
+                }
                 refresh_views_over(&views_outside, &ctx, &key).await;
                 outcomes.insert(key, Outcome::Built(m));
             }
@@ -195,7 +216,9 @@ pub async fn run(
     }
 
     let report = Report { outcomes };
-    print_summary(&report, &order, started.elapsed());
+    if full {
+        print_summary(&report, &order, started.elapsed());
+    }
     Ok(report)
 }
 

@@ -177,7 +177,10 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
         let (project, lake) = open(dir)?;
         let keys: Vec<AssetKey> = project.graph.keys().cloned().collect();
         let concurrency = options.concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
-        let report = crate::run::run(&project, &lake, &keys, false, concurrency).await?;
+        let t = Instant::now();
+        let report =
+            crate::run::run(&project, &lake, &keys, false, concurrency, crate::run::Verbosity::Problems).await?;
+        print_night(&report, t.elapsed().as_secs_f64());
         if report.failed() {
             eprintln!("night {night} did not build everything; the project is in {}", dir.display());
             return Ok(ExitCode::FAILURE);
@@ -198,6 +201,38 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line per layer: what was landed and built, and how long the night took.
+fn print_night(report: &crate::run::Report, secs: f64) {
+    use basin_engine::Action;
+    for schema in ["bronze", "silver", "gold"] {
+        let built: Vec<_> = report.built().filter(|m| m.key.schema == schema).collect();
+        if built.is_empty() {
+            continue;
+        }
+        let rows: u64 = built.iter().map(|m| m.rows).sum();
+        let verb = if schema == "bronze" { "landed" } else { "written" };
+        let mut line = format!("  {schema:<6} {} table(s), {rows} rows {verb}", built.len());
+        if schema == "bronze" {
+            let landed: Vec<String> = built
+                .iter()
+                .filter(|m| m.rows > 0)
+                .map(|m| format!("{} {}", m.key.name.trim_start_matches("v3__"), m.rows))
+                .collect();
+            line.push_str(&format!(": {}", landed.join(", ")));
+        }
+        for m in &built {
+            if let Action::Merged { inserted, updated } = m.action {
+                line.push_str(&format!("; {}: {inserted} version(s) opened, {updated} closed", m.key));
+            }
+            if m.action == Action::NoNewData {
+                line.push_str(&format!("; {}: unchanged, nothing written", m.key));
+            }
+        }
+        println!("{line}");
+    }
+    println!("  night built in {secs:.1}s");
 }
 
 fn open(dir: &Path) -> anyhow::Result<(Project, Lake)> {
