@@ -281,6 +281,7 @@ impl ModelRun {
         let tag =
             format!("{}_{}_{}", key.schema, key.name, self.run_id.replace(|c: char| !c.is_ascii_alphanumeric(), ""));
         let input_name = format!("__scd2_input_{tag}");
+        let versions_name = format!("__scd2_versions_{tag}");
         let history_name = format!("__scd2_history_{tag}");
         ctx.register_table(input_name.as_str(), df.into_view())
             .map_err(Error::query(format!("cannot prepare the history of {key}")))?;
@@ -304,11 +305,13 @@ impl ModelRun {
             history_types: &history_types,
             input: &input_name,
             history: registered_history.then_some(history_name.as_str()),
+            versions_table: &versions_name,
             now: &now.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
         };
         let result = self.write_scd2(lake, ctx, model, existing, &sql).await;
         let _ = ctx.deregister_table(input_name.as_str());
         let _ = ctx.deregister_table(history_name.as_str());
+        let _ = ctx.deregister_table(versions_name.as_str());
         result
     }
 
@@ -322,6 +325,15 @@ impl ModelRun {
     ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let failed = || Error::query(format!("model {key} ({}) failed", model.file));
+        // The versions are computed once (window functions over every key) and held in memory:
+        // a dimension's current rows and its input.
+        let versions = ctx.sql(&sql.versions()).await.map_err(failed())?;
+        let logical = Arc::new(versions.schema().as_arrow().clone());
+        let batches = versions.collect().await.map_err(failed())?;
+        // What execution produced, which may differ from the plan's schema in nullability.
+        let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches]).map_err(failed())?;
+        ctx.register_table(sql.versions_table, Arc::new(table)).map_err(failed())?;
         let counts = ctx.sql(&sql.counts()).await.map_err(failed())?.collect().await.map_err(failed())?;
         let count = |i: usize| -> u64 {
             counts
@@ -433,6 +445,8 @@ struct Scd2Sql<'a> {
     history_types: &'a [(String, datafusion::arrow::datatypes::DataType)],
     input: &'a str,
     history: Option<&'a str>,
+    /// Where this build's versions are registered once computed.
+    versions_table: &'a str,
     /// The run's time, as `valid_from` without `updated_at` and `valid_to` of deleted keys.
     now: &'a str,
 }
@@ -471,11 +485,10 @@ impl Scd2Sql<'_> {
         let changed = if self.tracked.is_empty() {
             "FALSE".to_string()
         } else {
-            self.tracked
-                .iter()
-                .map(|t| format!("({q} IS DISTINCT FROM LAG({q}) OVER ({order}))", q = quote(t)))
-                .collect::<Vec<_>>()
-                .join(" OR ")
+            // One LAG over a struct of the tracked columns: one window evaluation, not one per
+            // column. Structs compare field by field, NULLs included.
+            let fields = self.tracked.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
+            format!("(struct({fields}) IS DISTINCT FROM LAG(struct({fields})) OVER ({order}))")
         };
         let old = match self.history {
             Some(h) => format!(
@@ -507,8 +520,8 @@ impl Scd2Sql<'_> {
             "SELECT
                  CAST(COALESCE(SUM(CASE WHEN __old = 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
                  CAST(COALESCE(SUM(CASE WHEN __old = 1 AND (__next IS NOT NULL OR __present = 0) THEN 1 ELSE 0 END), 0) AS BIGINT)
-             FROM ({}) v",
-            self.versions()
+             FROM {}",
+            quote(self.versions_table)
         )
     }
 
@@ -529,8 +542,8 @@ impl Scd2Sql<'_> {
             "SELECT {cols}, __from AS valid_from,
                  CASE WHEN __next IS NOT NULL THEN __next WHEN __present = 0 THEN {now} END AS valid_to,
                  (__next IS NULL AND __present = 1) AS is_current
-             FROM ({}) v{closed}",
-            self.versions()
+             FROM {} v{closed}",
+            quote(self.versions_table)
         )
     }
 }
