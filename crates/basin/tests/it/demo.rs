@@ -138,6 +138,18 @@ fn init_telecom_writes_the_reference_project_and_demo_refuses_a_foreign_director
     assert!(!ran.ok);
     assert!(ran.stderr.contains("is not an earlier `basin demo` directory"), "{}", ran.stderr);
     assert!(b.path().join("sources/v3.toml").exists());
+
+    // Impossible sizes are refused before anything is written.
+    let empty = Basin { dir: tempfile::tempdir().unwrap() };
+    for (args, message) in
+        [(["--scale", "0"], "--scale must be above 0"), (["--days", "0"], "--days must be at least 1")]
+    {
+        let mut all = vec!["demo", "--dir", "fresh"];
+        all.extend_from_slice(&args);
+        let ran = empty.cmd(&all);
+        assert!(!ran.ok && ran.stderr.contains(message), "{}", ran.stderr);
+        assert!(!empty.path().join("fresh").exists(), "nothing written for {args:?}");
+    }
 }
 
 #[tokio::test]
