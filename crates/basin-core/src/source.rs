@@ -37,6 +37,14 @@ impl SourceKind {
         }
     }
 
+    /// The database kind a connection URL points at, from its scheme (`mariadb://` is MySQL).
+    pub fn of_url(url: &str) -> Option<SourceKind> {
+        let scheme = url.split_once(':').map(|(s, _)| s)?;
+        [SourceKind::Mysql, SourceKind::Postgres, SourceKind::Sqlite]
+            .into_iter()
+            .find(|k| k.schemes().contains(&scheme))
+    }
+
     /// URL schemes a connection URL of this kind may use.
     fn schemes(self) -> &'static [&'static str] {
         match self {
@@ -294,8 +302,7 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
                 .with_hint(format!("export {var}=… before running Basin")),
             ),
             Ok(value) => {
-                let scheme = value.split_once(':').map(|(s, _)| s).unwrap_or("");
-                if !kind.schemes().contains(&scheme) {
+                if SourceKind::of_url(&value) != Some(*kind) {
                     out.push(
                         Diagnostic::error(
                             at("url"),

@@ -258,7 +258,7 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Load and validate the project (printing its diagnostics) and open its lake.
-fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
+pub(crate) fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
     let dir = Project::find(start)?;
     let (project, diagnostics) = Project::load(&dir)?;
     print_diagnostics(&diagnostics);

@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
+use basin_core::source::SourceKind;
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime};
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -60,29 +61,35 @@ impl Target {
     /// `sqlite://path` (created if missing), `mysql://…`/`mariadb://…` or `postgres://…`.
     pub async fn open(url: &str) -> Result<Target> {
         let what = || format!("connecting to the demo source {}", redact(url));
-        let (dialect, conn) = if url.starts_with("sqlite:") {
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-                .with_context(what)?
-                .create_if_missing(true)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Off);
-            (Dialect::Sqlite, Conn::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.with_context(what)?))
-        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
-            let url = url.replacen("mariadb://", "mysql://", 1);
-            let mut c = sqlx::MySqlConnection::connect(&url).await.with_context(what)?;
-            // Zero dates are what the legacy schema stores; backslashes are plain characters.
-            sqlx::raw_sql("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES', time_zone = '+00:00'")
-                .execute(&mut c)
-                .await
-                .with_context(what)?;
-            (Dialect::Mysql, Conn::Mysql(c))
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            (Dialect::Postgres, Conn::Postgres(sqlx::PgConnection::connect(url).await.with_context(what)?))
-        } else {
-            anyhow::bail!(
+        let (dialect, conn) = match SourceKind::of_url(url) {
+            Some(SourceKind::Sqlite) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                    .with_context(what)?
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Off);
+                (
+                    Dialect::Sqlite,
+                    Conn::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.with_context(what)?),
+                )
+            }
+            Some(SourceKind::Mysql) => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                let mut c = sqlx::MySqlConnection::connect(&url).await.with_context(what)?;
+                // Zero dates are what the legacy schema stores; backslashes are plain characters.
+                sqlx::raw_sql("SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES', time_zone = '+00:00'")
+                    .execute(&mut c)
+                    .await
+                    .with_context(what)?;
+                (Dialect::Mysql, Conn::Mysql(c))
+            }
+            Some(SourceKind::Postgres) => {
+                (Dialect::Postgres, Conn::Postgres(sqlx::PgConnection::connect(url).await.with_context(what)?))
+            }
+            _ => anyhow::bail!(
                 "the demo source must be a sqlite://, mysql://, mariadb:// or postgres:// URL, not {}",
                 redact(url)
-            )
+            ),
         };
         Ok(Target { dialect, conn })
     }
@@ -392,19 +399,18 @@ impl Insert {
         }
     }
 
-    async fn row(&mut self, target: &mut Target, values: &[V<'_>]) -> Result<()> {
+    /// Append a row to the statement being built.
+    fn push(&mut self, values: &[V<'_>], d: Dialect) {
         self.sql.push_str(if self.rows == 0 { &self.head } else { ", " });
-        self.sql.push('(');
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                self.sql.push_str(", ");
-            }
-            write_value(&mut self.sql, v, target.dialect);
-        }
-        self.sql.push(')');
+        write_row(&mut self.sql, values, d);
         self.rows += 1;
         self.total += 1;
-        if self.rows == ROWS_PER_INSERT {
+    }
+
+    /// Append a row, sending the statement once it holds [`ROWS_PER_INSERT`] rows.
+    async fn row(&mut self, target: &mut Target, values: &[V<'_>]) -> Result<()> {
+        self.push(values, target.dialect);
+        if self.rows >= ROWS_PER_INSERT {
             self.flush(target).await?;
         }
         Ok(())
@@ -868,6 +874,7 @@ impl Generator {
         date: NaiveDate,
         status: i64,
     ) -> Result<bool> {
+        let d = target.dialect;
         let period_start = date - Months::new(1);
         let period_end = add_days(date, -1);
         if c.created.date() >= date || c.closed.is_some_and(|cl| cl < period_start) {
@@ -900,9 +907,7 @@ impl Generator {
                     V::Ts(created),
                 ];
                 ids.item += 1;
-                let mut sql_row = String::new();
-                write_row(&mut sql_row, &row, target.dialect);
-                ins.items.push(sql_row);
+                ins.items.push(&row, d);
             };
             let fee = plan_fee(s.plan);
             item(ins, 1, 1_000, fee, fee);
@@ -922,9 +927,7 @@ impl Generator {
             }
             let row = [V::Int(ids.invoice_service), V::Int(invoice_id), V::Int(s.id), V::Dec(line, 4), V::Ts(created)];
             ids.invoice_service += 1;
-            let mut sql_row = String::new();
-            write_row(&mut sql_row, &row, target.dialect);
-            ins.services.push(sql_row);
+            ins.services.push(&row, d);
             net += line;
         }
         let vat = (net as i128 * 81 / 1000) as i64;
@@ -948,9 +951,7 @@ impl Generator {
             V::Ts(created),
             V::Ts(updated),
         ];
-        let mut sql_row = String::new();
-        write_row(&mut sql_row, &row, target.dialect);
-        ins.invoices.push(sql_row);
+        ins.invoices.push(&row, d);
         let doc = format!("INV/{}/{invoice_id:08}", date.year());
         let paid = if status == 3 { V::Date(updated.date()) } else { V::ZeroDate };
         let row = [
@@ -962,10 +963,8 @@ impl Generator {
             V::Str(&doc),
             V::Ts(updated),
         ];
-        let mut sql_row = String::new();
-        write_row(&mut sql_row, &row, target.dialect);
-        ins.data.push(sql_row);
-        ins.maybe_flush(target).await?;
+        ins.data.push(&row, d);
+        ins.send_full(target).await?;
         Ok(true)
     }
 
@@ -1214,62 +1213,44 @@ fn write_row(out: &mut String, values: &[V], d: Dialect) {
     out.push(')');
 }
 
-/// The four tables an invoice writes, buffered as rows and sent in multi-row INSERTs.
+/// The four tables an invoice writes, each a multi-row INSERT being built.
 struct InvoiceInserts {
-    dialect: Dialect,
-    invoices: Vec<String>,
-    data: Vec<String>,
-    items: Vec<String>,
-    services: Vec<String>,
-    totals: [u64; 4],
+    invoices: Insert,
+    data: Insert,
+    items: Insert,
+    services: Insert,
 }
 
-const INVOICE_TABLES: [&str; 4] = ["invoice", "invoice_data", "invoice_item", "invoice_service"];
-
 impl InvoiceInserts {
-    fn new(dialect: Dialect) -> Self {
+    fn new(d: Dialect) -> Self {
         InvoiceInserts {
-            dialect,
-            invoices: Vec::new(),
-            data: Vec::new(),
-            items: Vec::new(),
-            services: Vec::new(),
-            totals: [0; 4],
+            invoices: Insert::new("invoice", d),
+            data: Insert::new("invoice_data", d),
+            items: Insert::new("invoice_item", d),
+            services: Insert::new("invoice_service", d),
         }
     }
 
-    async fn maybe_flush(&mut self, target: &mut Target) -> Result<()> {
-        if self.items.len() >= ROWS_PER_INSERT * 4 {
-            self.send(target).await?;
-        }
-        Ok(())
+    fn all(&mut self) -> [&mut Insert; 4] {
+        [&mut self.invoices, &mut self.data, &mut self.items, &mut self.services]
     }
 
-    async fn send(&mut self, target: &mut Target) -> Result<()> {
-        for (i, table) in INVOICE_TABLES.iter().enumerate() {
-            let rows = match i {
-                0 => &mut self.invoices,
-                1 => &mut self.data,
-                2 => &mut self.items,
-                _ => &mut self.services,
-            };
-            if rows.is_empty() {
-                continue;
+    /// Send the statements that have reached [`ROWS_PER_INSERT`] rows.
+    async fn send_full(&mut self, target: &mut Target) -> Result<()> {
+        for insert in self.all() {
+            if insert.rows >= ROWS_PER_INSERT {
+                insert.flush(target).await?;
             }
-            self.totals[i] += rows.len() as u64;
-            let head = Insert::new(table, self.dialect).head;
-            for chunk in rows.chunks(ROWS_PER_INSERT) {
-                target.exec(&format!("{head}{}", chunk.join(", "))).await?;
-            }
-            rows.clear();
         }
         Ok(())
     }
 
     async fn flush(&mut self, target: &mut Target, written: &mut Written) -> Result<()> {
-        self.send(target).await?;
-        for (i, table) in INVOICE_TABLES.iter().enumerate() {
-            written.add(table, self.totals[i]);
+        for (table, insert) in
+            ["invoice", "invoice_data", "invoice_item", "invoice_service"].into_iter().zip(self.all())
+        {
+            insert.flush(target).await?;
+            written.add(table, insert.total);
         }
         Ok(())
     }

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use basin_core::{AssetKey, Project};
-use basin_engine::Lake;
+use basin_core::AssetKey;
+use basin_core::source::SourceKind;
 
 use generate::{Generator, Target, Written};
 
@@ -75,11 +75,9 @@ pub fn write_project(dir: &Path, source: Option<&str>) -> anyhow::Result<Vec<Str
 /// `sources/v3.toml` pointing at `url`. A password is not written into the file: the URL then
 /// comes from `V3_URL` in the environment.
 fn source_file(template: &str, url: &str) -> anyhow::Result<String> {
-    let kind = match url.split(':').next().unwrap_or("") {
-        "mysql" | "mariadb" => "mysql",
-        "postgres" | "postgresql" => "postgres",
-        "sqlite" => "sqlite",
-        _ => bail!("--source must be a mysql://, mariadb://, postgres:// or sqlite:// URL"),
+    let kind = match SourceKind::of_url(url) {
+        Some(kind) => kind.as_str(),
+        None => bail!("--source must be a mysql://, mariadb://, postgres:// or sqlite:// URL"),
     };
     let has_password = url::Url::parse(url).is_ok_and(|u| u.password().is_some());
     let url_line = if has_password { "url = \"${V3_URL}\"".to_string() } else { format!("url = \"{url}\"") };
@@ -134,6 +132,11 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
         bail!("--days must be at least 1");
     }
     if let Some(source) = &options.source
+        && SourceKind::of_url(source).is_none()
+    {
+        bail!("--source must be a mysql://, mariadb://, postgres:// or sqlite:// URL");
+    }
+    if let Some(source) = &options.source
         && url::Url::parse(source).is_ok_and(|u| u.password().is_some())
         && std::env::var("V3_URL").ok().as_deref() != Some(source.as_str())
     {
@@ -151,15 +154,15 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             format!("sqlite://{}", dir.join("source/v3.db").display())
         }
     };
+    let generator = Generator { seed: options.seed, scale: options.scale };
     println!(
         "basin demo: a telecom reseller's billing database, scale {} ({} customers), {} night(s), in {}",
         options.scale,
-        Generator { seed: options.seed, scale: options.scale }.customers(),
+        generator.customers(),
         options.days,
         dir.display()
     );
 
-    let generator = Generator { seed: options.seed, scale: options.scale };
     let mut target = Target::open(&url).await?;
     let t = Instant::now();
     println!("\n== generating the source: customers, lines, twelve months of invoices, December's calls");
@@ -174,7 +177,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             let written = generator.night(&mut target, night).await?;
             print_written(&written, t.elapsed().as_secs_f64());
         }
-        let (project, lake) = open(dir)?;
+        let (project, lake) = crate::cli::open(dir)?;
         let keys: Vec<AssetKey> = project.graph.keys().cloned().collect();
         let concurrency = options.concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
         let t = Instant::now();
@@ -233,16 +236,4 @@ fn print_night(report: &crate::run::Report, secs: f64) {
         println!("{line}");
     }
     println!("  night built in {secs:.1}s");
-}
-
-fn open(dir: &Path) -> anyhow::Result<(Project, Lake)> {
-    let (project, diagnostics) = Project::load(dir)?;
-    if diagnostics.has_errors() {
-        for d in diagnostics.iter() {
-            eprintln!("{d}");
-        }
-        bail!("the demo project in {} does not validate", dir.display());
-    }
-    let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
-    Ok((project, lake))
 }
