@@ -331,6 +331,18 @@ async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
             "2|b@x|2026-01-01T10:00:00|NULL|true",
         ]
     );
+
+    // A column added to the query joins the history: NULL in the versions written before it.
+    let with_plan = |rows: Vec<String>| {
+        format!("{header}SELECT *, 'gold' AS plan FROM (VALUES {}) AS v(id, email, vip, changed)", rows.join(", "))
+    };
+    p.model("silver.c", &with_plan(vec![row(1, "a3@x", false, 3), row(2, "b2@x", true, 4)]));
+    let built = p.run(&["silver.c"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(
+        p.query("SELECT id, email, plan, is_current FROM silver.c ORDER BY id, valid_from").await,
+        ["1|a@x|NULL|false", "1|a2@x|NULL|false", "1|a3@x|NULL|true", "2|b@x|NULL|false", "2|b2@x|gold|true"]
+    );
 }
 
 #[tokio::test]
