@@ -8,7 +8,6 @@ pub mod files;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
-pub mod testing;
 pub mod types;
 
 use std::pin::Pin;

@@ -2,8 +2,8 @@
 
 use arrow::datatypes::{DataType, TimeUnit};
 use basin_connectors::mysql::MysqlConnector;
-use basin_connectors::testing::{Server, TestDb};
 use basin_connectors::{Connector, Error, Window};
+use basin_testkit::{Server, TestDb};
 
 use crate::support::{cell, killed_mid_stream, read_all, source};
 

@@ -2,8 +2,8 @@
 
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use basin_connectors::postgres::PostgresConnector;
-use basin_connectors::testing::{Server, TestDb};
 use basin_connectors::{Connector, Error, Window};
+use basin_testkit::{Server, TestDb};
 use std::sync::Arc;
 
 use crate::support::{cell, killed_mid_stream, read_all, source};

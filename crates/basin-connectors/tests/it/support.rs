@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use arrow::util::display::array_value_to_string;
-use basin_connectors::testing::TestDb;
 use basin_connectors::{Connector, Window};
 use basin_core::Project;
 use basin_core::source::Source;
+use basin_testkit::TestDb;
 use futures::TryStreamExt;
 
 pub struct Fixture {

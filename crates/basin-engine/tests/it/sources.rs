@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use basin_connectors::testing::{Server, TestDb};
 use basin_core::source::Source;
 use basin_engine::Error;
 use basin_engine::ingest::{IngestOptions, ingest_table_retrying};
+use basin_testkit::{Server, TestDb};
 use chrono::Utc;
 
 use crate::support::{TestProject, query};

@@ -154,7 +154,7 @@ fn init_telecom_writes_the_reference_project_and_demo_refuses_a_foreign_director
 
 #[tokio::test]
 async fn the_source_can_be_generated_into_mariadb_and_postgresql() {
-    use basin_connectors::testing::{Server, TestDb};
+    use basin_testkit::{Server, TestDb};
     for server in [Server::Mysql, Server::Postgres] {
         let Some(db) = TestDb::create(server, "demo").await else { continue };
         let b = demo_in_temp_dir(&["--scale", "0.005", "--days", "2", "--source", &db.url]);

@@ -162,7 +162,7 @@ async fn validate_connect_checks_tables_and_columns() {
 
 #[tokio::test]
 async fn mysql_source_lands_in_bronze_and_a_missing_table_fails_alone() {
-    use basin_connectors::testing::{Server, TestDb};
+    use basin_testkit::{Server, TestDb};
     let Some(db) = TestDb::create(Server::Mysql, "cli").await else { return };
     db.execute(&[
         "SET SESSION sql_mode = ''",

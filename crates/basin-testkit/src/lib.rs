@@ -1,5 +1,5 @@
-//! Throwaway databases on real MySQL/MariaDB and PostgreSQL servers, for tests of this crate
-//! and of the crates above it. Each [`TestDb`] is a uniquely named database, dropped when the
+//! Test fixtures shared by Basin's crates (a dev-dependency only): throwaway databases on real
+//! MySQL/MariaDB and PostgreSQL servers. Each [`TestDb`] is a uniquely named database, dropped when the
 //! value is. The servers come from `BASIN_TEST_MYSQL_URL` / `BASIN_TEST_POSTGRES_URL`, or the
 //! local defaults; a missing server skips the test with a message, except under `CI=true`,
 //! where it fails it.

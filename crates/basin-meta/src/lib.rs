@@ -1,0 +1,466 @@
+//! The metadata store: everything Basin knows about its runs, kept in SQL (the data itself is
+//! in Delta). One trait, [`MetaStore`], with a SQLite backend (the default: one file under the
+//! project, WAL mode, a busy timeout) and a PostgreSQL backend (several daemons and workers on
+//! several machines sharing one queue). Both run the same SQL where they can and the same test
+//! suite.
+//!
+//! What it holds: runs (status, selection, partition, tags, launcher, attempt, parent run,
+//! timestamps, failure category and message), their events and logs, materialisations, the
+//! cursors of schedules and sensors, and daemon heartbeats. The schema is versioned
+//! ([`migrations`]) and upgraded when a store is opened.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use basin_core::clock::Clock;
+use chrono::{DateTime, Utc};
+
+pub mod migrations;
+mod sql;
+
+pub use sql::SqlStore;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the metadata store at {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("unsupported metadata store URL `{0}`: use sqlite://PATH or postgres://…")]
+    Url(String),
+    #[error(
+        "the metadata store at {url} has schema version {found}, newer than this Basin knows ({known}); upgrade Basin"
+    )]
+    NewerSchema { url: String, found: i64, known: i64 },
+    #[error("metadata store: {context}: {source}")]
+    Sql {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("no run with id `{0}`")]
+    NoSuchRun(String),
+    #[error("run {id} is {status}, it cannot be started")]
+    NotStartable { id: String, status: RunStatus },
+    #[error("metadata store: unreadable value in column `{column}`: {detail}")]
+    Corrupt { column: &'static str, detail: String },
+}
+
+/// Where a run is in its life. `Queued` → `Starting` (claimed by a daemon, being launched) →
+/// `Started` (a worker heartbeats it) → one of the three terminal states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunStatus {
+    Queued,
+    Starting,
+    Started,
+    Success,
+    Failure,
+    Canceled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Queued,
+        RunStatus::Starting,
+        RunStatus::Started,
+        RunStatus::Success,
+        RunStatus::Failure,
+        RunStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Starting => "STARTING",
+            RunStatus::Started => "STARTED",
+            RunStatus::Success => "SUCCESS",
+            RunStatus::Failure => "FAILURE",
+            RunStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Success | RunStatus::Failure | RunStatus::Canceled)
+    }
+
+    /// Held by a worker or a launching daemon: counted against the queue's limits and watched
+    /// for heartbeats.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, RunStatus::Starting | RunStatus::Started)
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            format!("unknown run status `{s}` (one of queued, starting, started, success, failure, canceled)")
+        })
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run failed, which decides whether a retry policy may relaunch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureCategory {
+    /// A network error, a killed connection, a timeout talking to a source.
+    Transient,
+    /// The source could not be reached at all.
+    SourceUnavailable,
+    /// A wrong password or a missing permission: retrying does not help.
+    Auth,
+    OutOfMemory,
+    /// Invalid SQL, an unknown table, a type error: retrying does not help.
+    BadQuery,
+    /// The worker stopped heartbeating (SIGKILL, OOM killer, a lost machine).
+    WorkerDied,
+    /// The run outlived its timeout and was stopped.
+    Timeout,
+    /// Anything else, including failed checks and refused writes.
+    Other,
+}
+
+impl FailureCategory {
+    pub const ALL: [FailureCategory; 8] = [
+        FailureCategory::Transient,
+        FailureCategory::SourceUnavailable,
+        FailureCategory::Auth,
+        FailureCategory::OutOfMemory,
+        FailureCategory::BadQuery,
+        FailureCategory::WorkerDied,
+        FailureCategory::Timeout,
+        FailureCategory::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureCategory::Transient => "transient",
+            FailureCategory::SourceUnavailable => "source_unavailable",
+            FailureCategory::Auth => "auth",
+            FailureCategory::OutOfMemory => "out_of_memory",
+            FailureCategory::BadQuery => "bad_query",
+            FailureCategory::WorkerDied => "worker_died",
+            FailureCategory::Timeout => "timeout",
+            FailureCategory::Other => "other",
+        }
+    }
+}
+
+impl std::str::FromStr for FailureCategory {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        FailureCategory::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown failure category `{s}`"))
+    }
+}
+
+impl fmt::Display for FailureCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run to record: queued for a daemon, or already started by the process creating it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// The selection terms as the user wrote them (`+silver.x`, `tag:nightly`).
+    pub selection: Vec<String>,
+    pub partition: Option<String>,
+    /// `source=v3`, `kind=backfill`, `schedule=nightly`: what queue limits and filters see.
+    pub tags: BTreeMap<String, String>,
+    /// `in_process`, `subprocess` or `command`.
+    pub launcher: String,
+    /// Higher first; FIFO within one priority.
+    pub priority: i64,
+    /// 1 for a first attempt; a retry is `parent.attempt + 1` with `parent_run_id` set.
+    pub attempt: i64,
+    pub parent_run_id: Option<String>,
+    pub full_refresh: bool,
+    /// `Some(worker)`: the caller runs it now (`basin run`), so it starts `Started`;
+    /// `None`: it is queued.
+    pub started_by: Option<String>,
+}
+
+impl NewRun {
+    pub fn new(selection: Vec<String>, launcher: &str) -> Self {
+        NewRun {
+            selection,
+            partition: None,
+            tags: BTreeMap::new(),
+            launcher: launcher.to_string(),
+            priority: 0,
+            attempt: 1,
+            parent_run_id: None,
+            full_refresh: false,
+            started_by: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: String,
+    pub status: RunStatus,
+    pub selection: Vec<String>,
+    pub partition: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub launcher: String,
+    pub priority: i64,
+    pub attempt: i64,
+    pub parent_run_id: Option<String>,
+    pub full_refresh: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Who holds it: `host:pid` of the worker, or the daemon that claimed it.
+    pub worker: Option<String>,
+    pub cancel_requested: bool,
+    pub failure_category: Option<FailureCategory>,
+    pub failure_message: Option<String>,
+}
+
+impl Run {
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        Some(self.finished_at? - self.started_at?)
+    }
+}
+
+/// How a run ended, as its worker (or whoever found it dead) reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    Success,
+    Failure { category: FailureCategory, message: String },
+    Canceled { message: String },
+}
+
+impl Finish {
+    pub fn status(&self) -> RunStatus {
+        match self {
+            Finish::Success => RunStatus::Success,
+            Finish::Failure { .. } => RunStatus::Failure,
+            Finish::Canceled { .. } => RunStatus::Canceled,
+        }
+    }
+}
+
+/// What a worker learns from its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Carry on.
+    Continue,
+    /// Someone asked to cancel the run: stop and finish it as canceled.
+    Cancel,
+    /// The run is no longer held by anyone (it was finished, or found dead and failed):
+    /// stop without reporting.
+    Gone(RunStatus),
+}
+
+/// What `basin cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// It was queued (or its worker was gone): canceled now.
+    Canceled,
+    /// Its worker was asked to stop; it will finish the run as canceled.
+    Requested,
+    /// It had already ended.
+    AlreadyFinished(RunStatus),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+
+    fn parse(s: &str) -> Level {
+        match s {
+            "debug" => Level::Debug,
+            "warn" => Level::Warn,
+            "error" => Level::Error,
+            _ => Level::Info,
+        }
+    }
+}
+
+/// One thing that happened in a run: `run_started`, `asset_started`, `asset_materialized`,
+/// `asset_failed`, `asset_skipped`, `run_success`, `run_failure`, `run_canceled`, or `log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: String,
+    pub level: Level,
+    pub asset: Option<String>,
+    pub message: String,
+}
+
+impl NewEvent {
+    pub fn new(kind: &str, level: Level, asset: Option<&str>, message: impl Into<String>) -> Self {
+        NewEvent { kind: kind.to_string(), level, asset: asset.map(str::to_string), message: message.into() }
+    }
+
+    pub fn log(level: Level, message: impl Into<String>) -> Self {
+        NewEvent::new("log", level, None, message)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Increasing in the order events were recorded.
+    pub id: i64,
+    pub run_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub level: Level,
+    pub asset: Option<String>,
+    pub message: String,
+}
+
+/// One commit of one asset by one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Materialization {
+    pub run_id: String,
+    pub asset: String,
+    pub partition: Option<String>,
+    pub delta_version: Option<i64>,
+    pub rows: i64,
+    pub bytes: Option<i64>,
+    pub duration_ms: i64,
+    pub sql_hash: Option<String>,
+    pub schema_hash: Option<String>,
+    /// Set by the store when recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// Which runs `runs` lists (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    /// Runs with an event about this asset.
+    pub asset: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    /// Runs with this tag (`key`, `value`).
+    pub tag: Option<(String, String)>,
+    pub limit: Option<i64>,
+}
+
+/// The run queue's limits: at most `max_concurrent_runs` in flight, and at most
+/// `tag_limits["source=v3"]` in flight among runs tagged `source=v3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_concurrent_runs: usize,
+    pub tag_limits: BTreeMap<String, usize>,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits { max_concurrent_runs: 8, tag_limits: BTreeMap::new() }
+    }
+}
+
+impl QueueLimits {
+    /// Would starting a run with `tags` stay within the limits, given the tags of the runs in
+    /// flight?
+    pub fn admits(&self, tags: &BTreeMap<String, String>, in_flight: &[BTreeMap<String, String>]) -> bool {
+        if in_flight.len() >= self.max_concurrent_runs {
+            return false;
+        }
+        tags.iter().all(|(k, v)| {
+            let key = format!("{k}={v}");
+            match self.tag_limits.get(&key) {
+                None => true,
+                Some(&limit) => in_flight.iter().filter(|t| t.get(k) == Some(v)).count() < limit,
+            }
+        })
+    }
+}
+
+/// A daemon's heartbeat, so others (and `basin status`) can see who is alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonBeat {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
+/// The metadata store. Every method is one atomic step: safe to call from several processes
+/// on one SQLite file, or several machines on one PostgreSQL database.
+#[async_trait]
+pub trait MetaStore: Send + Sync + fmt::Debug {
+    /// Record a run (queued, or started by the caller) and its first event.
+    async fn create_run(&self, run: NewRun) -> Result<Run>;
+    async fn run(&self, id: &str) -> Result<Option<Run>>;
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+    /// A worker takes a queued or claimed run; refused if it was canceled or finished.
+    async fn start_run(&self, id: &str, worker: &str) -> Result<Run>;
+    async fn heartbeat(&self, id: &str) -> Result<Beat>;
+    /// End a run that has not ended yet; `false` if it already had (found dead, canceled).
+    async fn finish_run(&self, id: &str, finish: &Finish) -> Result<bool>;
+    async fn request_cancel(&self, id: &str) -> Result<Cancel>;
+    /// Fail every in-flight run with no heartbeat since `stale_before` as `worker_died`;
+    /// returns them as they are now.
+    async fn reap_dead(&self, stale_before: DateTime<Utc>) -> Result<Vec<Run>>;
+    /// Take up to `max` queued runs that fit the limits, highest priority first and FIFO
+    /// within a priority, marking them `Starting` for `claimer`. Two claimers never get the
+    /// same run.
+    async fn claim_queued(&self, limits: &QueueLimits, claimer: &str, max: usize) -> Result<Vec<Run>>;
+
+    async fn add_events(&self, run_id: &str, events: &[NewEvent]) -> Result<()>;
+    async fn events(&self, run_id: &str) -> Result<Vec<Event>>;
+
+    async fn record_materialization(&self, m: &Materialization) -> Result<()>;
+    /// Newest first; of one asset, or of all.
+    async fn materializations(&self, asset: Option<&str>, limit: i64) -> Result<Vec<Materialization>>;
+
+    async fn cursor(&self, name: &str) -> Result<Option<String>>;
+    /// Set a cursor only if it still holds `expected` (`None`: not set yet); `false` if another
+    /// process moved it first. Schedules use it so that a tick is taken once.
+    async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool>;
+
+    async fn daemon_heartbeat(&self, beat: &DaemonBeat) -> Result<()>;
+    async fn daemons(&self) -> Result<Vec<DaemonBeat>>;
+}
+
+/// Open the store at `url` (`sqlite://PATH`, relative to `project_dir`; or `postgres://…`),
+/// creating and upgrading its schema as needed.
+pub async fn open(url: &str, project_dir: &Path, clock: Arc<dyn Clock>) -> Result<Arc<dyn MetaStore>> {
+    Ok(Arc::new(SqlStore::open(url, project_dir, clock).await?))
+}
+
+/// `host:pid` of this process: how a worker names itself.
+pub fn this_worker() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
+}

@@ -1,0 +1,105 @@
+//! The metadata schema, as numbered migrations applied in order, each once, each in the same
+//! transaction as its entry in `meta_migrations`. A store whose schema is newer than this
+//! list is refused rather than written by an older Basin.
+//!
+//! Times are microseconds since the Unix epoch (UTC) in BIGINT columns, so both backends sort
+//! and compare them the same way; lists and maps are JSON text.
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// Tables shared by both backends; only the identity columns differ.
+macro_rules! v1 {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE runs (
+                seq ",
+            $id,
+            ",
+                id TEXT NOT NULL UNIQUE,
+                status TEXT NOT NULL,
+                selection TEXT NOT NULL,
+                partition_key TEXT,
+                tags TEXT NOT NULL,
+                launcher TEXT NOT NULL,
+                priority BIGINT NOT NULL,
+                attempt BIGINT NOT NULL,
+                parent_run_id TEXT,
+                full_refresh BOOLEAN NOT NULL,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT,
+                heartbeat_at BIGINT,
+                worker TEXT,
+                cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+                failure_category TEXT,
+                failure_message TEXT
+            );
+            CREATE INDEX runs_by_status ON runs (status, priority, seq);
+            CREATE INDEX runs_by_created ON runs (created_at);
+            CREATE TABLE run_events (
+                id ",
+            $id,
+            ",
+                run_id TEXT NOT NULL REFERENCES runs (id),
+                at BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                level TEXT NOT NULL,
+                asset TEXT,
+                message TEXT NOT NULL
+            );
+            CREATE INDEX run_events_by_run ON run_events (run_id, id);
+            CREATE INDEX run_events_by_asset ON run_events (asset, run_id);
+            CREATE TABLE materializations (
+                id ",
+            $id,
+            ",
+                run_id TEXT NOT NULL,
+                asset TEXT NOT NULL,
+                partition_key TEXT,
+                delta_version BIGINT,
+                row_count BIGINT NOT NULL,
+                bytes BIGINT,
+                duration_ms BIGINT NOT NULL,
+                sql_hash TEXT,
+                schema_hash TEXT,
+                at BIGINT NOT NULL
+            );
+            CREATE INDEX materializations_by_asset ON materializations (asset, id);
+            CREATE TABLE cursors (
+                name TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at BIGINT NOT NULL
+            );
+            CREATE TABLE daemons (
+                id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                pid BIGINT NOT NULL,
+                started_at BIGINT NOT NULL,
+                heartbeat_at BIGINT NOT NULL
+            );"
+        )
+    };
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "runs, events, materialisations, cursors, daemons",
+    sqlite: v1!("INTEGER PRIMARY KEY AUTOINCREMENT"),
+    postgres: v1!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+}];
+
+/// The newest schema version this Basin knows.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+pub const LEDGER: &str = "CREATE TABLE IF NOT EXISTS meta_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
