@@ -62,6 +62,18 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Whether the source refused the credentials (wrong password, unknown user, no access to
+    /// the database): trying again will not help.
+    pub fn is_auth(&self) -> bool {
+        let Error::Connect { source: sqlx::Error::Database(db), .. } = self else { return false };
+        if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            // Access denied for user / to database, plugin auth failures.
+            return matches!(my.number(), 1044 | 1045 | 1698);
+        }
+        // PostgreSQL class 28: invalid authorization specification / password.
+        db.code().is_some_and(|c| c.starts_with("28"))
+    }
 }
 
 fn transient(e: &sqlx::Error) -> bool {

@@ -61,9 +61,28 @@ impl Default for MetadataSection {
 pub struct RunSection {
     /// Assets built at once by `basin run`; 0 means the number of cores.
     pub concurrency: usize,
+    /// How often a running run tells the metadata store its worker is alive (`"5s"`). A run
+    /// silent for [`DEAD_AFTER_BEATS`] intervals is failed as `worker_died`.
+    pub heartbeat_interval: Option<String>,
 }
 
+/// Missed heartbeats after which a run's worker is taken for dead.
+pub const DEAD_AFTER_BEATS: u32 = 3;
+
 impl RunSection {
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        self.heartbeat_interval
+            .as_deref()
+            .and_then(|t| crate::source::parse_duration(t).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs(5))
+    }
+
+    /// How long a run may go without a heartbeat before it is failed as `worker_died`.
+    pub fn dead_after(&self) -> std::time::Duration {
+        self.heartbeat_interval() * DEAD_AFTER_BEATS
+    }
+
     pub fn effective_concurrency(&self) -> usize {
         match self.concurrency {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -164,6 +183,19 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
     interpolate(&mut config.metadata.url, "metadata.url");
     for (k, v) in config.storage.options.iter_mut() {
         interpolate(v, &format!("storage.options.{k}"));
+    }
+    if let Some(text_value) = &config.run.heartbeat_interval {
+        match crate::source::parse_duration(text_value) {
+            Ok(d) if !d.is_zero() => {}
+            Ok(_) => out.push(
+                Diagnostic::error(find(text, "heartbeat_interval"), "`run.heartbeat_interval` must be more than 0")
+                    .with_hint("e.g. \"5s\""),
+            ),
+            Err(e) => out.push(
+                Diagnostic::error(find(text, "heartbeat_interval"), format!("invalid `run.heartbeat_interval`: {e}"))
+                    .with_hint("e.g. \"5s\""),
+            ),
+        }
     }
     if config.project.name.trim().is_empty() {
         out.push(

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod diagnostic;
 pub mod error;
+pub mod failure;
 pub mod graph;
 pub mod model;
 pub mod project;

@@ -32,6 +32,10 @@ url = "sqlite://.basin/basin.db"
 [run]
 # How many assets `basin run` builds at once; 0 means one per CPU core.
 concurrency = 0
+# How often a running run tells the metadata store that its process is alive. A run silent
+# for three intervals (killed, out of memory, its machine lost) is marked failed as
+# `worker_died` by the next `basin runs` or daemon monitor pass, never left running.
+heartbeat_interval = "5s"
 "#;
 
 /// The example models: file path and content.

@@ -1,6 +1,7 @@
 //! Errors of the engine. Each says which table and what to do; kinds separate the user's
 //! mistakes (bad SQL, an incompatible schema) from unavailable storage and our own bugs.
 
+use basin_core::failure::FailureCategory;
 use basin_core::{AssetKey, ErrorKind};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -81,6 +82,34 @@ impl Error {
     /// Whether trying again may succeed (a source connection dropped or killed mid-read).
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Source { source, .. } if source.is_transient())
+    }
+
+    /// The category a run's retry policy decides on.
+    pub fn failure_category(&self) -> FailureCategory {
+        use datafusion::error::DataFusionError as Df;
+        match self {
+            Error::Source { source, .. } if source.is_auth() => FailureCategory::Auth,
+            Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::Connect { .. }) => {
+                FailureCategory::SourceUnavailable
+            }
+            _ if self.is_transient() => FailureCategory::Transient,
+            Error::Query { source, .. } if matches!(source.find_root(), Df::ResourcesExhausted(_)) => {
+                FailureCategory::OutOfMemory
+            }
+            Error::OpenLake { .. } | Error::ListLake { .. } => FailureCategory::Transient,
+            Error::Delta { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
+            Error::Query { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
+            Error::Query { .. }
+            | Error::TableNotFound { .. }
+            | Error::IncompatibleSchema { .. }
+            | Error::MissingColumn { .. }
+            | Error::Scd2 { .. }
+            | Error::InvalidAsOf(_) => FailureCategory::BadQuery,
+            Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
+                FailureCategory::BadQuery
+            }
+            _ => FailureCategory::Other,
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use basin_core::clock::Clock;
+pub use basin_core::failure::FailureCategory;
 use chrono::{DateTime, Utc};
 
 pub mod migrations;
@@ -107,68 +108,6 @@ impl std::str::FromStr for RunStatus {
 }
 
 impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a run failed, which decides whether a retry policy may relaunch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureCategory {
-    /// A network error, a killed connection, a timeout talking to a source.
-    Transient,
-    /// The source could not be reached at all.
-    SourceUnavailable,
-    /// A wrong password or a missing permission: retrying does not help.
-    Auth,
-    OutOfMemory,
-    /// Invalid SQL, an unknown table, a type error: retrying does not help.
-    BadQuery,
-    /// The worker stopped heartbeating (SIGKILL, OOM killer, a lost machine).
-    WorkerDied,
-    /// The run outlived its timeout and was stopped.
-    Timeout,
-    /// Anything else, including failed checks and refused writes.
-    Other,
-}
-
-impl FailureCategory {
-    pub const ALL: [FailureCategory; 8] = [
-        FailureCategory::Transient,
-        FailureCategory::SourceUnavailable,
-        FailureCategory::Auth,
-        FailureCategory::OutOfMemory,
-        FailureCategory::BadQuery,
-        FailureCategory::WorkerDied,
-        FailureCategory::Timeout,
-        FailureCategory::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCategory::Transient => "transient",
-            FailureCategory::SourceUnavailable => "source_unavailable",
-            FailureCategory::Auth => "auth",
-            FailureCategory::OutOfMemory => "out_of_memory",
-            FailureCategory::BadQuery => "bad_query",
-            FailureCategory::WorkerDied => "worker_died",
-            FailureCategory::Timeout => "timeout",
-            FailureCategory::Other => "other",
-        }
-    }
-}
-
-impl std::str::FromStr for FailureCategory {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        FailureCategory::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown failure category `{s}`"))
-    }
-}
-
-impl fmt::Display for FailureCategory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

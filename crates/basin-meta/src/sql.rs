@@ -394,7 +394,7 @@ impl MetaStore for SqlStore {
         let text = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
         on_pool!(self, p => {
             let row = sqlx::query(AssertSqlSafe(text)).bind(id).fetch_optional(p).await.map_err(sql("read a run"))?;
-            row.as_ref().map(|r| run_from(r)).transpose()
+            row.as_ref().map(run_from).transpose()
         })
     }
 
@@ -440,7 +440,7 @@ impl MetaStore for SqlStore {
                 q = q.bind(s);
             }
             let rows = q.fetch_all(p).await.map_err(sql("list runs"))?;
-            rows.iter().map(|r| run_from(r)).collect()
+            rows.iter().map(run_from).collect()
         })
     }
 
@@ -588,7 +588,7 @@ impl MetaStore for SqlStore {
                 .fetch_all(p)
                 .await
                 .map_err(sql("find dead runs"))?;
-            rows.iter().map(|r| run_from(r)).collect::<Result<Vec<_>>>()?
+            rows.iter().map(run_from).collect::<Result<Vec<_>>>()?
         });
         let mut reaped = Vec::new();
         for run in candidates {
@@ -653,7 +653,7 @@ impl MetaStore for SqlStore {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql("read the queue"))?;
-            let queued = rows.iter().map(|r| run_from(r)).collect::<Result<Vec<_>>>()?;
+            let queued = rows.iter().map(run_from).collect::<Result<Vec<_>>>()?;
             let mut claimed = Vec::new();
             for run in queued {
                 if claimed.len() == max || in_flight.len() >= limits.max_concurrent_runs {
@@ -708,7 +708,7 @@ impl MetaStore for SqlStore {
             .fetch_all(p)
             .await
             .map_err(sql("read events"))?;
-            rows.iter().map(|r| event_from(r)).collect()
+            rows.iter().map(event_from).collect()
         })
     }
 
@@ -747,7 +747,7 @@ impl MetaStore for SqlStore {
             .fetch_all(p)
             .await
             .map_err(sql("read materialisations"))?;
-            rows.iter().map(|r| materialization_from(r)).collect()
+            rows.iter().map(materialization_from).collect()
         })
     }
 
@@ -809,7 +809,7 @@ impl MetaStore for SqlStore {
                 .fetch_all(p)
                 .await
                 .map_err(sql("read daemons"))?;
-            rows.iter().map(|r| daemon_from(r)).collect()
+            rows.iter().map(daemon_from).collect()
         })
     }
 }

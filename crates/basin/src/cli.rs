@@ -1,5 +1,6 @@
-//! The commands: `init`, `demo`, `validate`, `plan`, `run`, `sql`, `restore`, `history`. Every command
-//! but `init` and `validate` loads the project and refuses to act on an invalid one.
+//! The commands: `init`, `demo`, `validate`, `plan`, `run`, `ingest`, `sql`, `restore`, `history`,
+//! `runs`, `cancel`. Every command but `init` and `validate` loads the project and refuses to act
+//! on an invalid one.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -110,6 +111,34 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// List recorded runs, newest first (`basin runs show ID` for one run's events).
+    #[command(args_conflicts_with_subcommands = true)]
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// Only runs that touched this asset.
+        #[arg(long)]
+        asset: Option<String>,
+        /// queued, starting, started, success, failure or canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs created since: a duration back from now (`2h`, `1d`) or a date/time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only runs with this tag, `key=value`.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Stop a run: a queued run is canceled at once, a running one is asked to stop.
+    Cancel { run_id: String },
+}
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// One run: its settings, outcome and every event.
+    Show { run_id: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -144,8 +173,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
+            let new = basin_meta::NewRun { full_refresh, ..basin_meta::NewRun::new(selection, "in_process") };
             let report =
-                crate::run::run(&project, &lake, &keys, full_refresh, concurrency, crate::run::Verbosity::Full).await?;
+                crate::run::run_recorded(&project, &lake, &keys, new, concurrency, crate::run::Verbosity::Full).await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Ingest { tables } => {
@@ -179,6 +209,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("restored {key} to {} as version {version}", describe(&target));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Runs { show: Some(RunsCommand::Show { run_id }), .. } => {
+            crate::runs::show(&load(&start_dir)?, &run_id).await
+        }
+        Command::Runs { show: None, asset, status, since, tag, limit } => {
+            let filter = crate::runs::filter(asset, status, since, tag, limit)?;
+            crate::runs::list(&load(&start_dir)?, &filter).await
+        }
+        Command::Cancel { run_id } => crate::runs::cancel(&load(&start_dir)?, &run_id).await,
         Command::History { asset, limit } => {
             let (project, lake) = open(&start_dir)?;
             let key = asset_key(&project, &lake, &asset).await?;
@@ -259,6 +297,13 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
 
 /// Load and validate the project (printing its diagnostics) and open its lake.
 pub(crate) fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
+    let project = load(start)?;
+    let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
+    Ok((project, lake))
+}
+
+/// Load and validate the project, printing its diagnostics; refuse an invalid one.
+pub(crate) fn load(start: &Path) -> anyhow::Result<Project> {
     let dir = Project::find(start)?;
     let (project, diagnostics) = Project::load(&dir)?;
     print_diagnostics(&diagnostics);
@@ -269,8 +314,7 @@ pub(crate) fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
             diagnostics.errors().count()
         );
     }
-    let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
-    Ok((project, lake))
+    Ok(project)
 }
 
 fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKey>> {

@@ -10,6 +10,7 @@ use basin_core::source::{Source, SourceTable};
 use basin_engine::Lake;
 use basin_engine::ingest::Progress;
 use basin_engine::ingest::{IngestOptions, Ingested, ingest_table_retrying};
+use basin_meta::{Finish, Level};
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar};
 use std::io::IsTerminal;
@@ -135,32 +136,83 @@ pub async fn ingest_one(
 }
 
 pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Result<bool> {
+    let mut new = basin_meta::NewRun::new(args.to_vec(), "in_process");
+    let sources: std::collections::BTreeSet<&str> = args.iter().map(|a| a.split('.').next().unwrap_or(a)).collect();
+    if let [only] = sources.into_iter().collect::<Vec<_>>()[..] {
+        new.tags.insert("source".into(), only.to_string());
+    }
+    let recorder = crate::record::Recorder::begin(project, new).await?;
     let connections = Connections::default();
-    let tables = tables_for(project, &connections, args).await?;
-    let run_id = crate::run::new_run_id();
+    let tables = match tables_for(project, &connections, args).await {
+        Ok(t) => t,
+        Err(e) => {
+            let category = crate::run::category_of(&e);
+            let message = crate::run::error_chain(e.as_ref());
+            recorder.finish(Finish::Failure { category, message }).await?;
+            return Err(e);
+        }
+    };
+    let run_id = recorder.id().to_string();
     eprintln!("ingest {run_id} — {} table(s)", tables.len());
     let limit = tables.iter().map(|t| project.sources[&t.source].max_connections()).max().unwrap_or(1);
     let bars = std::io::stderr().is_terminal().then(MultiProgress::new);
-    let results: Vec<(SourceTable, anyhow::Result<Ingested>)> = futures::stream::iter(tables)
+    let cancel = recorder.canceled();
+    let ingest_all = futures::stream::iter(tables)
         .map(|t| {
-            let (connections, run_id) = (connections.clone(), run_id.clone());
+            let (connections, run_id, recorder) = (connections.clone(), run_id.clone(), &recorder);
             let bar = bars.as_ref().map(|b| {
                 let bar = b.add(ProgressBar::new_spinner());
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
                 bar
             });
             async move {
+                let asset = t.key.to_string();
+                recorder.event("asset_started", Level::Info, Some(&asset), "started").await;
                 let r = ingest_one(project, lake, &connections, &t, &run_id, bar.clone()).await;
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
+                }
+                match &r {
+                    Ok(i) => {
+                        recorder.event("asset_materialized", Level::Info, Some(&asset), describe(i)).await;
+                        recorder
+                            .materialized(&basin_meta::Materialization {
+                                run_id: run_id.clone(),
+                                asset: asset.clone(),
+                                partition: None,
+                                delta_version: i.version.map(|v| v as i64),
+                                rows: i.rows as i64,
+                                bytes: None,
+                                duration_ms: i.duration.as_millis() as i64,
+                                sql_hash: None,
+                                schema_hash: None,
+                                at: chrono::Utc::now(),
+                            })
+                            .await;
+                    }
+                    Err(e) => {
+                        let category = crate::run::category_of(e);
+                        let message = format!("{category}: {}", crate::run::error_chain(e.as_ref()));
+                        recorder.event("asset_failed", Level::Error, Some(&asset), message).await;
+                    }
                 }
                 (t, r)
             }
         })
         .buffer_unordered(limit)
-        .collect()
-        .await;
+        .collect::<Vec<(SourceTable, anyhow::Result<Ingested>)>>();
+    // A cancel stops the reads where they are: nothing lands from a table whose commit did
+    // not happen.
+    let results = tokio::select! {
+        results = ingest_all => results,
+        () = cancel => {
+            eprintln!("ingest {run_id} canceled");
+            recorder.finish(Finish::Canceled { message: "canceled while running".into() }).await?;
+            return Ok(false);
+        }
+    };
     let mut failed = 0;
+    let mut first_failure = None;
     for (t, r) in &results {
         match r {
             Ok(i) => {
@@ -168,17 +220,21 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
             }
             Err(e) => {
                 failed += 1;
-                println!(
-                    "{:<8} {:<40} {:>10}  {}",
-                    "FAILED",
-                    t.key.to_string(),
-                    "",
-                    crate::run::error_chain(e.as_ref())
-                );
+                let message = crate::run::error_chain(e.as_ref());
+                println!("{:<8} {:<40} {:>10}  {message}", "FAILED", t.key.to_string(), "");
+                first_failure.get_or_insert_with(|| (crate::run::category_of(e), format!("{}: {message}", t.key)));
             }
         }
     }
     println!("{} ingested, {failed} failed", results.len() - failed);
+    let finish = match first_failure {
+        None => Finish::Success,
+        Some((category, message)) => {
+            let more = if failed > 1 { format!(" (and {} more failed)", failed - 1) } else { String::new() };
+            Finish::Failure { category, message: format!("{message}{more}") }
+        }
+    };
+    recorder.finish(finish).await?;
     Ok(failed == 0)
 }
 

@@ -4,7 +4,9 @@
 mod cli;
 mod demo;
 mod ingest;
+mod record;
 mod run;
+mod runs;
 
 use std::process::ExitCode;
 
@@ -22,7 +24,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(cli::dispatch(args)) {
+    let result = runtime.block_on(cli::dispatch(args));
+    // A canceled build busy on the CPU may not have reached its next yield; do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(code) => code,
         Err(e) => {
             let mut shown = e.to_string();

@@ -5,11 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use basin_core::failure::FailureCategory;
 use basin_core::model::{Materialization, Model};
 use basin_core::{AssetKey, Project};
 use basin_engine::{Action, Lake, Materialized, ModelRun};
+use basin_meta::{Finish, Level};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
+
+use crate::record::Recorder;
 
 /// A time-ordered run id, stamped on every commit the run makes.
 pub fn new_run_id() -> String {
@@ -26,6 +30,9 @@ pub fn view_definitions(project: &Project) -> Vec<(AssetKey, String)> {
         .collect()
 }
 
+/// A build's result: what it committed, or its error and failure category.
+type Built = Result<Materialized, (String, FailureCategory)>;
+
 enum Outcome {
     Built(Materialized),
     Failed(String),
@@ -34,11 +41,34 @@ enum Outcome {
 
 pub struct Report {
     outcomes: BTreeMap<AssetKey, Outcome>,
+    /// In build order, the failures (not the skips they caused).
+    failures: Vec<(AssetKey, String, FailureCategory)>,
+    canceled: bool,
 }
 
 impl Report {
     pub fn failed(&self) -> bool {
-        self.outcomes.values().any(|o| !matches!(o, Outcome::Built(_)))
+        self.canceled || self.outcomes.values().any(|o| !matches!(o, Outcome::Built(_)))
+    }
+
+    /// How the run ends in the metadata store: canceled, failed as its first failure, or done.
+    pub fn finish(&self) -> Finish {
+        if self.canceled {
+            return Finish::Canceled { message: "canceled while running".into() };
+        }
+        match self.failures.first() {
+            Some((key, error, category)) => {
+                let more = match self.failures.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more failed)", n - 1),
+                };
+                Finish::Failure { category: *category, message: format!("{key}: {error}{more}") }
+            }
+            None if self.failed() => {
+                Finish::Failure { category: FailureCategory::Other, message: "some assets were skipped".into() }
+            }
+            None => Finish::Success,
+        }
     }
 
     /// What was built, in key order.
@@ -75,6 +105,29 @@ fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
+/// [`run`], recorded in the project's metadata store from start to end as one run.
+pub async fn run_recorded(
+    project: &Project,
+    lake: &Lake,
+    keys: &[AssetKey],
+    new: basin_meta::NewRun,
+    concurrency: usize,
+    verbosity: Verbosity,
+) -> anyhow::Result<Report> {
+    let full_refresh = new.full_refresh;
+    let recorder = Recorder::begin(project, new).await?;
+    let result = run(project, lake, keys, full_refresh, concurrency, verbosity, &recorder).await;
+    let finish = match &result {
+        Ok(report) => report.finish(),
+        Err(e) => Finish::Failure { category: category_of(e), message: error_chain(e.as_ref()) },
+    };
+    let id = recorder.id().to_string();
+    if !recorder.finish(finish).await? {
+        tracing::warn!(run = %id, "the run had already been ended in the metadata store (canceled or taken for dead)");
+    }
+    result
+}
+
 /// Materialise `keys` (a selection) in dependency order.
 pub async fn run(
     project: &Project,
@@ -83,9 +136,14 @@ pub async fn run(
     full_refresh: bool,
     concurrency: usize,
     verbosity: Verbosity,
+    recorder: &Recorder,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let run = ModelRun { run_id: new_run_id(), full_refresh };
+    let run = ModelRun { run_id: recorder.id().to_string(), full_refresh };
+    let cancel = recorder.canceled();
+    tokio::pin!(cancel);
+    let mut canceled = false;
+    let mut failures = Vec::new();
     let selected: BTreeSet<&AssetKey> = keys.iter().collect();
     let views_outside = views_outside(project, &selected);
     let order: Vec<AssetKey> = project.graph.order(keys.iter()).into_iter().cloned().collect();
@@ -116,7 +174,7 @@ pub async fn run(
 
     let mut outcomes: BTreeMap<AssetKey, Outcome> = BTreeMap::new();
     let mut pending: Vec<AssetKey> = order.clone();
-    let mut running: JoinSet<(AssetKey, Result<Materialized, String>)> = JoinSet::new();
+    let mut running: JoinSet<(AssetKey, Built)> = JoinSet::new();
     let mut spinners: BTreeMap<AssetKey, ProgressBar> = BTreeMap::new();
     loop {
         // Settle what can be decided without running: skip assets whose upstream did not build.
@@ -132,6 +190,7 @@ pub async fn run(
                     _ => format!("upstream {bad} was skipped"),
                 };
                 say(format!("  skip   {key}: {reason}"));
+                recorder.event("asset_skipped", Level::Warn, Some(&key.to_string()), reason.clone()).await;
                 outcomes.insert(pending.remove(i), Outcome::Skipped(reason));
                 if let Some(b) = &overall {
                     b.inc(1);
@@ -140,6 +199,7 @@ pub async fn run(
             }
             if ups.iter().all(|u| outcomes.contains_key(*u)) {
                 let key = pending.remove(i);
+                recorder.event("asset_started", Level::Info, Some(&key.to_string()), "started").await;
                 let (lake, ctx, run) = (lake.clone(), ctx.clone(), run.clone());
                 if tty {
                     let s = bars.add(ProgressBar::new_spinner());
@@ -157,15 +217,13 @@ pub async fn run(
                             Ok(i) => {
                                 let registered = match lake.table(&table.key).await {
                                     Ok(Some(t)) => match lake.register_table(&ctx, &table.key, &t).await {
-                                        Ok(()) => lake
-                                            .register_current_state(&ctx, &table.key)
-                                            .await
-                                            .map_err(|e| error_chain(&e)),
-                                        Err(e) => Err(error_chain(&e)),
+                                        Ok(()) => lake.register_current_state(&ctx, &table.key).await,
+                                        Err(e) => Err(e),
                                     },
                                     Ok(None) => Ok(()),
-                                    Err(e) => Err(error_chain(&e)),
-                                };
+                                    Err(e) => Err(e),
+                                }
+                                .map_err(|e| (error_chain(&e), e.failure_category()));
                                 registered.map(|()| Materialized {
                                     key: table.key.clone(),
                                     action: Action::Ingested { detail: crate::ingest::describe(&i) },
@@ -174,7 +232,7 @@ pub async fn run(
                                     duration: i.duration,
                                 })
                             }
-                            Err(e) => Err(error_chain(e.as_ref())),
+                            Err(e) => Err((error_chain(e.as_ref()), category_of(&e))),
                         };
                         (table.key.clone(), result)
                     });
@@ -182,14 +240,33 @@ pub async fn run(
                 }
                 let model = project.models[&key].clone();
                 running.spawn(async move {
-                    let result = run.materialize(&lake, &ctx, &model).await.map_err(|e| error_chain(&e));
+                    let result =
+                        run.materialize(&lake, &ctx, &model).await.map_err(|e| (error_chain(&e), e.failure_category()));
                     (model.key.clone(), result)
                 });
                 continue;
             }
             i += 1;
         }
-        let Some(done) = running.join_next().await else { break };
+        let done = tokio::select! {
+            done = running.join_next() => done,
+            () = &mut cancel, if !canceled => {
+                // Commits are atomic: aborting a build leaves its table at its last version. A
+                // build busy on the CPU stops at its next yield; the run does not wait for it.
+                canceled = true;
+                running.abort_all();
+                running.detach_all();
+                say("  run canceled: stopping".to_string());
+                for key in pending.drain(..) {
+                    outcomes.insert(key, Outcome::Skipped("run canceled".into()));
+                }
+                for key in &order {
+                    outcomes.entry(key.clone()).or_insert_with(|| Outcome::Skipped("run canceled".into()));
+                }
+                continue;
+            }
+        };
+        let Some(done) = done else { break };
         let (key, result) = done.expect("a build task panicked");
         if let Some(s) = spinners.remove(&key) {
             s.finish_and_clear();
@@ -202,11 +279,14 @@ pub async fn run(
                 if full {
                     say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
                 }
+                record_built(recorder, project, &m).await;
                 refresh_views_over(&views_outside, &ctx, &key).await;
                 outcomes.insert(key, Outcome::Built(m));
             }
-            Err(e) => {
+            Err((e, category)) => {
                 say(format!("  FAIL   {key}: {e}"));
+                recorder.event("asset_failed", Level::Error, Some(&key.to_string()), format!("{category}: {e}")).await;
+                failures.push((key.clone(), e.clone(), category));
                 outcomes.insert(key, Outcome::Failed(e));
             }
         }
@@ -215,7 +295,7 @@ pub async fn run(
         b.finish_and_clear();
     }
 
-    let report = Report { outcomes };
+    let report = Report { outcomes, failures, canceled };
     if full {
         print_summary(&report, &order, started.elapsed());
     }
@@ -267,6 +347,49 @@ async fn refresh_views_over(
             tracing::warn!(view = %view.key, "cannot refresh view: {e}");
         }
     }
+}
+
+/// The run's record of a built asset: an event, and a materialisation when it committed.
+async fn record_built(recorder: &Recorder, project: &Project, m: &Materialized) {
+    let asset = m.key.to_string();
+    recorder.event("asset_materialized", Level::Info, Some(&asset), describe(m)).await;
+    if m.version.is_some() {
+        recorder
+            .materialized(&basin_meta::Materialization {
+                run_id: recorder.id().to_string(),
+                asset,
+                partition: None,
+                delta_version: m.version.map(|v| v as i64),
+                rows: m.rows as i64,
+                bytes: None,
+                duration_ms: m.duration.as_millis() as i64,
+                sql_hash: project.models.get(&m.key).map(|model| model.sql_hash()),
+                schema_hash: None,
+                at: chrono::Utc::now(),
+            })
+            .await;
+    }
+}
+
+/// The failure category of an error from the engine or a connector, wherever in the chain.
+pub fn category_of(e: &anyhow::Error) -> FailureCategory {
+    for cause in e.chain() {
+        if let Some(engine) = cause.downcast_ref::<basin_engine::Error>() {
+            return engine.failure_category();
+        }
+        if let Some(source) = cause.downcast_ref::<basin_connectors::Error>() {
+            return if source.is_auth() {
+                FailureCategory::Auth
+            } else if matches!(source, basin_connectors::Error::Connect { .. }) {
+                FailureCategory::SourceUnavailable
+            } else if source.is_transient() {
+                FailureCategory::Transient
+            } else {
+                FailureCategory::Other
+            };
+        }
+    }
+    FailureCategory::Other
 }
 
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -155,19 +155,19 @@ async fn runs_are_listed_newest_first_by_status_asset_tag_and_time(db: Db) {
     let c = store.create_run(queued("gold.y", 0, &[])).await.unwrap();
     store.start_run(&c.id, "w:1").await.unwrap();
 
-    let ids = |runs: Vec<basin_meta::Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let ids = |runs: Vec<basin_meta::Run>| runs.into_iter().map(|r| r.id).collect::<Vec<String>>();
     assert_eq!(ids(store.runs(&RunFilter::default()).await.unwrap()), [c.id.clone(), b.id.clone(), a.id.clone()]);
     let started = RunFilter { status: Some(RunStatus::Started), ..Default::default() };
-    assert_eq!(ids(store.runs(&started).await.unwrap()), [c.id.clone()]);
+    assert_eq!(ids(store.runs(&started).await.unwrap()), vec![c.id.clone()]);
     let by_asset = RunFilter { asset: Some("silver.x".into()), ..Default::default() };
-    assert_eq!(ids(store.runs(&by_asset).await.unwrap()), [b.id.clone()]);
+    assert_eq!(ids(store.runs(&by_asset).await.unwrap()), vec![b.id.clone()]);
     // `source=v3` must not match `source=v30`.
     let by_tag = RunFilter { tag: Some(("source".into(), "v3".into())), ..Default::default() };
-    assert_eq!(ids(store.runs(&by_tag).await.unwrap()), [a.id.clone()]);
+    assert_eq!(ids(store.runs(&by_tag).await.unwrap()), vec![a.id.clone()]);
     let since = RunFilter { since: Some(t0() + Duration::minutes(30)), ..Default::default() };
     assert_eq!(ids(store.runs(&since).await.unwrap()), [c.id.clone(), b.id.clone()]);
     let limited = RunFilter { limit: Some(1), ..Default::default() };
-    assert_eq!(ids(store.runs(&limited).await.unwrap()), [c.id.clone()]);
+    assert_eq!(ids(store.runs(&limited).await.unwrap()), vec![c.id.clone()]);
     let nothing = RunFilter { status: Some(RunStatus::Failure), asset: Some("silver.x".into()), ..Default::default() };
     assert!(store.runs(&nothing).await.unwrap().is_empty());
 }

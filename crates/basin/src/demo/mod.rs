@@ -181,8 +181,12 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
         let keys: Vec<AssetKey> = project.graph.keys().cloned().collect();
         let concurrency = options.concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
         let t = Instant::now();
+        let new = basin_meta::NewRun {
+            tags: [("demo_night".to_string(), night.to_string())].into(),
+            ..basin_meta::NewRun::new(vec!["*".into()], "in_process")
+        };
         let report =
-            crate::run::run(&project, &lake, &keys, false, concurrency, crate::run::Verbosity::Problems).await?;
+            crate::run::run_recorded(&project, &lake, &keys, new, concurrency, crate::run::Verbosity::Problems).await?;
         print_night(&report, t.elapsed().as_secs_f64());
         if report.failed() {
             eprintln!("night {night} did not build everything; the project is in {}", dir.display());

@@ -6,5 +6,6 @@ mod crash;
 mod demo;
 mod ingest;
 mod interop;
+mod runs;
 mod support;
 mod validate;

@@ -1,0 +1,134 @@
+//! Every run is recorded in the metadata store, whoever starts it: `basin run`, `basin ingest`,
+//! the demo, or a daemon's worker. While it runs, a heartbeat task tells the store the process
+//! is alive and learns whether someone asked to cancel it; a process that dies stops
+//! heartbeating, and the next monitor pass (`basin runs`, the daemon) fails the run as
+//! `worker_died` instead of leaving it STARTED.
+
+use std::sync::Arc;
+
+use basin_core::Project;
+use basin_core::clock::SystemClock;
+use basin_meta::{Beat, Finish, Level, Materialization, MetaStore, NewEvent, NewRun, Run};
+use tokio::sync::watch;
+
+/// Open the project's metadata store (`[metadata] url`, a SQLite file by default).
+pub async fn open_store(project: &Project) -> anyhow::Result<Arc<dyn MetaStore>> {
+    Ok(basin_meta::open(project.config.metadata.url.expose(), &project.dir, Arc::new(SystemClock)).await?)
+}
+
+/// Fail the runs whose worker stopped heartbeating; what was failed.
+pub async fn reap(project: &Project, store: &dyn MetaStore) -> anyhow::Result<Vec<Run>> {
+    let dead_after = chrono::Duration::from_std(project.config.run.dead_after())?;
+    Ok(store.reap_dead(chrono::Utc::now() - dead_after).await?)
+}
+
+/// One run being recorded by this process.
+pub struct Recorder {
+    store: Arc<dyn MetaStore>,
+    run: Run,
+    canceled: watch::Receiver<bool>,
+    /// Ends the heartbeat thread.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Recorder {
+    /// Record a run this process starts now.
+    pub async fn begin(project: &Project, mut new: NewRun) -> anyhow::Result<Recorder> {
+        let store = open_store(project).await?;
+        new.started_by = Some(basin_meta::this_worker());
+        let run = store.create_run(new).await?;
+        Ok(Recorder::watch(project, store, run))
+    }
+
+    /// Heartbeats come from a thread of their own, with its own runtime and connection to the
+    /// store: queries that keep every worker thread of the main runtime busy must not delay
+    /// them, or a live run would be taken for dead.
+    fn watch(project: &Project, store: Arc<dyn MetaStore>, run: Run) -> Recorder {
+        let (tx, canceled) = watch::channel(false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let interval = project.config.run.heartbeat_interval();
+        let (url, dir, id) = (project.config.metadata.url.clone(), project.dir.clone(), run.id.clone());
+        let beating = std::thread::Builder::new().name("basin-heartbeat".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => return tracing::error!(run = %id, "cannot start the heartbeat: {e}"),
+            };
+            runtime.block_on(async move {
+                let store = match basin_meta::open(url.expose(), &dir, Arc::new(SystemClock)).await {
+                    Ok(s) => s,
+                    Err(e) => return tracing::error!(run = %id, "cannot open the metadata store for heartbeats: {e}"),
+                };
+                let mut stopped = stopped;
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    match store.heartbeat(&id).await {
+                        Ok(Beat::Continue) => {}
+                        Ok(Beat::Cancel | Beat::Gone(_)) => {
+                            tx.send_if_modified(|c| !std::mem::replace(c, true));
+                        }
+                        // The store being briefly unreachable must not stop the run; a longer
+                        // gap makes the monitor fail it, which the next beat then learns.
+                        Err(e) => tracing::warn!(run = %id, "heartbeat failed: {e}"),
+                    }
+                }
+            })
+        });
+        if let Err(e) = &beating {
+            tracing::error!(run = %run.id, "cannot start the heartbeat thread: {e}");
+        }
+        Recorder { store, run, canceled, stop: Some(stop) }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.run.id
+    }
+
+    /// Resolves when the run should stop: it was canceled, or it is no longer held by this
+    /// process. Never resolves otherwise.
+    pub fn canceled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.canceled.clone();
+        async move {
+            // The borrow `wait_for` returns is dropped here, before the caller acts on it: a
+            // held borrow would block the heartbeat thread's next send.
+            if rx.wait_for(|c| *c).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Record events; a store that cannot take them is reported but does not fail the run.
+    pub async fn events(&self, events: &[NewEvent]) {
+        if let Err(e) = self.store.add_events(&self.run.id, events).await {
+            tracing::warn!(run = %self.run.id, "cannot record events: {e}");
+        }
+    }
+
+    pub async fn event(&self, kind: &str, level: Level, asset: Option<&str>, message: impl Into<String>) {
+        self.events(&[NewEvent::new(kind, level, asset, message)]).await
+    }
+
+    pub async fn materialized(&self, m: &Materialization) {
+        if let Err(e) = self.store.record_materialization(m).await {
+            tracing::warn!(run = %self.run.id, asset = %m.asset, "cannot record a materialisation: {e}");
+        }
+    }
+
+    /// End the run. `false` if it had already ended (found dead, or canceled meanwhile).
+    pub async fn finish(mut self, finish: Finish) -> anyhow::Result<bool> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        Ok(self.store.finish_run(&self.run.id, &finish).await?)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `basin runs`, `basin runs show ID` and `basin cancel ID`: the metadata store, read from the
+//! command line. Each first fails the runs whose worker stopped heartbeating, so what they
+//! show is never a run "STARTED" by a process that no longer exists.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use basin_core::Project;
+use basin_meta::{Cancel, MetaStore, Run, RunFilter, RunStatus};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::record::{open_store, reap};
+
+/// The filter of `basin runs` from its flags.
+pub fn filter(
+    asset: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    tag: Option<String>,
+    limit: i64,
+) -> anyhow::Result<RunFilter> {
+    let status = status.map(|s| s.parse::<RunStatus>()).transpose().map_err(anyhow::Error::msg)?;
+    let since = since.map(|s| parse_since(&s, Utc::now())).transpose()?;
+    let tag = tag
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("`--tag {t}`: write key=value, e.g. --tag source=v3"),
+        })
+        .transpose()?;
+    if limit < 1 {
+        bail!("`--limit` must be at least 1");
+    }
+    Ok(RunFilter { status, asset: asset.map(|a| a.to_lowercase()), since, tag, limit: Some(limit) })
+}
+
+/// `2h` / `1d` back from `now`, a date (`2026-11-23`, midnight UTC) or an RFC 3339 time.
+fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = basin_core::source::parse_duration(text) {
+        return Ok(now - chrono::Duration::from_std(d)?);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.to_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    bail!("`--since {text}`: write a duration back from now (30m, 2h, 1d), a date (2026-11-23) or an RFC 3339 time")
+}
+
+async fn store_for(project: &Project) -> anyhow::Result<std::sync::Arc<dyn MetaStore>> {
+    let store = open_store(project).await?;
+    for run in reap(project, store.as_ref()).await? {
+        eprintln!("run {} failed: {}", run.id, run.failure_message.as_deref().unwrap_or("its worker died"));
+    }
+    Ok(store)
+}
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn duration(run: &Run) -> String {
+    match (run.started_at, run.finished_at) {
+        (Some(s), Some(f)) => format!("{:.1}s", (f - s).as_seconds_f64()),
+        (Some(s), None) if run.status == RunStatus::Started => {
+            format!("{:.0}s so far", (Utc::now() - s).as_seconds_f64().max(0.0))
+        }
+        _ => "-".into(),
+    }
+}
+
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() <= max && !text.contains('\n') {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+pub async fn list(project: &Project, filter: &RunFilter) -> anyhow::Result<ExitCode> {
+    let store = store_for(project).await?;
+    let runs = store.runs(filter).await?;
+    if runs.is_empty() {
+        eprintln!("no runs recorded{}", if filter_is_empty(filter) { "" } else { " match" });
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<36}  {:<8}  {:<19}  {:>10}  {:<24}  detail",
+        "run", "status", "created (UTC)", "duration", "selection"
+    );
+    for run in runs {
+        let detail = match (&run.failure_category, &run.failure_message) {
+            (Some(c), Some(m)) => format!("{c}: {}", one_line(m, 90)),
+            (None, Some(m)) => one_line(m, 90),
+            _ if run.cancel_requested && !run.status.is_terminal() => "cancel requested".into(),
+            _ => String::new(),
+        };
+        println!(
+            "{:<36}  {:<8}  {:<19}  {:>10}  {:<24}  {detail}",
+            run.id,
+            run.status.as_str(),
+            time(Some(run.created_at)),
+            duration(&run),
+            one_line(&run.selection.join(" "), 24),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn filter_is_empty(f: &RunFilter) -> bool {
+    f.status.is_none() && f.asset.is_none() && f.since.is_none() && f.tag.is_none()
+}
+
+pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
+    let store = store_for(project).await?;
+    let run = store.run(id).await?.with_context(|| format!("no run `{id}` (`basin runs` lists them)"))?;
+    println!("run        {}", run.id);
+    println!("status     {}", run.status);
+    if let (Some(c), Some(m)) = (&run.failure_category, &run.failure_message) {
+        println!("failure    {c}: {m}");
+    } else if let Some(m) = &run.failure_message {
+        println!("reason     {m}");
+    }
+    println!("selection  {}", run.selection.join(" "));
+    if let Some(p) = &run.partition {
+        println!("partition  {p}");
+    }
+    if !run.tags.is_empty() {
+        let tags: Vec<String> = run.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("tags       {}", tags.join(", "));
+    }
+    println!("launcher   {}{}", run.launcher, run.worker.as_deref().map(|w| format!(" on {w}")).unwrap_or_default());
+    println!(
+        "attempt    {}{}",
+        run.attempt,
+        run.parent_run_id.as_ref().map(|p| format!(" (retry of {p})")).unwrap_or_default()
+    );
+    println!(
+        "created    {}   started {}   finished {}   ({})",
+        time(Some(run.created_at)),
+        time(run.started_at),
+        time(run.finished_at),
+        duration(&run)
+    );
+    println!();
+    println!("{:<12}  {:<5}  {:<18}  {:<32}  message", "time (UTC)", "level", "event", "asset");
+    for e in store.events(id).await? {
+        println!(
+            "{:<12}  {:<5}  {:<18}  {:<32}  {}",
+            e.at.format("%H:%M:%S%.3f"),
+            e.level.as_str(),
+            e.kind,
+            e.asset.as_deref().unwrap_or(""),
+            e.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
+    let store = store_for(project).await?;
+    match store.request_cancel(id).await {
+        Ok(Cancel::Canceled) => println!("run {id} canceled"),
+        Ok(Cancel::Requested) => println!(
+            "run {id}: cancellation requested; its worker stops at its next heartbeat (within {}s)",
+            project.config.run.heartbeat_interval().as_secs()
+        ),
+        Ok(Cancel::AlreadyFinished(status)) => {
+            println!("run {id} had already ended: {status}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(basin_meta::Error::NoSuchRun(_)) => bail!("no run `{id}` (`basin runs` lists them)"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_dates_and_times() {
+        let now = DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z").unwrap().to_utc();
+        assert_eq!(parse_since("2h", now).unwrap().to_rfc3339(), "2026-11-23T10:00:00+00:00");
+        assert_eq!(parse_since("2026-11-20", now).unwrap().to_rfc3339(), "2026-11-20T00:00:00+00:00");
+        assert_eq!(parse_since("2026-11-20T05:00:00+01:00", now).unwrap().to_rfc3339(), "2026-11-20T04:00:00+00:00");
+        assert!(parse_since("yesterday", now).unwrap_err().to_string().contains("--since yesterday"));
+    }
+}
