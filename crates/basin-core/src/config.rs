@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::daemon::{DaemonSection, LAUNCHERS, RetrySection, Schedule, ScheduleConfig};
 use crate::diagnostic::{Diagnostic, Location};
 use crate::toml_check::{self, TomlSource, fields_of};
 
@@ -21,6 +22,10 @@ pub struct ProjectConfig {
     pub metadata: MetadataSection,
     #[serde(default)]
     pub run: RunSection,
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +165,9 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["storage"] => fields_of::<StorageSection>(),
         ["metadata"] => fields_of::<MetadataSection>(),
         ["run"] => fields_of::<RunSection>(),
+        ["daemon"] => fields_of::<DaemonSection>(),
+        ["daemon", "retry"] => fields_of::<RetrySection>(),
+        ["schedules"] => fields_of::<ScheduleConfig>(),
         _ => return None,
     })
 }
@@ -197,6 +205,7 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
             ),
         }
     }
+    check_daemon(text, &config, out);
     if config.project.name.trim().is_empty() {
         out.push(
             Diagnostic::error(find(text, "name"), "`project.name` is empty")
@@ -204,6 +213,55 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
         );
     }
     Some(config)
+}
+
+/// `[daemon]` and `[[schedules]]`: values serde cannot check.
+fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
+    let d = &config.daemon;
+    if !LAUNCHERS.contains(&d.launcher.as_str()) {
+        out.push(
+            Diagnostic::error(find(text, "launcher"), format!("unknown `daemon.launcher` `{}`", d.launcher))
+                .with_hint(format!("one of: {}", LAUNCHERS.join(", "))),
+        );
+    }
+    if d.launcher == "command" && !d.command.as_deref().is_some_and(|c| c.contains("{run_id}")) {
+        out.push(
+            Diagnostic::error(
+                find(text, "launcher"),
+                "`launcher = \"command\"` needs a `command` with `{run_id}` in it",
+            )
+            .with_hint("e.g. command = \"docker run --rm -v {project}:/p basin worker -C /p --run-id {run_id}\""),
+        );
+    }
+    if d.max_concurrent_runs == 0 {
+        out.push(Diagnostic::error(
+            find(text, "max_concurrent_runs"),
+            "`daemon.max_concurrent_runs` must be at least 1",
+        ));
+    }
+    if let Some(t) = &d.run_timeout
+        && let Err(e) = crate::source::parse_duration(t)
+    {
+        out.push(Diagnostic::error(find(text, "run_timeout"), format!("invalid `daemon.run_timeout`: {e}")));
+    }
+    if let Err(e) = d.retry.policy() {
+        out.push(Diagnostic::error(find(text, "[daemon.retry]"), e).with_hint(format!(
+            "failure categories: {}",
+            crate::failure::FailureCategory::ALL.map(|c| c.as_str()).join(", ")
+        )));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for s in &config.schedules {
+        let at = find(text, &format!("\"{}\"", s.name));
+        if let Err(e) = Schedule::parse(s) {
+            out.push(Diagnostic::error(at.clone(), e).with_hint(
+                "cron is `minute hour day month weekday` (optionally seconds first); time zones as `Europe/Berlin`",
+            ));
+        }
+        if !names.insert(s.name.as_str()) {
+            out.push(Diagnostic::error(at, format!("two schedules are named `{}`", s.name)));
+        }
+    }
 }
 
 fn find(text: &str, needle: &str) -> Location {

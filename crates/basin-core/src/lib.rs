@@ -4,6 +4,7 @@
 pub mod asset;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod diagnostic;
 pub mod error;
 pub mod failure;

@@ -114,6 +114,15 @@ impl Project {
         let bronze = bronze_tables(&sources, &models);
         check_references(&models, &bronze, &mut problems);
         let graph = build_graph(&models, &bronze, &sources);
+        for schedule in &config.schedules {
+            if let Err(e) = crate::selection::select(&graph, &schedule.selection) {
+                let at = Location::at_offset(PROJECT_FILE, &text, text.find(&schedule.selection).unwrap_or(0));
+                problems.push(
+                    Diagnostic::error(at, format!("schedule `{}`: {e}", schedule.name))
+                        .with_hint("a schedule's `selection` is written as for `basin run`"),
+                );
+            }
+        }
         for cycle in graph.cycles() {
             let path: Vec<String> = cycle.iter().map(|k| k.to_string()).collect();
             // Point at the reference that closes the loop: where the first model reads the next.
@@ -158,6 +167,8 @@ impl ProjectConfig {
             storage: Default::default(),
             metadata: Default::default(),
             run: Default::default(),
+            daemon: Default::default(),
+            schedules: Vec::new(),
         }
     }
 }

@@ -132,6 +132,8 @@ pub struct NewRun {
     /// `Some(worker)`: the caller runs it now (`basin run`), so it starts `Started`;
     /// `None`: it is queued.
     pub started_by: Option<String>,
+    /// A queued run is not claimed before this time (a retry's backoff).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl NewRun {
@@ -146,6 +148,7 @@ impl NewRun {
             parent_run_id: None,
             full_refresh: false,
             started_by: None,
+            not_before: None,
         }
     }
 }
@@ -171,6 +174,12 @@ pub struct Run {
     pub cancel_requested: bool,
     pub failure_category: Option<FailureCategory>,
     pub failure_message: Option<String>,
+    /// Went through the queue (a daemon's run), as opposed to started by its own process.
+    /// Only queued runs are retried by a daemon.
+    pub queued: bool,
+    /// A daemon has decided whether to retry this failed run (and queued the retry if so).
+    pub retried: bool,
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl Run {
@@ -370,6 +379,16 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// within a priority, marking them `Starting` for `claimer`. Two claimers never get the
     /// same run.
     async fn claim_queued(&self, limits: &QueueLimits, claimer: &str, max: usize) -> Result<Vec<Run>>;
+    /// Move cursor `cursor` from `expected` to `value` and queue `run`, in one transaction:
+    /// both or neither. `None` if the cursor had moved (another daemon took the tick).
+    async fn enqueue_tick(&self, cursor: &str, expected: &str, value: &str, run: NewRun) -> Result<Option<Run>>;
+    /// Queue the next attempt of failed run `parent`, not before `not_before`; once only
+    /// (`None` if it was already retried, or is not a failed queued run).
+    async fn retry_run(&self, parent: &str, not_before: DateTime<Utc>) -> Result<Option<Run>>;
+    /// Failed queued runs no retry was decided for yet, oldest first.
+    async fn unretried_failures(&self) -> Result<Vec<Run>>;
+    /// Record that failed run `id` will not be retried, so it is not considered again.
+    async fn settle_failure(&self, id: &str) -> Result<()>;
 
     async fn add_events(&self, run_id: &str, events: &[NewEvent]) -> Result<()>;
     async fn events(&self, run_id: &str) -> Result<Vec<Event>>;

@@ -37,7 +37,10 @@ macro_rules! v1 {
                 worker TEXT,
                 cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
                 failure_category TEXT,
-                failure_message TEXT
+                failure_message TEXT,
+                queued BOOLEAN NOT NULL,
+                retried BOOLEAN NOT NULL DEFAULT FALSE,
+                not_before BIGINT
             );
             CREATE INDEX runs_by_status ON runs (status, priority, seq);
             CREATE INDEX runs_by_created ON runs (created_at);

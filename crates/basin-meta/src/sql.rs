@@ -34,7 +34,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 const RUN_COLUMNS: &str = "id, status, selection, partition_key, tags, launcher, priority, attempt, parent_run_id, \
      full_refresh, created_at, started_at, finished_at, heartbeat_at, worker, cancel_requested, failure_category, \
-     failure_message";
+     failure_message, queued, retried, not_before";
 
 enum Pool {
     Sqlite(SqlitePool),
@@ -181,6 +181,9 @@ fn run_from<'r>(r: &'r impl Get<'r>) -> Result<Run> {
             .transpose()
             .map_err(|detail| Error::Corrupt { column: "failure_category", detail })?,
         failure_message: r.opt_text("failure_message")?,
+        queued: r.flag("queued")?,
+        retried: r.flag("retried")?,
+        not_before: time("not_before")?,
     })
 }
 
@@ -240,6 +243,49 @@ macro_rules! insert_events {
                 .map_err(sql("record an event"))?;
         }
     };
+}
+
+const INSERT_RUN: &str = "INSERT INTO runs (id, status, selection, partition_key, tags, launcher, priority, attempt, \
+     parent_run_id, full_refresh, created_at, started_at, heartbeat_at, worker, cancel_requested, queued, not_before) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, FALSE, $14, $15)";
+
+/// Insert run `$new` and its first event inside an open transaction; evaluates to the run.
+macro_rules! insert_run {
+    ($tx:expr, $new:expr, $now:expr) => {{
+        let new: &NewRun = $new;
+        let id = uuid::Uuid::now_v7().to_string();
+        let (status, started) = match &new.started_by {
+            Some(_) => (RunStatus::Started, Some($now)),
+            None => (RunStatus::Queued, None),
+        };
+        let event = match &new.started_by {
+            Some(w) => NewEvent::new("run_started", Level::Info, None, format!("started by {w}")),
+            None => NewEvent::new("run_queued", Level::Info, None, format!("queued: {}", new.selection.join(" "))),
+        };
+        sqlx::query(INSERT_RUN)
+            .bind(&id)
+            .bind(status.as_str())
+            .bind(serde_json::to_string(&new.selection).expect("strings serialise"))
+            .bind(new.partition.as_deref())
+            .bind(serde_json::to_string(&new.tags).expect("strings serialise"))
+            .bind(&new.launcher)
+            .bind(new.priority)
+            .bind(new.attempt)
+            .bind(new.parent_run_id.as_deref())
+            .bind(new.full_refresh)
+            .bind($now)
+            .bind(started)
+            .bind(new.started_by.as_deref())
+            .bind(new.started_by.is_none())
+            .bind(new.not_before.map(micros))
+            .execute(&mut *$tx)
+            .await
+            .map_err(sql("record a run"))?;
+        insert_events!($tx, &id, $now, [&event]);
+        let text = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(text)).bind(&id).fetch_one(&mut *$tx).await.map_err(sql("read a run"))?;
+        run_from(&row)
+    }};
 }
 
 fn finish_event(finish: &Finish) -> NewEvent {
@@ -350,43 +396,9 @@ impl SqlStore {
 #[async_trait]
 impl MetaStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run> {
-        let id = uuid::Uuid::now_v7().to_string();
         let now = self.now();
-        let (status, started) = match &new.started_by {
-            Some(_) => (RunStatus::Started, Some(now)),
-            None => (RunStatus::Queued, None),
-        };
-        let selection = serde_json::to_string(&new.selection).expect("strings serialise");
-        let tags = serde_json::to_string(&new.tags).expect("strings serialise");
-        let event = match &new.started_by {
-            Some(w) => NewEvent::new("run_started", Level::Info, None, format!("started by {w}")),
-            None => NewEvent::new("run_queued", Level::Info, None, format!("queued: {}", new.selection.join(" "))),
-        };
-        let text = format!(
-            "INSERT INTO runs (id, status, selection, partition_key, tags, launcher, priority, attempt, parent_run_id, \
-             full_refresh, created_at, started_at, heartbeat_at, worker, cancel_requested) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, FALSE) RETURNING {RUN_COLUMNS}"
-        );
         in_tx!(self, None, tx => {
-            let row = sqlx::query(AssertSqlSafe(text))
-                .bind(&id)
-                .bind(status.as_str())
-                .bind(&selection)
-                .bind(new.partition.as_deref())
-                .bind(&tags)
-                .bind(&new.launcher)
-                .bind(new.priority)
-                .bind(new.attempt)
-                .bind(new.parent_run_id.as_deref())
-                .bind(new.full_refresh)
-                .bind(now)
-                .bind(started)
-                .bind(new.started_by.as_deref())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(sql("record a run"))?;
-            insert_events!(tx, &id, now, [&event]);
-            run_from(&row)
+            insert_run!(tx, &new, now)
         })
     }
 
@@ -634,7 +646,7 @@ impl MetaStore for SqlStore {
         let now = self.now();
         let queued_text = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' AND NOT cancel_requested \
-             ORDER BY priority DESC, seq ASC"
+             AND (not_before IS NULL OR not_before <= $1) ORDER BY priority DESC, seq ASC"
         );
         let claim_text = format!(
             "UPDATE runs SET status = 'STARTING', worker = $2, heartbeat_at = $3 \
@@ -650,6 +662,7 @@ impl MetaStore for SqlStore {
                 .map(|t| serde_json::from_str(t).map_err(|e| Error::Corrupt { column: "tags", detail: e.to_string() }))
                 .collect::<Result<_>>()?;
             let rows = sqlx::query(AssertSqlSafe(queued_text.clone()))
+                .bind(now)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql("read the queue"))?;
@@ -678,6 +691,85 @@ impl MetaStore for SqlStore {
             }
             Ok(claimed)
         })
+    }
+
+    async fn enqueue_tick(&self, cursor: &str, expected: &str, value: &str, run: NewRun) -> Result<Option<Run>> {
+        let now = self.now();
+        in_tx!(self, None, tx => {
+            let moved = sqlx::query("UPDATE cursors SET value = $2, updated_at = $3 WHERE name = $1 AND value = $4")
+                .bind(cursor)
+                .bind(value)
+                .bind(now)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("move a cursor"))?
+                .rows_affected()
+                == 1;
+            if moved { insert_run!(tx, &run, now).map(Some) } else { Ok(None) }
+        })
+    }
+
+    async fn retry_run(&self, parent: &str, not_before: DateTime<Utc>) -> Result<Option<Run>> {
+        let now = self.now();
+        let text = format!(
+            "UPDATE runs SET retried = TRUE WHERE id = $1 AND status = 'FAILURE' AND queued AND NOT retried \
+             RETURNING {RUN_COLUMNS}"
+        );
+        in_tx!(self, None, tx => {
+            let row = sqlx::query(AssertSqlSafe(text))
+                .bind(parent)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql("mark a run retried"))?;
+            match row {
+                None => Ok(None),
+                Some(r) => {
+                    let p = run_from(&r)?;
+                    let next = NewRun {
+                        selection: p.selection.clone(),
+                        partition: p.partition.clone(),
+                        tags: p.tags.clone(),
+                        launcher: p.launcher.clone(),
+                        priority: p.priority,
+                        attempt: p.attempt + 1,
+                        parent_run_id: Some(p.id.clone()),
+                        full_refresh: p.full_refresh,
+                        started_by: None,
+                        not_before: Some(not_before),
+                    };
+                    let retry = insert_run!(tx, &next, now)?;
+                    let event = NewEvent::new(
+                        "run_retried",
+                        Level::Info,
+                        None,
+                        format!("attempt {} queued as run {} for {}", next.attempt, retry.id, not_before.to_rfc3339()),
+                    );
+                    insert_events!(tx, parent, now, [&event]);
+                    Ok(Some(retry))
+                }
+            }
+        })
+    }
+
+    async fn unretried_failures(&self) -> Result<Vec<Run>> {
+        let text =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'FAILURE' AND queued AND NOT retried ORDER BY seq");
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(text)).fetch_all(p).await.map_err(sql("read failed runs"))?;
+            rows.iter().map(run_from).collect()
+        })
+    }
+
+    async fn settle_failure(&self, id: &str) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE runs SET retried = TRUE WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await
+                .map_err(sql("settle a failed run"))?;
+        });
+        Ok(())
     }
 
     async fn add_events(&self, run_id: &str, events: &[NewEvent]) -> Result<()> {

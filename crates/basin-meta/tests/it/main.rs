@@ -77,6 +77,7 @@ on_both!(
     materialisations_and_daemon_heartbeats_are_kept,
     the_schema_is_migrated_once_and_a_newer_one_is_refused,
     concurrent_writers_never_see_database_is_locked,
+    schedule_ticks_and_retries_are_queued_once,
 );
 
 async fn a_run_lives_from_queued_to_success_with_its_events(db: Db) {
@@ -434,4 +435,63 @@ async fn unknown_and_unreachable_stores_say_where() {
     let text = err.to_string();
     assert!(text.contains("cannot open the metadata store at postgres://basin:***@127.0.0.1:1/meta"), "{text}");
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+async fn schedule_ticks_and_retries_are_queued_once(db: Db) {
+    let clock = ManualClock::new(t0());
+    let store = db.open(&clock).await;
+    assert!(store.advance_cursor("schedule:n", None, "t0").await.unwrap());
+    let tick = store
+        .enqueue_tick("schedule:n", "t0", "t1", queued("tag:nightly", 0, &[("schedule", "n")]))
+        .await
+        .unwrap()
+        .expect("the first daemon takes the tick");
+    assert_eq!((tick.status, tick.queued, tick.retried), (RunStatus::Queued, true, false));
+    // A second daemon that saw the same cursor value gets nothing, and queues nothing.
+    assert!(store.enqueue_tick("schedule:n", "t0", "t1", queued("tag:nightly", 0, &[])).await.unwrap().is_none());
+    assert_eq!(store.cursor("schedule:n").await.unwrap().as_deref(), Some("t1"));
+    assert_eq!(store.runs(&RunFilter::default()).await.unwrap().len(), 1);
+
+    // The run fails transiently; a retry is queued once, and not claimed before its backoff.
+    let claimed = store.claim_queued(&QueueLimits::default(), "d", 1).await.unwrap();
+    assert_eq!(claimed[0].id, tick.id);
+    store.start_run(&tick.id, "w").await.unwrap();
+    store
+        .finish_run(&tick.id, &Finish::Failure { category: FailureCategory::Transient, message: "reset".into() })
+        .await
+        .unwrap();
+    assert_eq!(store.unretried_failures().await.unwrap().iter().map(|r| &r.id).collect::<Vec<_>>(), [&tick.id]);
+    let retry = store.retry_run(&tick.id, t0() + Duration::seconds(30)).await.unwrap().expect("queued once");
+    assert_eq!(
+        (retry.attempt, retry.parent_run_id.as_deref(), retry.status),
+        (2, Some(tick.id.as_str()), RunStatus::Queued)
+    );
+    assert_eq!((retry.selection.clone(), retry.tags.clone()), (tick.selection.clone(), tick.tags.clone()));
+    assert_eq!(retry.not_before, Some(t0() + Duration::seconds(30)));
+    assert!(store.retry_run(&tick.id, t0()).await.unwrap().is_none(), "never twice");
+    assert!(store.unretried_failures().await.unwrap().is_empty());
+    assert!(store.claim_queued(&QueueLimits::default(), "d", 5).await.unwrap().is_empty(), "backoff not over");
+    clock.advance(Duration::seconds(31));
+    assert_eq!(store.claim_queued(&QueueLimits::default(), "d", 5).await.unwrap()[0].id, retry.id);
+    let kinds: Vec<String> = store.events(&tick.id).await.unwrap().into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("run_retried"));
+
+    // A run its own process started (`basin run`) is never retried by a daemon.
+    let own = store.create_run(NewRun { started_by: Some("cli:1".into()), ..queued("x", 0, &[]) }).await.unwrap();
+    assert!(!own.queued);
+    store
+        .finish_run(&own.id, &Finish::Failure { category: FailureCategory::Transient, message: "x".into() })
+        .await
+        .unwrap();
+    assert!(store.unretried_failures().await.unwrap().is_empty());
+    assert!(store.retry_run(&own.id, t0()).await.unwrap().is_none());
+    // A failure that is not retried is settled and not considered again.
+    let other = store.create_run(queued("y", 0, &[])).await.unwrap();
+    store
+        .finish_run(&other.id, &Finish::Failure { category: FailureCategory::BadQuery, message: "x".into() })
+        .await
+        .unwrap();
+    assert_eq!(store.unretried_failures().await.unwrap().len(), 1);
+    store.settle_failure(&other.id).await.unwrap();
+    assert!(store.unretried_failures().await.unwrap().is_empty());
 }

@@ -1,0 +1,221 @@
+//! What `basin daemon` is told in `basin.toml`: `[daemon]` (queue limits, launcher, retries,
+//! timeouts) and `[[schedules]]` (cron patterns in a time zone, each queuing a selection).
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::failure::FailureCategory;
+use crate::source::parse_duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DaemonSection {
+    /// Runs in flight at once, over all tags.
+    pub max_concurrent_runs: usize,
+    /// `"source=v3" = 4`: at most 4 runs tagged `source=v3` in flight.
+    pub tag_limits: BTreeMap<String, usize>,
+    /// `subprocess` (default: a `basin worker` child process per run), `in_process`, or
+    /// `command` (the `command` template, e.g. a container per run).
+    pub launcher: String,
+    /// For `launcher = "command"`: run through `sh -c`, with `{run_id}` and `{project}`
+    /// replaced (shell-quoted).
+    pub command: Option<String>,
+    /// A run still going after this long is stopped and failed as `timeout` (`"6h"`).
+    pub run_timeout: Option<String>,
+    pub retry: RetrySection,
+}
+
+impl Default for DaemonSection {
+    fn default() -> Self {
+        DaemonSection {
+            max_concurrent_runs: 8,
+            tag_limits: BTreeMap::new(),
+            launcher: "subprocess".into(),
+            command: None,
+            run_timeout: None,
+            retry: RetrySection::default(),
+        }
+    }
+}
+
+pub const LAUNCHERS: [&str; 3] = ["subprocess", "in_process", "command"];
+
+impl DaemonSection {
+    pub fn run_timeout(&self) -> Option<Duration> {
+        self.run_timeout.as_deref().and_then(|t| parse_duration(t).ok()).filter(|d| !d.is_zero())
+    }
+}
+
+/// When the daemon queues a failed run again: at most `max_attempts` attempts in all, waiting
+/// `backoff` before the second and doubling it each time, for failures of the categories in
+/// `on` only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetrySection {
+    pub max_attempts: u32,
+    pub backoff: String,
+    pub on: Vec<String>,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            max_attempts: 3,
+            backoff: "30s".into(),
+            on: FailureCategory::ALL
+                .into_iter()
+                .filter(|c| c.retryable_by_default())
+                .map(|c| c.as_str().to_string())
+                .collect(),
+        }
+    }
+}
+
+/// A checked retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub backoff: Duration,
+    pub on: Vec<FailureCategory>,
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1`, or `None` if a run that failed this way on
+    /// attempt `attempt` is not retried.
+    pub fn next(&self, attempt: i64, category: FailureCategory) -> Option<Duration> {
+        if attempt < 1 || attempt >= i64::from(self.max_attempts) || !self.on.contains(&category) {
+            return None;
+        }
+        Some(self.backoff.saturating_mul(1 << (attempt - 1).min(16)))
+    }
+}
+
+impl RetrySection {
+    pub fn policy(&self) -> Result<RetryPolicy, String> {
+        let backoff = parse_duration(&self.backoff).map_err(|e| format!("`daemon.retry.backoff`: {e}"))?;
+        let on = self
+            .on
+            .iter()
+            .map(|c| FailureCategory::from_str(c).map_err(|e| format!("`daemon.retry.on`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RetryPolicy { max_attempts: self.max_attempts.max(1), backoff, on })
+    }
+}
+
+/// A `[[schedules]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScheduleConfig {
+    pub name: String,
+    /// Five fields (minute hour day month weekday) or six with seconds first.
+    pub cron: String,
+    /// An IANA zone (`Europe/Berlin`); default UTC. Ticks follow its daylight-saving changes.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// What each tick queues, in the selection syntax (`tag:nightly`, `+gold.x`).
+    pub selection: String,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A checked schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub name: String,
+    pub cron_text: String,
+    cron: croner::Cron,
+    pub timezone: chrono_tz::Tz,
+    pub selection: String,
+    pub priority: i64,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Schedule {
+    pub fn parse(config: &ScheduleConfig) -> Result<Schedule, String> {
+        if config.name.trim().is_empty() {
+            return Err("a schedule needs a `name`".into());
+        }
+        let cron = croner::Cron::from_str(&config.cron)
+            .map_err(|e| format!("schedule `{}`: invalid cron `{}`: {e}", config.name, config.cron))?;
+        let zone = config.timezone.as_deref().unwrap_or("UTC");
+        let timezone = chrono_tz::Tz::from_str(zone)
+            .map_err(|_| format!("schedule `{}`: unknown time zone `{zone}`", config.name))?;
+        Ok(Schedule {
+            name: config.name.clone(),
+            cron_text: config.cron.clone(),
+            cron,
+            timezone,
+            selection: config.selection.clone(),
+            priority: config.priority,
+            tags: config.tags.clone(),
+        })
+    }
+
+    /// The first tick strictly after `t`.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&t.with_timezone(&self.timezone), false).ok().map(|d| d.with_timezone(&Utc))
+    }
+
+    /// The cursor in the metadata store that holds the last tick queued.
+    pub fn cursor_name(&self) -> String {
+        format!("schedule:{}", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn ticks_follow_the_time_zone_across_daylight_saving() {
+        let s = Schedule::parse(&ScheduleConfig {
+            name: "nightly".into(),
+            cron: "0 2 * * *".into(),
+            timezone: Some("Europe/Berlin".into()),
+            selection: "*".into(),
+            priority: 0,
+            tags: BTreeMap::new(),
+        })
+        .unwrap();
+        // 02:00 in Berlin is 01:00 UTC in winter and 00:00 UTC in summer.
+        assert_eq!(s.next_after(at("2026-01-10T12:00:00Z")), Some(at("2026-01-11T01:00:00Z")));
+        assert_eq!(s.next_after(at("2026-07-10T12:00:00Z")), Some(at("2026-07-11T00:00:00Z")));
+        // Strictly after: a tick is not found again from itself.
+        assert_eq!(s.next_after(at("2026-01-11T01:00:00Z")), Some(at("2026-01-12T01:00:00Z")));
+    }
+
+    #[test]
+    fn bad_patterns_and_zones_are_named() {
+        let config = |cron: &str, tz: &str| ScheduleConfig {
+            name: "n".into(),
+            cron: cron.into(),
+            timezone: Some(tz.into()),
+            selection: "*".into(),
+            priority: 0,
+            tags: BTreeMap::new(),
+        };
+        assert!(Schedule::parse(&config("61 * * * *", "UTC")).unwrap_err().contains("invalid cron `61 * * * *`"));
+        assert!(Schedule::parse(&config("0 2 * * *", "Mars/Olympus")).unwrap_err().contains("unknown time zone"));
+    }
+
+    #[test]
+    fn retries_back_off_and_stop() {
+        let p = RetrySection::default().policy().unwrap();
+        assert_eq!(p.next(1, FailureCategory::Transient), Some(Duration::from_secs(30)));
+        assert_eq!(p.next(2, FailureCategory::WorkerDied), Some(Duration::from_secs(60)));
+        assert_eq!(p.next(3, FailureCategory::Transient), None, "three attempts in all");
+        assert_eq!(p.next(1, FailureCategory::BadQuery), None, "a SQL error is never retried by default");
+        assert_eq!(p.next(1, FailureCategory::Auth), None);
+        let bad = RetrySection { on: vec!["flaky".into()], ..Default::default() };
+        assert!(bad.policy().unwrap_err().contains("unknown failure category `flaky`"));
+    }
+}
