@@ -1,0 +1,428 @@
+//! The orchestrator: what `basin daemon` does on every tick. It knows runs, schedules and
+//! processes, never tables: the work of a run is done by a `basin worker` process, a command
+//! (a container per run), or in process through the [`Materializer`] trait, which the binary
+//! implements with the engine. Its tests therefore run a whole night in milliseconds with a
+//! [`basin_core::clock::ManualClock`].
+//!
+//! One tick, in order:
+//! 1. schedules: each tick due since the schedule's cursor is queued, in the same transaction
+//!    that moves the cursor (a restarted daemon catches up on missed ticks; two daemons never
+//!    both take one);
+//! 2. workers: a launched worker that exited without ending its run fails it as
+//!    `worker_died` at once;
+//! 3. monitor (every `monitor_interval`): runs whose worker stopped heartbeating are failed as
+//!    `worker_died` (whoever launched them); runs past `run_timeout` are stopped and failed as
+//!    `timeout`; canceled runs have their worker killed;
+//! 4. retries: each failed queued run is retried once per the retry policy (backoff doubling)
+//!    or settled;
+//! 5. queue: runs that fit the global and per-tag limits are claimed and launched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basin_core::clock::Clock;
+use basin_core::daemon::{RetryPolicy, Schedule};
+use basin_core::failure::FailureCategory;
+use basin_meta::{DaemonBeat, Finish, MetaStore, NewRun, QueueLimits, Run, RunStatus};
+use chrono::{DateTime, Utc};
+
+pub type Result<T, E = basin_meta::Error> = std::result::Result<T, E>;
+
+/// Does the work of one queued run in this process (the `in_process` launcher): take the run
+/// (`start_run`), heartbeat it, run it, end it.
+#[async_trait]
+pub trait Materializer: Send + Sync {
+    async fn execute(&self, run_id: String);
+}
+
+/// How a claimed run gets a worker.
+#[derive(Clone)]
+pub enum Launcher {
+    /// `program worker --run-id ID -C project` as a child process (its own memory and failure
+    /// domain), output appended to `logs/<run id>.log`.
+    Subprocess {
+        program: PathBuf,
+        project: PathBuf,
+        logs: PathBuf,
+    },
+    /// `sh -c TEMPLATE` with `{run_id}` and `{project}` replaced, shell-quoted.
+    Command {
+        template: String,
+        project: PathBuf,
+        logs: PathBuf,
+    },
+    InProcess(Arc<dyn Materializer>),
+}
+
+impl Launcher {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Launcher::Subprocess { .. } => "subprocess",
+            Launcher::Command { .. } => "command",
+            Launcher::InProcess(_) => "in_process",
+        }
+    }
+}
+
+enum Worker {
+    Process(tokio::process::Child),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Worker {
+    /// `Some(description)` once it has ended.
+    fn exited(&mut self) -> Option<String> {
+        match self {
+            Worker::Process(c) => match c.try_wait() {
+                Ok(Some(status)) => Some(status.to_string()),
+                Ok(None) => None,
+                Err(e) => Some(format!("cannot be waited for: {e}")),
+            },
+            Worker::Task(t) => t.is_finished().then(|| "its task ended".to_string()),
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            Worker::Process(c) => {
+                let _ = c.start_kill();
+            }
+            Worker::Task(t) => t.abort(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub limits: QueueLimits,
+    pub retry: RetryPolicy,
+    /// A run whose heartbeat is older than this is taken for dead.
+    pub dead_after: Duration,
+    pub monitor_interval: Duration,
+    pub run_timeout: Option<Duration>,
+}
+
+/// What one tick did, for the daemon's log.
+#[derive(Debug, Default)]
+pub struct Tick {
+    pub notices: Vec<String>,
+    pub queued: Vec<Run>,
+    pub launched: Vec<Run>,
+}
+
+pub struct Daemon {
+    id: String,
+    store: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    schedules: Vec<Schedule>,
+    launcher: Launcher,
+    workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
+    last_monitor: Option<DateTime<Utc>>,
+    started_at: DateTime<Utc>,
+}
+
+impl Daemon {
+    pub fn new(
+        store: Arc<dyn MetaStore>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        schedules: Vec<Schedule>,
+        launcher: Launcher,
+    ) -> Daemon {
+        let started_at = clock.now();
+        Daemon {
+            id: format!("daemon@{}", basin_meta::this_worker()),
+            store,
+            clock,
+            settings,
+            schedules,
+            launcher,
+            workers: BTreeMap::new(),
+            last_monitor: None,
+            started_at,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs this daemon launched that have not ended yet.
+    pub fn running(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// One pass; see the crate documentation.
+    pub async fn tick(&mut self) -> Result<Tick> {
+        let now = self.clock.now();
+        let mut tick = Tick::default();
+        self.store
+            .daemon_heartbeat(&DaemonBeat {
+                id: self.id.clone(),
+                host: basin_meta::this_worker().split(':').next().unwrap_or_default().to_string(),
+                pid: i64::from(std::process::id()),
+                started_at: self.started_at,
+                heartbeat_at: now,
+            })
+            .await?;
+        self.schedules(now, &mut tick).await?;
+        self.collect_exits(&mut tick).await?;
+        let monitor_due = self.last_monitor.is_none_or(|t| {
+            now - t >= chrono::Duration::from_std(self.settings.monitor_interval).unwrap_or(chrono::Duration::MAX)
+        });
+        if monitor_due {
+            self.last_monitor = Some(now);
+            self.monitor(now, &mut tick).await?;
+        }
+        self.retries(now, &mut tick).await?;
+        self.launch(&mut tick).await?;
+        Ok(tick)
+    }
+
+    async fn schedules(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
+        for s in &self.schedules {
+            let cursor = s.cursor_name();
+            // First sight of a schedule: it starts from now, not from the beginning of time.
+            let Some(mut last) = self.store.cursor(&cursor).await? else {
+                self.store.advance_cursor(&cursor, None, &now.to_rfc3339()).await?;
+                continue;
+            };
+            loop {
+                let Some(from) = DateTime::parse_from_rfc3339(&last).ok().map(|t| t.to_utc()) else {
+                    tick.notices
+                        .push(format!("schedule {}: unreadable cursor `{last}`; restarting it from now", s.name));
+                    self.store.advance_cursor(&cursor, Some(&last), &now.to_rfc3339()).await?;
+                    break;
+                };
+                let Some(due) = s.next_after(from).filter(|t| *t <= now) else { break };
+                let mut tags = s.tags.clone();
+                tags.insert("schedule".into(), s.name.clone());
+                let run = NewRun {
+                    priority: s.priority,
+                    tags,
+                    ..NewRun::new(vec![s.selection.clone()], self.launcher.name())
+                };
+                let value = due.to_rfc3339();
+                // `None`: another daemon took it; carry on from where it left the cursor.
+                if let Some(run) = self.store.enqueue_tick(&cursor, &last, &value, run).await? {
+                    tick.notices.push(format!("schedule {}: tick {value} queued run {}", s.name, run.id));
+                    tick.queued.push(run);
+                }
+                match self.store.cursor(&cursor).await? {
+                    Some(v) => last = v,
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Workers that ended: a run they did not end fails now, without waiting for heartbeats.
+    async fn collect_exits(&mut self, tick: &mut Tick) -> Result<()> {
+        let mut ended = Vec::new();
+        for (id, (worker, _)) in self.workers.iter_mut() {
+            if let Some(how) = worker.exited() {
+                ended.push((id.clone(), how));
+            }
+        }
+        for (id, how) in ended {
+            self.workers.remove(&id);
+            let Some(run) = self.store.run(&id).await? else { continue };
+            if run.status.is_terminal() {
+                tick.notices.push(format!("run {id} ended: {}", describe(&run)));
+                continue;
+            }
+            let message = format!("its worker exited ({how}) without ending the run");
+            if self.store.finish_run(&id, &Finish::Failure { category: FailureCategory::WorkerDied, message }).await? {
+                tick.notices.push(format!("run {id} failed: worker_died: its worker exited ({how})"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn monitor(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
+        let dead_after = chrono::Duration::from_std(self.settings.dead_after).unwrap_or(chrono::Duration::MAX);
+        for run in self.store.reap_dead(now - dead_after).await? {
+            if let Some((mut w, _)) = self.workers.remove(&run.id) {
+                w.kill();
+            }
+            tick.notices.push(format!("run {} failed: {}", run.id, describe(&run)));
+        }
+        let timeout = self.settings.run_timeout.and_then(|t| chrono::Duration::from_std(t).ok());
+        let ids: Vec<String> = self.workers.keys().cloned().collect();
+        for id in ids {
+            let Some(run) = self.store.run(&id).await? else { continue };
+            let since = run.started_at.unwrap_or(self.workers[&id].1);
+            let finish = if run.cancel_requested && !run.status.is_terminal() {
+                Some(Finish::Canceled { message: "canceled; its worker was stopped".into() })
+            } else if let Some(limit) = timeout.filter(|t| now - since > *t && !run.status.is_terminal()) {
+                let message = format!("stopped after running longer than {}s", limit.num_seconds());
+                Some(Finish::Failure { category: FailureCategory::Timeout, message })
+            } else {
+                None
+            };
+            if let Some(finish) = finish {
+                if let Some((mut w, _)) = self.workers.remove(&id) {
+                    w.kill();
+                }
+                if self.store.finish_run(&id, &finish).await? {
+                    tick.notices.push(format!("run {id} {}", describe_finish(&finish)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn retries(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
+        for failed in self.store.unretried_failures().await? {
+            let category = failed.failure_category.unwrap_or(FailureCategory::Other);
+            match self.settings.retry.next(failed.attempt, category) {
+                Some(wait) => {
+                    let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
+                    if let Some(retry) = self.store.retry_run(&failed.id, at).await? {
+                        tick.notices.push(format!(
+                            "run {} failed ({category}); attempt {} queued as run {} in {}s",
+                            failed.id,
+                            retry.attempt,
+                            retry.id,
+                            wait.as_secs()
+                        ));
+                        tick.queued.push(retry);
+                    }
+                }
+                None => self.store.settle_failure(&failed.id).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch(&mut self, tick: &mut Tick) -> Result<()> {
+        let free = self.settings.limits.max_concurrent_runs.saturating_sub(self.workers.len());
+        for run in self.store.claim_queued(&self.settings.limits, &self.id, free).await? {
+            match self.spawn(&run) {
+                Ok(worker) => {
+                    let detail = match &worker {
+                        Worker::Process(c) => format!("pid {}", c.id().unwrap_or_default()),
+                        Worker::Task(_) => "in process".into(),
+                    };
+                    self.workers.insert(run.id.clone(), (worker, self.clock.now()));
+                    tick.notices.push(format!("run {} launched ({detail}): {}", run.id, run.selection.join(" ")));
+                    tick.launched.push(run);
+                }
+                Err(e) => {
+                    let message = format!("cannot launch its worker: {e}");
+                    self.store
+                        .finish_run(&run.id, &Finish::Failure { category: FailureCategory::Other, message })
+                        .await?;
+                    tick.notices.push(format!("run {} failed: cannot launch its worker: {e}", run.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, run: &Run) -> std::io::Result<Worker> {
+        let log = |logs: &PathBuf| -> std::io::Result<(Stdio, Stdio)> {
+            std::fs::create_dir_all(logs)?;
+            let file =
+                std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{}.log", run.id)))?;
+            Ok((Stdio::from(file.try_clone()?), Stdio::from(file)))
+        };
+        match &self.launcher {
+            Launcher::Subprocess { program, project, logs } => {
+                let (out, err) = log(logs)?;
+                let child = tokio::process::Command::new(program)
+                    .arg("worker")
+                    .arg("--run-id")
+                    .arg(&run.id)
+                    .arg("-C")
+                    .arg(project)
+                    .stdin(Stdio::null())
+                    .stdout(out)
+                    .stderr(err)
+                    // Its own process group: a Ctrl-C meant for the daemon does not reach the
+                    // workers, which finish their runs on their own.
+                    .process_group(0)
+                    .spawn()?;
+                Ok(Worker::Process(child))
+            }
+            Launcher::Command { template, project, logs } => {
+                let (out, err) = log(logs)?;
+                let command = template
+                    .replace("{run_id}", &shell_quote(&run.id))
+                    .replace("{project}", &shell_quote(&project.display().to_string()));
+                let child = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .current_dir(project)
+                    .stdin(Stdio::null())
+                    .stdout(out)
+                    .stderr(err)
+                    .process_group(0)
+                    .spawn()?;
+                Ok(Worker::Process(child))
+            }
+            Launcher::InProcess(m) => {
+                let (m, id) = (m.clone(), run.id.clone());
+                Ok(Worker::Task(tokio::spawn(async move { m.execute(id).await })))
+            }
+        }
+    }
+
+    /// Tick until `shutdown` resolves, every `poll`. Workers keep running after the daemon
+    /// stops; a restarted daemon (or any other) finds their runs through the store.
+    pub async fn run_until(
+        &mut self,
+        poll: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut report: impl FnMut(&Tick),
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            match self.tick().await {
+                Ok(t) => report(&t),
+                // The store being briefly unreachable must not end the daemon.
+                Err(e) => report(&Tick { notices: vec![format!("tick failed: {e}")], ..Default::default() }),
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}
+
+fn describe(run: &Run) -> String {
+    match (run.status, &run.failure_category, &run.failure_message) {
+        (RunStatus::Failure, Some(c), Some(m)) => format!("{c}: {m}"),
+        (s, _, Some(m)) => format!("{s}: {m}"),
+        (s, _, None) => s.to_string(),
+    }
+}
+
+fn describe_finish(f: &Finish) -> String {
+    match f {
+        Finish::Success => "succeeded".into(),
+        Finish::Failure { category, message } => format!("failed: {category}: {message}"),
+        Finish::Canceled { message } => format!("canceled: {message}"),
+    }
+}
+
+/// `'…'` with embedded quotes escaped, for `sh -c`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_quoting_survives_quotes_and_spaces() {
+        assert_eq!(super::shell_quote("/tmp/my project"), "'/tmp/my project'");
+        assert_eq!(super::shell_quote("it's"), "'it'\\''s'");
+    }
+}

@@ -1,0 +1,202 @@
+//! A simulated night, in milliseconds: a 02:00 wave of dimensions and a 03:00 wave of core
+//! tables on an injected clock, through the real SQLite metadata store, with an in-process
+//! worker that records what it ran. Order, no duplicate runs, retries with backoff, and a
+//! restarted daemon that neither repeats nor loses a tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use basin_core::clock::{Clock, ManualClock};
+use basin_core::daemon::{RetrySection, Schedule, ScheduleConfig};
+use basin_core::failure::FailureCategory;
+use basin_meta::{Finish, MetaStore, QueueLimits, RunFilter, RunStatus, SqlStore};
+use basin_orchestrator::{Daemon, Launcher, Materializer, Settings};
+use chrono::{DateTime, Utc};
+
+/// A worker that takes its run, notes (selection, attempt, time) and ends it; the selections
+/// in `flaky` fail transiently on their first attempt.
+struct Worker {
+    store: Arc<dyn MetaStore>,
+    clock: ManualClock,
+    done: Mutex<Vec<(String, i64, DateTime<Utc>)>>,
+    flaky: BTreeSet<String>,
+}
+
+#[async_trait]
+impl Materializer for Worker {
+    async fn execute(&self, run_id: String) {
+        let run = self.store.start_run(&run_id, "test-worker").await.unwrap();
+        let selection = run.selection.join(" ");
+        self.done.lock().unwrap().push((selection.clone(), run.attempt, self.clock.now()));
+        let finish = if self.flaky.contains(&selection) && run.attempt == 1 {
+            Finish::Failure { category: FailureCategory::Transient, message: "connection reset".into() }
+        } else {
+            Finish::Success
+        };
+        self.store.finish_run(&run_id, &finish).await.unwrap();
+    }
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn schedule(name: &str, cron: &str, selection: &str) -> Schedule {
+    Schedule::parse(&ScheduleConfig {
+        name: name.into(),
+        cron: cron.into(),
+        timezone: Some("Europe/Berlin".into()),
+        selection: selection.into(),
+        priority: 0,
+        tags: BTreeMap::from([("wave".to_string(), name.to_string())]),
+    })
+    .unwrap()
+}
+
+fn settings() -> Settings {
+    Settings {
+        limits: QueueLimits::default(),
+        retry: RetrySection::default().policy().unwrap(),
+        dead_after: Duration::from_secs(15),
+        monitor_interval: Duration::from_secs(5),
+        run_timeout: None,
+    }
+}
+
+fn daemon(store: &Arc<dyn MetaStore>, clock: &ManualClock, worker: &Arc<Worker>) -> Daemon {
+    Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        vec![schedule("dims", "0 2 * * *", "tag:dims"), schedule("core", "0 3 * * *", "tag:core")],
+        Launcher::InProcess(worker.clone()),
+    )
+}
+
+/// Move the clock in `step`s up to `until`, ticking after each step and letting the
+/// in-process workers finish.
+async fn run_until(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, step: chrono::Duration) {
+    while clock.now() < until {
+        clock.advance(step);
+        d.tick().await.unwrap();
+        for _ in 0..50 {
+            if d.running() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            d.tick().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_night_runs_each_wave_once_in_order_and_retries_a_transient_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    // 00:30 in Berlin (winter: UTC+1).
+    let clock = ManualClock::new(at("2026-01-14T23:30:00Z"));
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let worker = Arc::new(Worker {
+        store: store.clone(),
+        clock: clock.clone(),
+        done: Mutex::new(Vec::new()),
+        flaky: BTreeSet::from(["tag:core".to_string()]),
+    });
+    let started = std::time::Instant::now();
+    let mut d = daemon(&store, &clock, &worker);
+    run_until(&mut d, &clock, at("2026-01-15T04:00:00Z"), chrono::Duration::seconds(30)).await;
+
+    let done = worker.done.lock().unwrap().clone();
+    let what: Vec<(&str, i64)> = done.iter().map(|(s, a, _)| (s.as_str(), *a)).collect();
+    assert_eq!(what, [("tag:dims", 1), ("tag:core", 1), ("tag:core", 2)], "{done:?}");
+    // 02:00 and 03:00 Berlin are 01:00 and 02:00 UTC; the retry waits its 30 s backoff.
+    assert_eq!(done[0].2, at("2026-01-15T01:00:00Z"));
+    assert_eq!(done[1].2, at("2026-01-15T02:00:00Z"));
+    let retry_after = done[2].2 - done[1].2;
+    assert!(
+        retry_after >= chrono::Duration::seconds(30) && retry_after <= chrono::Duration::seconds(90),
+        "{retry_after}"
+    );
+
+    let runs = store.runs(&RunFilter { limit: Some(100), ..Default::default() }).await.unwrap();
+    assert_eq!(runs.len(), 3, "no duplicate runs: {runs:?}");
+    let statuses: BTreeMap<(String, i64), RunStatus> =
+        runs.iter().map(|r| ((r.selection.join(" "), r.attempt), r.status)).collect();
+    assert_eq!(statuses[&("tag:dims".to_string(), 1)], RunStatus::Success);
+    assert_eq!(statuses[&("tag:core".to_string(), 1)], RunStatus::Failure);
+    assert_eq!(statuses[&("tag:core".to_string(), 2)], RunStatus::Success);
+    assert!(runs.iter().all(|r| r.tags.get("schedule").is_some_and(|s| r.tags.get("wave") == Some(s))));
+
+    // A restarted daemon repeats nothing...
+    drop(d);
+    let mut d = daemon(&store, &clock, &worker);
+    run_until(&mut d, &clock, at("2026-01-15T12:00:00Z"), chrono::Duration::minutes(10)).await;
+    assert_eq!(worker.done.lock().unwrap().len(), 3);
+    // ...and one that was down over the next night's ticks catches up on both: queued in tick
+    // order, then launched together (they are independent runs).
+    clock.set(at("2026-01-16T05:00:00Z"));
+    run_until(&mut d, &clock, at("2026-01-16T05:10:00Z"), chrono::Duration::minutes(1)).await;
+    let done = worker.done.lock().unwrap().clone();
+    let mut tail: Vec<(&str, i64)> = done[3..].iter().map(|(s, a, _)| (s.as_str(), *a)).collect();
+    tail.sort();
+    assert_eq!(tail, [("tag:core", 1), ("tag:core", 2), ("tag:dims", 1)], "{done:?}");
+    let runs = store.runs(&RunFilter { limit: Some(100), ..Default::default() }).await.unwrap();
+    let firsts: Vec<&str> = runs.iter().rev().filter(|r| r.attempt == 1).map(|r| r.tags["schedule"].as_str()).collect();
+    assert_eq!(firsts, ["dims", "core", "dims", "core"], "queued in tick order");
+    eprintln!("two simulated nights in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_is_failed_at_once_and_retried() {
+    struct Dies {
+        store: Arc<dyn MetaStore>,
+    }
+    #[async_trait]
+    impl Materializer for Dies {
+        async fn execute(&self, run_id: String) {
+            // Takes the run and vanishes without ending it, as a killed process would.
+            let run = self.store.start_run(&run_id, "w").await.unwrap();
+            if run.attempt > 1 {
+                self.store.finish_run(&run_id, &Finish::Success).await.unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(at("2026-01-15T00:00:00Z"));
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        Vec::new(),
+        Launcher::InProcess(Arc::new(Dies { store: store.clone() })),
+    );
+    let queued = store.create_run(basin_meta::NewRun::new(vec!["silver.x".into()], "in_process")).await.unwrap();
+    d.tick().await.unwrap();
+    for _ in 0..100 {
+        if store.run(&queued.id).await.unwrap().unwrap().status.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        d.tick().await.unwrap();
+    }
+    let failed = store.run(&queued.id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.failure_category), (RunStatus::Failure, Some(FailureCategory::WorkerDied)));
+    assert!(failed.failure_message.unwrap().contains("exited"), "found by its exit, not by a heartbeat timeout");
+    assert_eq!(clock.now(), at("2026-01-15T00:00:00Z"), "no time had to pass");
+    clock.advance(chrono::Duration::seconds(31));
+    d.tick().await.unwrap();
+    clock.advance(chrono::Duration::seconds(31));
+    for _ in 0..100 {
+        d.tick().await.unwrap();
+        let runs = store.runs(&RunFilter::default()).await.unwrap();
+        if runs.iter().any(|r| r.attempt == 2 && r.status == RunStatus::Success) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the retry did not succeed: {:?}", store.runs(&RunFilter::default()).await.unwrap());
+}
