@@ -161,15 +161,6 @@ impl Daemon {
     pub async fn tick(&mut self) -> Result<Tick> {
         let now = self.clock.now();
         let mut tick = Tick::default();
-        self.store
-            .daemon_heartbeat(&DaemonBeat {
-                id: self.id.clone(),
-                host: basin_meta::this_worker().split(':').next().unwrap_or_default().to_string(),
-                pid: i64::from(std::process::id()),
-                started_at: self.started_at,
-                heartbeat_at: now,
-            })
-            .await?;
         self.schedules(now, &mut tick).await?;
         self.collect_exits(&mut tick).await?;
         let monitor_due = self.last_monitor.is_none_or(|t| {
@@ -177,6 +168,15 @@ impl Daemon {
         });
         if monitor_due {
             self.last_monitor = Some(now);
+            self.store
+                .daemon_heartbeat(&DaemonBeat {
+                    id: self.id.clone(),
+                    host: basin_meta::this_worker().split(':').next().unwrap_or_default().to_string(),
+                    pid: i64::from(std::process::id()),
+                    started_at: self.started_at,
+                    heartbeat_at: now,
+                })
+                .await?;
             self.monitor(now, &mut tick).await?;
         }
         self.retries(now, &mut tick).await?;

@@ -1,5 +1,5 @@
 //! The commands: `init`, `demo`, `validate`, `plan`, `run`, `ingest`, `sql`, `restore`, `history`,
-//! `runs`, `cancel`. Every command but `init` and `validate` loads the project and refuses to act
+//! `runs`, `cancel`, `daemon`, `worker`. Every command but `init` and `validate` loads the project and refuses to act
 //! on an invalid one.
 
 use std::io::{IsTerminal, Read, Write};
@@ -82,6 +82,23 @@ enum Command {
         /// How many assets to build at once (default: [run] concurrency in basin.toml).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Do not run now: queue the run for `basin daemon` and print its id.
+        #[arg(long)]
+        queue: bool,
+        /// With --queue: higher runs first.
+        #[arg(long, default_value_t = 0, requires = "queue")]
+        priority: i64,
+        /// With --queue: a `key=value` tag the queue's limits see (repeatable).
+        #[arg(long = "tag", requires = "queue")]
+        tags: Vec<String>,
+    },
+    /// The scheduler: queues schedule ticks, launches queued runs within the queue's limits,
+    /// watches their workers, retries and times them out. Runs until interrupted.
+    Daemon,
+    /// Do one queued run (what the daemon launches; also for `launcher = "command"`).
+    Worker {
+        #[arg(long)]
+        run_id: String,
     },
     /// Land source tables in bronze: `SOURCE` (all its tables) or `SOURCE.TABLE`, several allowed.
     Ingest {
@@ -169,15 +186,24 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::run::plan(&project, &lake, &keys, full_refresh).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { selection, full_refresh, concurrency } => {
+        Command::Run { selection, full_refresh, queue: true, priority, tags, .. } => {
+            let project = load(&start_dir)?;
+            select(&project, &selection)?;
+            crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags).await
+        }
+        Command::Run { selection, full_refresh, concurrency, .. } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
             let new = basin_meta::NewRun { full_refresh, ..basin_meta::NewRun::new(selection, "in_process") };
+            let recorder = crate::record::Recorder::begin(&project, new).await?;
             let report =
-                crate::run::run_recorded(&project, &lake, &keys, new, concurrency, crate::run::Verbosity::Full).await?;
+                crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Full)
+                    .await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+        Command::Daemon => crate::daemon::run(load(&start_dir)?).await,
+        Command::Worker { run_id } => crate::daemon::worker(&start_dir, &run_id).await,
         Command::Ingest { tables } => {
             let (project, lake) = open(&start_dir)?;
             let ok = crate::ingest::run(&project, &lake, &tables).await?;
@@ -317,7 +343,7 @@ pub(crate) fn load(start: &Path) -> anyhow::Result<Project> {
     Ok(project)
 }
 
-fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKey>> {
+pub(crate) fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKey>> {
     let text = selection.join(" ");
     Ok(selection::select(&project.graph, &text)?.into_iter().cloned().collect())
 }

@@ -105,17 +105,16 @@ fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
-/// [`run`], recorded in the project's metadata store from start to end as one run.
+/// [`run`] as the run `recorder` records, ended in the metadata store with its outcome.
 pub async fn run_recorded(
     project: &Project,
     lake: &Lake,
     keys: &[AssetKey],
-    new: basin_meta::NewRun,
+    recorder: Recorder,
     concurrency: usize,
     verbosity: Verbosity,
 ) -> anyhow::Result<Report> {
-    let full_refresh = new.full_refresh;
-    let recorder = Recorder::begin(project, new).await?;
+    let full_refresh = recorder.run().full_refresh;
     let result = run(project, lake, keys, full_refresh, concurrency, verbosity, &recorder).await;
     let finish = match &result {
         Ok(report) => report.finish(),

@@ -90,12 +90,17 @@ pub async fn list(project: &Project, filter: &RunFilter) -> anyhow::Result<ExitC
         "run", "status", "created (UTC)", "duration", "selection"
     );
     for run in runs {
-        let detail = match (&run.failure_category, &run.failure_message) {
-            (Some(c), Some(m)) => format!("{c}: {}", one_line(m, 90)),
-            (None, Some(m)) => one_line(m, 90),
-            _ if run.cancel_requested && !run.status.is_terminal() => "cancel requested".into(),
-            _ => String::new(),
-        };
+        let mut detail = Vec::new();
+        if let Some(parent) = &run.parent_run_id {
+            detail.push(format!("retry of {parent} (attempt {})", run.attempt));
+        }
+        match (&run.failure_category, &run.failure_message) {
+            (Some(c), Some(m)) => detail.push(format!("{c}: {}", one_line(m, 90))),
+            (None, Some(m)) => detail.push(one_line(m, 90)),
+            _ if run.cancel_requested && !run.status.is_terminal() => detail.push("cancel requested".into()),
+            _ => {}
+        }
+        let detail = detail.join("; ");
         println!(
             "{:<36}  {:<8}  {:<19}  {:>10}  {:<24}  {detail}",
             run.id,
@@ -143,6 +148,10 @@ pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
         time(run.finished_at),
         duration(&run)
     );
+    let log = project.dir.join(".basin/logs").join(format!("{}.log", run.id));
+    if log.exists() {
+        println!("log        {}", log.display());
+    }
     println!();
     println!("{:<12}  {:<5}  {:<18}  {:<32}  message", "time (UTC)", "level", "event", "asset");
     for e in store.events(id).await? {

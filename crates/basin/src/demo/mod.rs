@@ -185,8 +185,10 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             tags: [("demo_night".to_string(), night.to_string())].into(),
             ..basin_meta::NewRun::new(vec!["*".into()], "in_process")
         };
+        let recorder = crate::record::Recorder::begin(&project, new).await?;
         let report =
-            crate::run::run_recorded(&project, &lake, &keys, new, concurrency, crate::run::Verbosity::Problems).await?;
+            crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Problems)
+                .await?;
         print_night(&report, t.elapsed().as_secs_f64());
         if report.failed() {
             eprintln!("night {night} did not build everything; the project is in {}", dir.display());

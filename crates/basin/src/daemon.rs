@@ -1,0 +1,172 @@
+//! `basin daemon`, `basin worker` and `basin run --queue`: the orchestrator wired to the
+//! engine. The daemon's decisions live in `basin-orchestrator`; here are the settings it reads
+//! from `basin.toml`, the launchers it gets, and the worker that does one queued run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use basin_core::Project;
+use basin_core::clock::SystemClock;
+use basin_core::daemon::Schedule;
+use basin_meta::{Finish, NewRun, QueueLimits};
+use basin_orchestrator::{Daemon, Launcher, Materializer, Settings};
+
+use crate::record::{Recorder, open_store};
+
+/// How often the daemon looks at its schedules and queue.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `basin run --queue`: queue a run for the daemon.
+pub async fn enqueue(
+    project: &Project,
+    selection: Vec<String>,
+    full_refresh: bool,
+    priority: i64,
+    tags: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut new = NewRun { full_refresh, priority, ..NewRun::new(selection, &project.config.daemon.launcher) };
+    for t in tags {
+        match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => new.tags.insert(k.to_string(), v.to_string()),
+            _ => bail!("`--tag {t}`: write key=value, e.g. --tag source=v3"),
+        };
+    }
+    let run = open_store(project).await?.create_run(new).await?;
+    println!("{}", run.id);
+    eprintln!("queued run {}; `basin daemon` launches it (`basin runs show {}` to follow it)", run.id, run.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `basin worker --run-id ID`: take the queued run, build its selection, end it.
+pub async fn worker(start: &Path, run_id: &str) -> anyhow::Result<ExitCode> {
+    let (project, lake) = crate::cli::open(start)?;
+    Ok(if execute(&project, &lake, run_id).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Do queued run `run_id` in this process; whether it succeeded.
+async fn execute(project: &Project, lake: &basin_engine::Lake, run_id: &str) -> anyhow::Result<bool> {
+    let recorder = match Recorder::take(project, run_id).await {
+        Ok(r) => r,
+        Err(e) => match e.downcast_ref::<basin_meta::Error>() {
+            // Canceled or taken meanwhile: nothing to do, and nothing wrong with this worker.
+            Some(basin_meta::Error::NotStartable { status, .. }) => {
+                eprintln!("run {run_id} is {status}; nothing to do");
+                return Ok(true);
+            }
+            _ => return Err(e),
+        },
+    };
+    let keys = match crate::cli::select(project, &recorder.run().selection) {
+        Ok(k) => k,
+        Err(e) => {
+            let message = format!("its selection no longer resolves: {}", crate::run::error_chain(e.as_ref()));
+            recorder
+                .finish(Finish::Failure { category: basin_core::failure::FailureCategory::BadQuery, message })
+                .await?;
+            return Err(e);
+        }
+    };
+    let concurrency = project.config.run.effective_concurrency().max(1);
+    let report =
+        crate::run::run_recorded(project, lake, &keys, recorder, concurrency, crate::run::Verbosity::Full).await?;
+    Ok(!report.failed())
+}
+
+/// The `in_process` launcher: a queued run done by a task of the daemon itself.
+struct InProcess {
+    dir: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Materializer for InProcess {
+    async fn execute(&self, run_id: String) {
+        let outcome = match crate::cli::open(&self.dir) {
+            Ok((project, lake)) => execute(&project, &lake, &run_id).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            eprintln!("run {run_id}: {}", crate::run::error_chain(e.as_ref()));
+        }
+    }
+}
+
+fn launcher(project: &Project) -> anyhow::Result<Launcher> {
+    let logs = project.dir.join(".basin/logs");
+    Ok(match project.config.daemon.launcher.as_str() {
+        "in_process" => Launcher::InProcess(Arc::new(InProcess { dir: project.dir.clone() })),
+        "command" => Launcher::Command {
+            template: project.config.daemon.command.clone().context("`launcher = \"command\"` needs a `command`")?,
+            project: project.dir.clone(),
+            logs,
+        },
+        _ => Launcher::Subprocess {
+            program: std::env::current_exe().context("cannot find the basin executable to launch workers")?,
+            project: project.dir.clone(),
+            logs,
+        },
+    })
+}
+
+pub fn settings(project: &Project) -> anyhow::Result<Settings> {
+    let d = &project.config.daemon;
+    Ok(Settings {
+        limits: QueueLimits { max_concurrent_runs: d.max_concurrent_runs.max(1), tag_limits: d.tag_limits.clone() },
+        retry: d.retry.policy().map_err(anyhow::Error::msg)?,
+        dead_after: project.config.run.dead_after(),
+        monitor_interval: project.config.run.heartbeat_interval(),
+        run_timeout: d.run_timeout(),
+    })
+}
+
+/// `basin daemon`: tick until SIGINT or SIGTERM.
+pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
+    let store = open_store(&project).await?;
+    let schedules: Vec<Schedule> =
+        project.config.schedules.iter().map(Schedule::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+    let launcher = launcher(&project)?;
+    let settings = settings(&project)?;
+    let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone());
+    eprintln!(
+        "basin daemon {} on {}: {} schedule(s), launcher {}, up to {} run(s) at once{}",
+        daemon.id(),
+        project.dir.display(),
+        schedules.len(),
+        launcher.name(),
+        settings.limits.max_concurrent_runs,
+        if settings.limits.tag_limits.is_empty() {
+            String::new()
+        } else {
+            let limits: Vec<String> = settings.limits.tag_limits.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            format!(" ({})", limits.join(", "))
+        }
+    );
+    for s in &schedules {
+        eprintln!("  schedule {}: `{}` ({}) → {}", s.name, s.cron_text, s.timezone, s.selection);
+    }
+    daemon
+        .run_until(POLL, shutdown(), |tick| {
+            for n in &tick.notices {
+                println!("{} {n}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+            }
+        })
+        .await?;
+    eprintln!(
+        "basin daemon stopped; {} run(s) it launched are still running and will end on their own",
+        daemon.running()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

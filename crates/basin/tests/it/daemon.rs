@@ -1,0 +1,165 @@
+//! `basin daemon` with real `basin worker` child processes: queued runs launched and logged,
+//! schedules, workers SIGKILLed mid-run (failed at once, retried, completed), cancellation.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::Basin;
+
+const SLOW: &str = "SELECT COUNT(*) AS n, SUM(a.value * b.value) AS s \
+                    FROM generate_series(1, 200000) a CROSS JOIN generate_series(1, 20000) b";
+const FAST: &str = "SELECT 1 AS n";
+
+/// A background process, killed when the test ends however it ends.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn project(extra_toml: &str) -> Basin {
+    let b = Basin::empty();
+    b.write(
+        "basin.toml",
+        &format!(
+            "[project]\nname = \"t\"\n[run]\nheartbeat_interval = \"1s\"\n[daemon]\nmax_concurrent_runs = 4\n\
+             [daemon.retry]\nmax_attempts = 2\nbackoff = \"1s\"\n{extra_toml}"
+        ),
+    );
+    b.write("models/silver/slow.sql", FAST);
+    b.write("models/silver/fast.sql", FAST);
+    b
+}
+
+fn start_daemon(b: &Basin) -> Background {
+    let log = std::fs::File::create(b.path().join("daemon.out")).unwrap();
+    Background(b.command(&["daemon"]).stdout(Stdio::from(log)).stderr(Stdio::null()).spawn().unwrap())
+}
+
+fn queue(b: &Basin, selection: &str) -> String {
+    b.cmd(&["run", "--queue", selection]).success().stdout.trim().to_string()
+}
+
+/// `field` of `basin runs show ID` (the text after the label).
+fn field(b: &Basin, id: &str, label: &str) -> Option<String> {
+    let out = b.cmd(&["runs", "show", id]).success().stdout;
+    out.lines().find_map(|l| l.strip_prefix(label)).map(|v| v.trim().to_string())
+}
+
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// The run that retries run `id`, if one was queued.
+fn retry_of(b: &Basin, id: &str) -> Option<String> {
+    let out = b.cmd(&["runs", "--limit", "10"]).success().stdout;
+    let line = out.lines().skip(1).find(|l| l.contains(&format!("retry of {id}")))?;
+    line.split_whitespace().next().map(str::to_string)
+}
+
+#[test]
+fn the_daemon_launches_queued_runs_in_workers_and_logs_them() {
+    let b = project("");
+    let _daemon = start_daemon(&b);
+    let id = queue(&b, "silver.fast");
+    let took = wait_for("queued run succeeds", Duration::from_secs(60), || {
+        field(&b, &id, "status").as_deref() == Some("SUCCESS")
+    });
+    eprintln!("queued → SUCCESS in {took:?}");
+    let launcher = field(&b, &id, "launcher").unwrap();
+    assert!(launcher.starts_with("subprocess on "), "{launcher}");
+    let log = field(&b, &id, "log").expect("the worker's output is kept");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("silver.fast"), "{log}");
+    assert_eq!(b.sql("SELECT n FROM silver.fast"), ["n", "1"]);
+    let daemon_out = std::fs::read_to_string(b.path().join("daemon.out")).unwrap();
+    assert!(daemon_out.contains(&format!("run {id} launched")), "{daemon_out}");
+}
+
+#[test]
+fn schedules_queue_each_tick_once() {
+    let b = project("[[schedules]]\nname = \"every2s\"\ncron = \"*/2 * * * * *\"\nselection = \"silver.fast\"\n");
+    let daemon = start_daemon(&b);
+    std::thread::sleep(Duration::from_secs(7));
+    drop(daemon);
+    let out = b.cmd(&["runs", "--tag", "schedule=every2s", "--limit", "100"]).success().stdout;
+    let ids: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert!((2..=4).contains(&ids.len()), "one run per 2 s tick over ~7 s: {out}");
+    // Each tick was queued once: the daemon's log names each tick once.
+    let daemon_out = std::fs::read_to_string(b.path().join("daemon.out")).unwrap();
+    let mut ticks: Vec<&str> =
+        daemon_out.lines().filter_map(|l| l.split("tick ").nth(1)).filter_map(|t| t.split(' ').next()).collect();
+    let n = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), n, "{daemon_out}");
+    assert_eq!(n, ids.len(), "{daemon_out}");
+}
+
+/// The issue's reliability check: 20 workers SIGKILLed mid-run. Each killed run must reach a
+/// terminal state within two monitor intervals (2 s here), and its retry must complete.
+#[test]
+fn twenty_workers_killed_mid_run_are_failed_at_once_and_their_retries_complete() {
+    let b = project("");
+    let _daemon = start_daemon(&b);
+    let mut detections = Vec::new();
+    for _ in 0..20 {
+        b.write("models/silver/slow.sql", SLOW);
+        let id = queue(&b, "silver.slow");
+        wait_for("worker starts", Duration::from_secs(30), || field(&b, &id, "status").as_deref() == Some("STARTED"));
+        let worker = field(&b, &id, "launcher").unwrap();
+        let pid = worker.rsplit(':').next().unwrap().to_string();
+        // The retry must find the quick model; the killed attempt already read the slow one.
+        b.write("models/silver/slow.sql", FAST);
+        assert!(std::process::Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+        let killed = Instant::now();
+        wait_for("killed run fails", Duration::from_secs(2), || field(&b, &id, "status").as_deref() == Some("FAILURE"));
+        detections.push(killed.elapsed());
+        let failure = field(&b, &id, "failure").unwrap();
+        assert!(failure.starts_with("worker_died: its worker exited"), "{failure}");
+        let retry = {
+            let mut found = None;
+            wait_for("retry queued", Duration::from_secs(10), || {
+                found = retry_of(&b, &id);
+                found.is_some()
+            });
+            found.unwrap()
+        };
+        wait_for("retry succeeds", Duration::from_secs(60), || {
+            field(&b, &retry, "status").as_deref() == Some("SUCCESS")
+        });
+    }
+    detections.sort();
+    eprintln!(
+        "20 SIGKILLed workers: failed after p50 {:?}, max {:?}; 20 retries succeeded",
+        detections[10], detections[19]
+    );
+    let out = b.cmd(&["runs", "--status", "started"]).success().stdout;
+    assert!(out.trim().is_empty(), "no run left STARTED: {out}");
+}
+
+#[test]
+fn cancel_kills_a_daemon_run_and_records_it_canceled() {
+    let b = project("");
+    b.write("models/silver/slow.sql", SLOW);
+    let _daemon = start_daemon(&b);
+    let id = queue(&b, "silver.slow");
+    wait_for("worker starts", Duration::from_secs(30), || field(&b, &id, "status").as_deref() == Some("STARTED"));
+    let pid = field(&b, &id, "launcher").unwrap().rsplit(':').next().unwrap().to_string();
+    b.cmd(&["cancel", &id]).success();
+    let took =
+        wait_for("run canceled", Duration::from_secs(10), || field(&b, &id, "status").as_deref() == Some("CANCELED"));
+    eprintln!("daemon run canceled in {took:?}");
+    wait_for("worker process gone", Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(retry_of(&b, &id).is_none(), "a canceled run is not retried");
+}
