@@ -360,7 +360,7 @@ impl<'a> BronzeWriter<'a> {
         if let Some(rows) = self.source_rows {
             metadata.push(("basin.reconciliation".to_string(), json!({ "source_rows": rows })));
         }
-        CommitProperties::default().with_metadata(metadata)
+        crate::lake::commit_properties(metadata)
     }
 }
 

@@ -97,6 +97,21 @@ impl Error {
                 FailureCategory::OutOfMemory
             }
             Error::OpenLake { .. } | Error::ListLake { .. } => FailureCategory::Transient,
+            // Another writer committed to the same table first: the next attempt starts from
+            // its version.
+            Error::Delta { source, .. }
+                if matches!(
+                    source.as_ref(),
+                    deltalake::DeltaTableError::VersionAlreadyExists(_)
+                        | deltalake::DeltaTableError::Transaction {
+                            source: deltalake::kernel::transaction::TransactionError::CommitConflict(_)
+                                | deltalake::kernel::transaction::TransactionError::VersionAlreadyExists(_)
+                                | deltalake::kernel::transaction::TransactionError::MaxCommitAttempts(_)
+                        }
+                ) =>
+            {
+                FailureCategory::Transient
+            }
             Error::Delta { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
             Error::Query { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
             Error::Query { .. }

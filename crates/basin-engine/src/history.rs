@@ -55,12 +55,10 @@ pub(crate) fn commit_rows(info: &deltalake::kernel::CommitInfo) -> Option<u64> {
 /// Restore `key` to an earlier version or time, as a new commit. Returns the new version.
 pub async fn restore(lake: &Lake, key: &AssetKey, target: &AsOf, run_id: &str) -> Result<u64> {
     let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
-    let mut builder = table.restore().with_commit_properties(
-        deltalake::kernel::transaction::CommitProperties::default().with_metadata([
-            ("basin.run_id".to_string(), json!(run_id)),
-            ("basin.operation".to_string(), json!("restore")),
-        ]),
-    );
+    let mut builder = table.restore().with_commit_properties(crate::lake::commit_properties([
+        ("basin.run_id".to_string(), json!(run_id)),
+        ("basin.operation".to_string(), json!("restore")),
+    ]));
     builder = match target {
         AsOf::Version(v) => builder.with_version_to_restore(*v),
         AsOf::Timestamp(t) => builder.with_datetime_to_restore(*t),

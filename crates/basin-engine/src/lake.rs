@@ -292,3 +292,15 @@ pub(crate) fn register_provider(ctx: &SessionContext, key: &AssetKey, provider: 
     schema.register_table(key.name.clone(), provider).map_err(Error::query(format!("cannot register {key}")))?;
     Ok(())
 }
+
+/// Commit properties for every Basin write: `metadata`, and no silent rebase. Each write reads
+/// the table first (what it replaces, the keys it merges, the rows an increment must not
+/// repeat), and delta-rs's conflict check does not treat a full overwrite as having read the
+/// whole table: two replaces of an empty table would both commit and double its rows. So a
+/// write whose table moved since it read it fails (a transient failure, retried by the daemon)
+/// instead of being rebased onto the other writer's version.
+pub(crate) fn commit_properties(
+    metadata: impl IntoIterator<Item = (String, serde_json::Value)>,
+) -> deltalake::kernel::transaction::CommitProperties {
+    deltalake::kernel::transaction::CommitProperties::default().with_metadata(metadata).with_max_retries(0)
+}

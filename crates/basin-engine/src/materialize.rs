@@ -114,7 +114,7 @@ impl ModelRun {
     }
 
     fn commit_properties(&self, model: &Model, operation: &str) -> CommitProperties {
-        CommitProperties::default().with_metadata([
+        crate::lake::commit_properties([
             ("basin.run_id".to_string(), json!(self.run_id)),
             ("basin.model".to_string(), json!(model.key.to_string())),
             ("basin.sql_hash".to_string(), json!(model.sql_hash())),

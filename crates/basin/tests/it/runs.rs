@@ -198,3 +198,24 @@ fn runs_can_be_recorded_in_postgresql() {
     });
     assert!(count >= 3, "{count} materialisation events");
 }
+
+#[test]
+fn concurrent_runs_of_one_table_lose_a_commit_race_as_a_transient_failure() {
+    let b = Basin::empty();
+    b.write("models/silver/t.sql", "SELECT value AS x FROM generate_series(1, 1000)");
+    let children: Vec<Running> = (0..4)
+        .map(|_| Running(b.command(&["run"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()))
+        .collect();
+    for mut c in children {
+        c.0.wait().unwrap();
+    }
+    let out = b.cmd(&["runs"]).success().stdout;
+    let lines: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    // Delta lets one writer win each version; a loser is worth retrying, never a SQL error.
+    for l in &lines {
+        assert!(l.contains("SUCCESS") || (l.contains("FAILURE  ") && l.contains("transient: silver.t")), "{l}");
+    }
+    assert!(lines.iter().any(|l| l.contains("SUCCESS")), "{out}");
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM silver.t"), ["n", "1000"]);
+}
