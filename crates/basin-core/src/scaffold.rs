@@ -36,6 +36,36 @@ concurrency = 0
 # for three intervals (killed, out of memory, its machine lost) is marked failed as
 # `worker_died` by the next `basin runs` or daemon monitor pass, never left running.
 heartbeat_interval = "5s"
+
+[daemon]
+# `basin daemon` launches queued and scheduled runs, at most this many at once.
+max_concurrent_runs = 8
+# subprocess: each run in its own `basin worker` process (own memory, own failure domain);
+# in_process: inside the daemon; command: the template below, e.g. a container per run.
+launcher = "subprocess"
+# command = "docker run --rm -v {project}:/project basin worker -C /project --run-id {run_id}"
+# A run still going after this long is stopped and failed as `timeout`.
+# run_timeout = "6h"
+
+# At most N runs with a tag at once, e.g. four against one source database.
+[daemon.tag_limits]
+# "source=v3" = 4
+
+# A failed queued run is queued again for these failure categories, up to max_attempts in
+# all, waiting backoff before the second attempt and twice as long each time after.
+[daemon.retry]
+max_attempts = 3
+backoff = "30s"
+on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
+
+# Each tick of a schedule queues its selection once, even with several daemons; ticks missed
+# while no daemon ran are queued when one starts again.
+# [[schedules]]
+# name = "nightly"
+# cron = "0 2 * * *"            # minute hour day month weekday (a seconds field may lead)
+# timezone = "Europe/Berlin"    # IANA zone; default UTC
+# selection = "*"
+# priority = 0
 "#;
 
 /// The example models: file path and content.

@@ -81,7 +81,8 @@ async fn run_until(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, st
     while clock.now() < until {
         clock.advance(step);
         d.tick().await.unwrap();
-        for _ in 0..50 {
+        // Workers must end before the clock moves on: this test's worker does not heartbeat.
+        for _ in 0..2000 {
             if d.running() == 0 {
                 break;
             }
@@ -187,10 +188,10 @@ async fn a_worker_that_dies_is_failed_at_once_and_retried() {
     assert_eq!((failed.status, failed.failure_category), (RunStatus::Failure, Some(FailureCategory::WorkerDied)));
     assert!(failed.failure_message.unwrap().contains("exited"), "found by its exit, not by a heartbeat timeout");
     assert_eq!(clock.now(), at("2026-01-15T00:00:00Z"), "no time had to pass");
-    clock.advance(chrono::Duration::seconds(31));
+    // The retry is queued by the next tick, claimable once its 30 s backoff is over.
     d.tick().await.unwrap();
     clock.advance(chrono::Duration::seconds(31));
-    for _ in 0..100 {
+    for _ in 0..200 {
         d.tick().await.unwrap();
         let runs = store.runs(&RunFilter::default()).await.unwrap();
         if runs.iter().any(|r| r.attempt == 2 && r.status == RunStatus::Success) {
