@@ -156,9 +156,11 @@ impl Schedule {
         })
     }
 
-    /// The first tick strictly after `t`.
+    /// The first tick strictly after `t`, on a whole second.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&t.with_timezone(&self.timezone), false).ok().map(|d| d.with_timezone(&Utc))
+        // Ticks fall on whole seconds; a cursor taken from the clock may carry a fraction.
+        let whole = chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::seconds(1)).unwrap_or(t);
+        self.cron.find_next_occurrence(&whole.with_timezone(&self.timezone), false).ok().map(|d| d.with_timezone(&Utc))
     }
 
     /// The cursor in the metadata store that holds the last tick queued.
@@ -191,6 +193,8 @@ mod tests {
         assert_eq!(s.next_after(at("2026-07-10T12:00:00Z")), Some(at("2026-07-11T00:00:00Z")));
         // Strictly after: a tick is not found again from itself.
         assert_eq!(s.next_after(at("2026-01-11T01:00:00Z")), Some(at("2026-01-12T01:00:00Z")));
+        // A cursor from the clock with a fraction of a second still gives whole-second ticks.
+        assert_eq!(s.next_after(at("2026-01-11T00:59:59.75Z")), Some(at("2026-01-11T01:00:00Z")));
     }
 
     #[test]

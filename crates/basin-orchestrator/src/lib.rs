@@ -200,14 +200,15 @@ impl Daemon {
                     break;
                 };
                 let Some(due) = s.next_after(from).filter(|t| *t <= now) else { break };
+                let value = due.to_rfc3339();
                 let mut tags = s.tags.clone();
                 tags.insert("schedule".into(), s.name.clone());
+                tags.insert("tick".into(), value.clone());
                 let run = NewRun {
                     priority: s.priority,
                     tags,
                     ..NewRun::new(vec![s.selection.clone()], self.launcher.name())
                 };
-                let value = due.to_rfc3339();
                 // `None`: another daemon took it; carry on from where it left the cursor.
                 if let Some(run) = self.store.enqueue_tick(&cursor, &last, &value, run).await? {
                     tick.notices.push(format!("schedule {}: tick {value} queued run {}", s.name, run.id));
