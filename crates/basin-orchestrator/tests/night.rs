@@ -201,3 +201,66 @@ async fn a_worker_that_dies_is_failed_at_once_and_retried() {
     }
     panic!("the retry did not succeed: {:?}", store.runs(&RunFilter::default()).await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_past_their_timeout_are_stopped_and_canceled_runs_are_killed() {
+    /// Takes its run and works on it forever (heartbeats are not this test's subject).
+    struct Forever {
+        store: Arc<dyn MetaStore>,
+    }
+    #[async_trait]
+    impl Materializer for Forever {
+        async fn execute(&self, run_id: String) {
+            self.store.start_run(&run_id, "w").await.unwrap();
+            std::future::pending::<()>().await;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(at("2026-01-15T00:00:00Z"));
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let settings = Settings {
+        dead_after: Duration::from_secs(3600),
+        monitor_interval: Duration::from_secs(1),
+        run_timeout: Some(Duration::from_secs(60)),
+        ..settings()
+    };
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings,
+        Vec::new(),
+        Launcher::InProcess(Arc::new(Forever { store: store.clone() })),
+    );
+    let slow = store.create_run(basin_meta::NewRun::new(vec!["a".into()], "in_process")).await.unwrap();
+    let doomed = store.create_run(basin_meta::NewRun::new(vec!["b".into()], "in_process")).await.unwrap();
+    d.tick().await.unwrap();
+    for _ in 0..400 {
+        let runs = store.runs(&RunFilter { status: Some(RunStatus::Started), ..Default::default() }).await.unwrap();
+        if runs.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(d.running(), 2);
+    store.request_cancel(&doomed.id).await.unwrap();
+    clock.advance(chrono::Duration::seconds(2));
+    d.tick().await.unwrap();
+    let canceled = store.run(&doomed.id).await.unwrap().unwrap();
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert_eq!(d.running(), 1, "the canceled run's worker was stopped");
+
+    clock.advance(chrono::Duration::seconds(30));
+    d.tick().await.unwrap();
+    assert_eq!(store.run(&slow.id).await.unwrap().unwrap().status, RunStatus::Started, "30 s is within the timeout");
+    clock.advance(chrono::Duration::seconds(31));
+    let tick = d.tick().await.unwrap();
+    let timed_out = store.run(&slow.id).await.unwrap().unwrap();
+    assert_eq!((timed_out.status, timed_out.failure_category), (RunStatus::Failure, Some(FailureCategory::Timeout)));
+    assert_eq!(d.running(), 0);
+    assert!(tick.notices.iter().any(|n| n.contains("timeout")), "{:?}", tick.notices);
+    // A timeout is not retried by the default policy.
+    clock.advance(chrono::Duration::seconds(120));
+    d.tick().await.unwrap();
+    assert_eq!(store.runs(&RunFilter::default()).await.unwrap().len(), 2);
+}
