@@ -90,6 +90,15 @@ pub struct ModelConfig {
     pub tags: Vec<String>,
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnConfig>,
+    /// `eager`: `basin daemon` materialises the model whenever an upstream asset has a newer
+    /// materialisation than the last it reacted to (many upstream updates, one run).
+    pub automation: Option<Automation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Automation {
+    Eager,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

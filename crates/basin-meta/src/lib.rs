@@ -398,6 +398,12 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     async fn materializations(&self, asset: Option<&str>, limit: i64) -> Result<Vec<Materialization>>;
 
     async fn cursor(&self, name: &str) -> Result<Option<String>>;
+    /// Every cursor whose name starts with `prefix`, by name.
+    async fn cursors(&self, prefix: &str) -> Result<BTreeMap<String, String>>;
+    /// When each asset was last materialised, by asset.
+    async fn latest_materializations(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
+    /// Runs queued or in flight.
+    async fn active_runs(&self) -> Result<Vec<Run>>;
     /// Set a cursor only if it still holds `expected` (`None`: not set yet); `false` if another
     /// process moved it first. Schedules use it so that a tick is taken once.
     async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool>;

@@ -853,6 +853,38 @@ impl MetaStore for SqlStore {
         })
     }
 
+    async fn cursors(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
+        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        on_pool!(self, p => {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT name, value FROM cursors WHERE name LIKE $1 ESCAPE '\\'")
+                    .bind(pattern)
+                    .fetch_all(p)
+                    .await
+                    .map_err(sql("read cursors"))?;
+            Ok(rows.into_iter().collect())
+        })
+    }
+
+    async fn latest_materializations(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        on_pool!(self, p => {
+            let rows: Vec<(String, i64)> = sqlx::query_as("SELECT asset, MAX(at) FROM materializations GROUP BY asset")
+                .fetch_all(p)
+                .await
+                .map_err(sql("read materialisations"))?;
+            rows.into_iter().map(|(a, t)| Ok((a, from_micros("at", t)?))).collect()
+        })
+    }
+
+    async fn active_runs(&self) -> Result<Vec<Run>> {
+        let text =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('QUEUED', 'STARTING', 'STARTED') ORDER BY seq");
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(text)).fetch_all(p).await.map_err(sql("read active runs"))?;
+            rows.iter().map(run_from).collect()
+        })
+    }
+
     async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool> {
         let now = self.now();
         on_pool!(self, p => {

@@ -17,7 +17,7 @@
 //!    or settled;
 //! 5. queue: runs that fit the global and per-tag limits are claimed and launched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -96,6 +96,14 @@ impl Worker {
     }
 }
 
+/// An asset with `automation = "eager"` and the materialised assets it reads (views looked
+/// through).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eager {
+    pub asset: String,
+    pub upstream: Vec<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: QueueLimits,
@@ -121,6 +129,7 @@ pub struct Daemon {
     settings: Settings,
     schedules: Vec<Schedule>,
     launcher: Launcher,
+    eager: Vec<Eager>,
     workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
@@ -142,10 +151,17 @@ impl Daemon {
             settings,
             schedules,
             launcher,
+            eager: Vec::new(),
             workers: BTreeMap::new(),
             last_monitor: None,
             started_at,
         }
+    }
+
+    /// Materialise these assets when their upstream changes.
+    pub fn with_automation(mut self, eager: Vec<Eager>) -> Daemon {
+        self.eager = eager;
+        self
     }
 
     pub fn id(&self) -> &str {
@@ -162,6 +178,7 @@ impl Daemon {
         let now = self.clock.now();
         let mut tick = Tick::default();
         self.schedules(now, &mut tick).await?;
+        self.automation(&mut tick).await?;
         self.collect_exits(&mut tick).await?;
         let monitor_due = self.last_monitor.is_none_or(|t| {
             now - t >= chrono::Duration::from_std(self.settings.monitor_interval).unwrap_or(chrono::Duration::MAX)
@@ -218,6 +235,52 @@ impl Daemon {
                     Some(v) => last = v,
                     None => break,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Eager assets: queue a run of each whose upstream has a materialisation newer than both
+    /// its own last materialisation and the upstream state its last automated run was queued
+    /// for. Many upstream updates become one run; while an automated run of the asset is
+    /// queued or running, later updates wait for the next one. The cursor
+    /// `automation:<asset>` moves in the same transaction as the run is queued, so two daemons
+    /// queue it once.
+    async fn automation(&mut self, tick: &mut Tick) -> Result<()> {
+        if self.eager.is_empty() {
+            return Ok(());
+        }
+        let latest = self.store.latest_materializations().await?;
+        let handled = self.store.cursors("automation:").await?;
+        let active: BTreeSet<String> =
+            self.store.active_runs().await?.into_iter().filter_map(|r| r.tags.get("automation").cloned()).collect();
+        for e in &self.eager {
+            if active.contains(&e.asset) {
+                continue;
+            }
+            let Some((newest, by)) = e.upstream.iter().filter_map(|u| latest.get(u).map(|t| (*t, u))).max() else {
+                continue;
+            };
+            let cursor = format!("automation:{}", e.asset);
+            let seen = handled.get(&cursor).and_then(|v| DateTime::parse_from_rfc3339(v).ok()).map(|t| t.to_utc());
+            let since = seen.into_iter().chain(latest.get(&e.asset).copied()).max();
+            if since.is_some_and(|s| newest <= s) {
+                continue;
+            }
+            let expected = match handled.get(&cursor) {
+                Some(v) => v.clone(),
+                None => {
+                    // A first automated run: create the cursor empty, then move it with the run.
+                    self.store.advance_cursor(&cursor, None, "").await?;
+                    String::new()
+                }
+            };
+            let value = newest.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let mut run = NewRun::new(vec![e.asset.clone()], self.launcher.name());
+            run.tags.insert("automation".into(), e.asset.clone());
+            if let Some(queued) = self.store.enqueue_tick(&cursor, &expected, &value, run).await? {
+                tick.notices.push(format!("eager {}: {by} changed at {value}; queued run {}", e.asset, queued.id));
+                tick.queued.push(queued);
             }
         }
         Ok(())

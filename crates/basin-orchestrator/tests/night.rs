@@ -264,3 +264,101 @@ async fn runs_past_their_timeout_are_stopped_and_canceled_runs_are_killed() {
     d.tick().await.unwrap();
     assert_eq!(store.runs(&RunFilter::default()).await.unwrap().len(), 2);
 }
+
+/// A worker that "materialises" its selection: records a materialisation per asset.
+struct Builds {
+    store: Arc<dyn MetaStore>,
+    built: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Materializer for Builds {
+    async fn execute(&self, run_id: String) {
+        let run = self.store.start_run(&run_id, "w").await.unwrap();
+        for asset in &run.selection {
+            self.store.record_materialization(&materialization(&run_id, asset)).await.unwrap();
+            self.built.lock().unwrap().push(asset.clone());
+        }
+        self.store.finish_run(&run_id, &Finish::Success).await.unwrap();
+    }
+}
+
+fn materialization(run_id: &str, asset: &str) -> basin_meta::Materialization {
+    basin_meta::Materialization {
+        run_id: run_id.into(),
+        asset: asset.into(),
+        partition: None,
+        delta_version: Some(1),
+        rows: 1,
+        bytes: None,
+        duration_ms: 1,
+        sql_hash: None,
+        schema_hash: None,
+        at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_assets_follow_their_upstream_once_per_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(at("2026-01-15T02:00:00Z"));
+    let store: Arc<dyn MetaStore> =
+        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let worker = Arc::new(Builds { store: store.clone(), built: Mutex::new(Vec::new()) });
+    let eager = vec![
+        basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] },
+        basin_orchestrator::Eager { asset: "gold.c".into(), upstream: vec!["silver.b".into(), "bronze.z".into()] },
+    ];
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        Vec::new(),
+        Launcher::InProcess(worker.clone()),
+    )
+    .with_automation(eager);
+    let step = chrono::Duration::seconds(1);
+    // Nothing upstream has been materialised: nothing to do.
+    run_until(&mut d, &clock, at("2026-01-15T02:00:05Z"), step).await;
+    assert!(worker.built.lock().unwrap().is_empty());
+
+    // bronze.a lands three times before the daemon looks: one run of silver.b, then gold.c.
+    let ingest = store
+        .create_run(basin_meta::NewRun {
+            started_by: Some("cli".into()),
+            ..basin_meta::NewRun::new(vec!["source:v3".into()], "in_process")
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        clock.advance(chrono::Duration::milliseconds(10));
+        store.record_materialization(&materialization(&ingest.id, "bronze.a")).await.unwrap();
+    }
+    run_until(&mut d, &clock, at("2026-01-15T02:00:15Z"), step).await;
+    assert_eq!(*worker.built.lock().unwrap(), ["silver.b", "gold.c"]);
+    // No change upstream: no more runs.
+    run_until(&mut d, &clock, at("2026-01-15T02:00:30Z"), step).await;
+    assert_eq!(worker.built.lock().unwrap().len(), 2);
+    // gold.c's other upstream changes: only gold.c runs again.
+    clock.advance(step);
+    store.record_materialization(&materialization(&ingest.id, "bronze.z")).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-15T02:00:40Z"), step).await;
+    assert_eq!(*worker.built.lock().unwrap(), ["silver.b", "gold.c", "gold.c"]);
+    let automated = store
+        .runs(&RunFilter { tag: Some(("automation".into(), "gold.c".into())), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(automated.len(), 2);
+    // A restarted daemon does not repeat what was handled.
+    drop(d);
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        Vec::new(),
+        Launcher::InProcess(worker.clone()),
+    )
+    .with_automation(vec![basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] }]);
+    run_until(&mut d, &clock, at("2026-01-15T02:00:50Z"), step).await;
+    assert_eq!(worker.built.lock().unwrap().len(), 3);
+}

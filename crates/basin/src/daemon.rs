@@ -11,8 +11,9 @@ use anyhow::{Context, bail};
 use basin_core::Project;
 use basin_core::clock::SystemClock;
 use basin_core::daemon::Schedule;
+use basin_core::model::{Automation, Materialization};
 use basin_meta::{Finish, NewRun, QueueLimits};
-use basin_orchestrator::{Daemon, Launcher, Materializer, Settings};
+use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, Settings};
 
 use crate::record::{Recorder, open_store};
 
@@ -128,7 +129,10 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
         project.config.schedules.iter().map(Schedule::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let launcher = launcher(&project)?;
     let settings = settings(&project)?;
-    let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone());
+    let eager = eager_assets(&project);
+    let automated = eager.len();
+    let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
+        .with_automation(eager);
     eprintln!(
         "basin daemon {} on {}: {} schedule(s), launcher {}, up to {} run(s) at once{}",
         daemon.id(),
@@ -146,6 +150,9 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
     for s in &schedules {
         eprintln!("  schedule {}: `{}` ({}) → {}", s.name, s.cron_text, s.timezone, s.selection);
     }
+    if automated > 0 {
+        eprintln!("  {automated} eager asset(s), materialised when their upstream changes");
+    }
     daemon
         .run_until(POLL, shutdown(), |tick| {
             for n in &tick.notices {
@@ -158,6 +165,35 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
         daemon.running()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The project's `automation = "eager"` models, each with the materialised assets it reads:
+/// a view is looked through to what it reads, since a view has no materialisations.
+pub fn eager_assets(project: &Project) -> Vec<Eager> {
+    project
+        .models
+        .values()
+        .filter(|m| m.config.automation == Some(Automation::Eager))
+        .map(|m| {
+            let mut upstream = std::collections::BTreeSet::new();
+            let mut stack = project.graph.upstream(&m.key);
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(up) = stack.pop() {
+                if !seen.insert(up) {
+                    continue;
+                }
+                match project.models.get(up) {
+                    Some(v) if v.config.materialized == Materialization::View => {
+                        stack.extend(project.graph.upstream(up))
+                    }
+                    _ => {
+                        upstream.insert(up.to_string());
+                    }
+                }
+            }
+            Eager { asset: m.key.to_string(), upstream: upstream.into_iter().collect() }
+        })
+        .collect()
 }
 
 async fn shutdown() {

@@ -262,3 +262,39 @@ fn a_daemon_killed_and_restarted_loses_no_tick_and_launches_nothing_twice() {
     }
     eprintln!("daemon killed for 5 s: {n} consecutive 2 s ticks, each queued once");
 }
+
+#[test]
+fn an_eager_model_is_built_when_its_upstream_changes() {
+    let b = project("");
+    b.write("models/silver/orders.sql", "SELECT value AS id FROM generate_series(1, 10)");
+    b.write(
+        "models/gold/order_count.sql",
+        "/* basin\nautomation = \"eager\"\n*/\nSELECT COUNT(*) AS n FROM silver.orders",
+    );
+    let _daemon = start_daemon(&b);
+    b.cmd(&["run", "silver.orders"]).success();
+    let automated = || {
+        let out = b.cmd(&["runs", "--tag", "automation=gold.order_count"]).success().stdout;
+        out.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+    };
+    let took = wait_for("eager run succeeds", Duration::from_secs(60), || {
+        automated().first().is_some_and(|l| l.contains("SUCCESS"))
+    });
+    eprintln!("upstream committed → eager downstream built in {took:?}");
+    assert_eq!(b.sql("SELECT n FROM gold.order_count"), ["n", "10"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(automated().len(), 1, "one run per upstream change");
+    // The upstream changes again: one more run.
+    b.write("models/silver/orders.sql", "SELECT value AS id FROM generate_series(1, 25)");
+    b.cmd(&["run", "silver.orders"]).success();
+    wait_for("second eager run", Duration::from_secs(60), || {
+        let runs = automated();
+        runs.len() == 2 && runs[0].contains("SUCCESS")
+    });
+    assert_eq!(b.sql("SELECT n FROM gold.order_count"), ["n", "25"]);
+
+    // A misspelt automation is a validation error at its line.
+    b.write("models/gold/bad.sql", "/* basin\nautomation = \"eagre\"\n*/\nSELECT 1 AS x");
+    let v = b.cmd(&["validate"]);
+    assert!(!v.ok && v.stderr.contains("models/gold/bad.sql:2:"), "{}", v.stderr);
+}
