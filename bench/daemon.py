@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--launcher", default="subprocess", choices=["subprocess", "in_process"])
     ap.add_argument("--max-concurrent", type=int, default=100)
+    ap.add_argument("--one-by-one", action="store_true", help="release each run after the previous one finished")
     args = ap.parse_args()
     basin = os.environ.get("BASIN_BIN", os.path.join(os.path.dirname(__file__), "..", "target", "release", "basin"))
     basin = os.path.abspath(basin)
@@ -53,23 +54,36 @@ def main():
         try:
             time.sleep(1.5)
             db = sqlite3.connect(os.path.join(d, ".basin", "basin.db"), timeout=60)
-            now_us = int(time.time() * 1_000_000)
-            ids = [str(uuid.uuid4()) for _ in range(args.runs)]
-            with db:
-                for rid in ids:
-                    db.execute(
-                        "INSERT INTO runs (id, status, selection, tags, launcher, priority, attempt, full_refresh, "
-                        "created_at, cancel_requested, queued) VALUES (?, 'QUEUED', ?, '{}', ?, 0, 1, FALSE, ?, FALSE, TRUE)",
-                        (rid, json.dumps(["silver.noop"]), args.launcher, now_us),
-                    )
-            deadline = time.time() + 600
-            while time.time() < deadline:
-                left = db.execute(
-                    "SELECT COUNT(*) FROM runs WHERE status NOT IN ('SUCCESS', 'FAILURE', 'CANCELED')"
-                ).fetchone()[0]
-                if left == 0:
-                    break
-                time.sleep(0.2)
+            def release(n):
+                now_us = int(time.time() * 1_000_000)
+                with db:
+                    for _ in range(n):
+                        db.execute(
+                            "INSERT INTO runs (id, status, selection, tags, launcher, priority, attempt, full_refresh, "
+                            "created_at, cancel_requested, queued) "
+                            "VALUES (?, 'QUEUED', ?, '{}', ?, 0, 1, FALSE, ?, FALSE, TRUE)",
+                            (str(uuid.uuid4()), json.dumps(["silver.noop"]), args.launcher, now_us),
+                        )
+
+            def wait_all():
+                deadline = time.time() + 600
+                while time.time() < deadline:
+                    left = db.execute(
+                        "SELECT COUNT(*) FROM runs WHERE status NOT IN ('SUCCESS', 'FAILURE', 'CANCELED')"
+                    ).fetchone()[0]
+                    if left == 0:
+                        return
+                    time.sleep(0.05)
+
+            if args.one_by_one:
+                for _ in range(args.runs):
+                    release(1)
+                    wait_all()
+                    # Not in step with the daemon's 100 ms poll.
+                    time.sleep(0.137)
+            else:
+                release(args.runs)
+                wait_all()
             rows = db.execute("SELECT status, started_at - created_at, finished_at - created_at FROM runs").fetchall()
         finally:
             daemon.terminate()
@@ -77,7 +91,8 @@ def main():
     failed = [r for r in rows if r[0] != "SUCCESS"]
     started = [r[1] / 1000 for r in rows if r[1] is not None]
     finished = [r[2] / 1000 for r in rows if r[2] is not None]
-    print(f"basin daemon, launcher {args.launcher}, {args.runs} no-op runs released at once, "
+    how = "one after another" if args.one_by_one else "at once"
+    print(f"basin daemon, launcher {args.launcher}, {args.runs} no-op runs released {how}, "
           f"max_concurrent_runs {args.max_concurrent}, {os.cpu_count()} cores")
     print(f"  queued -> worker started: p50 {percentile(started, 50):.0f} ms, p99 {percentile(started, 99):.0f} ms, "
           f"max {max(started):.0f} ms")

@@ -70,10 +70,12 @@ def main():
             submit = []
             for _ in range(args.runs):
                 t = time.time()
-                subprocess.run(
+                r = subprocess.run(
                     [os.path.join(bindir, "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "noop_job"],
-                    cwd=home, env=env, check=True, capture_output=True,
+                    cwd=home, env=env, capture_output=True, text=True,
                 )
+                if r.returncode != 0:
+                    sys.exit(f"dagster job launch failed ({r.returncode}):\n{r.stderr[-3000:]}")
                 submit.append(time.time() - t)
             from dagster import DagsterInstance, DagsterRunStatus
 

@@ -365,6 +365,15 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<()> {
+        // The common case, a store already at this version, is a read: no write lock, so many
+        // workers opening the store at once do not queue behind each other.
+        match self.schema_version().await {
+            Ok(v) if v == latest() => return Ok(()),
+            Ok(v) if v > latest() => {
+                return Err(Error::NewerSchema { url: self.url.clone(), found: v, known: latest() });
+            }
+            _ => {}
+        }
         let sqlite = self.is_sqlite();
         let now = self.now();
         in_tx!(self, Some(MIGRATION_LOCK), tx => {
