@@ -119,6 +119,30 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// A pool on a SQLite file. Switching a new file to WAL takes an exclusive lock for which
+/// SQLite does not wait, so processes opening one new store at once (a daemon starting while
+/// a run is queued) may see "database is locked" here: tried again for up to the busy timeout.
+async fn connect_sqlite(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(10);
+    loop {
+        let attempt = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(SQLITE_BUSY_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Err(sqlx::Error::Database(e))
+                if e.code().is_some_and(|c| c == "5" || c == "517") && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Decoding one row into the types both backends share.
 trait Get<'r> {
     fn text(&'r self, c: &'static str) -> Result<String>;
@@ -319,14 +343,7 @@ impl SqlStore {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
-            Pool::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(SQLITE_BUSY_TIMEOUT)
-                    .connect_with(options)
-                    .await
-                    .map_err(open_err)?,
-            )
+            Pool::Sqlite(connect_sqlite(options).await.map_err(open_err)?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(open_err)?.application_name("basin-meta");
             Pool::Postgres(

@@ -495,3 +495,24 @@ async fn schedule_ticks_and_retries_are_queued_once(db: Db) {
     store.settle_failure(&other.id).await.unwrap();
     assert!(store.unretried_failures().await.unwrap().is_empty());
 }
+
+/// Processes opening one new SQLite store at once (a daemon starting while a run is queued)
+/// all get it: the WAL switch and the first migration may meet, and must wait, not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_openers_of_a_new_sqlite_store_all_succeed() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let path = dir.path().to_path_buf();
+            tasks.spawn(async move {
+                let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t0()));
+                let store = SqlStore::open("sqlite://.basin/basin.db", &path, clock).await?;
+                store.create_run(queued("x", 0, &[])).await.map(|_| ())
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
