@@ -397,39 +397,26 @@ impl Daemon {
                 std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{}.log", run.id)))?;
             Ok((Stdio::from(file.try_clone()?), Stdio::from(file)))
         };
+        // A worker process: in its own process group (a Ctrl-C meant for the daemon does not
+        // reach the workers, which finish their runs on their own), output to the run's log.
+        let child = |mut command: tokio::process::Command, logs: &PathBuf| -> std::io::Result<Worker> {
+            let (out, err) = log(logs)?;
+            let child = command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0).spawn()?;
+            Ok(Worker::Process(child))
+        };
         match &self.launcher {
             Launcher::Subprocess { program, project, logs } => {
-                let (out, err) = log(logs)?;
-                let child = tokio::process::Command::new(program)
-                    .arg("worker")
-                    .arg("--run-id")
-                    .arg(&run.id)
-                    .arg("-C")
-                    .arg(project)
-                    .stdin(Stdio::null())
-                    .stdout(out)
-                    .stderr(err)
-                    // Its own process group: a Ctrl-C meant for the daemon does not reach the
-                    // workers, which finish their runs on their own.
-                    .process_group(0)
-                    .spawn()?;
-                Ok(Worker::Process(child))
+                let mut command = tokio::process::Command::new(program);
+                command.arg("worker").arg("--run-id").arg(&run.id).arg("-C").arg(project);
+                child(command, logs)
             }
             Launcher::Command { template, project, logs } => {
-                let (out, err) = log(logs)?;
-                let command = template
+                let script = template
                     .replace("{run_id}", &shell_quote(&run.id))
                     .replace("{project}", &shell_quote(&project.display().to_string()));
-                let child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(command)
-                    .current_dir(project)
-                    .stdin(Stdio::null())
-                    .stdout(out)
-                    .stderr(err)
-                    .process_group(0)
-                    .spawn()?;
-                Ok(Worker::Process(child))
+                let mut command = tokio::process::Command::new("sh");
+                command.arg("-c").arg(script).current_dir(project);
+                child(command, logs)
             }
             Launcher::InProcess(m) => {
                 let (m, id) = (m.clone(), run.id.clone());

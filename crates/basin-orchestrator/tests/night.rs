@@ -43,6 +43,14 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
+/// A SQLite metadata store in a temporary directory, on a manual clock starting at `start`.
+async fn store_at(start: &str) -> (tempfile::TempDir, ManualClock, Arc<dyn MetaStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(at(start));
+    let store = SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap();
+    (dir, clock, Arc::new(store))
+}
+
 fn schedule(name: &str, cron: &str, selection: &str) -> Schedule {
     Schedule::parse(&ScheduleConfig {
         name: name.into(),
@@ -94,11 +102,8 @@ async fn run_until(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_night_runs_each_wave_once_in_order_and_retries_a_transient_failure() {
-    let dir = tempfile::tempdir().unwrap();
     // 00:30 in Berlin (winter: UTC+1).
-    let clock = ManualClock::new(at("2026-01-14T23:30:00Z"));
-    let store: Arc<dyn MetaStore> =
-        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let (_dir, clock, store) = store_at("2026-01-14T23:30:00Z").await;
     let worker = Arc::new(Worker {
         store: store.clone(),
         clock: clock.clone(),
@@ -164,10 +169,7 @@ async fn a_worker_that_dies_is_failed_at_once_and_retried() {
             }
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(at("2026-01-15T00:00:00Z"));
-    let store: Arc<dyn MetaStore> =
-        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let (_dir, clock, store) = store_at("2026-01-15T00:00:00Z").await;
     let mut d = Daemon::new(
         store.clone(),
         Arc::new(clock.clone()),
@@ -215,10 +217,7 @@ async fn runs_past_their_timeout_are_stopped_and_canceled_runs_are_killed() {
             std::future::pending::<()>().await;
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(at("2026-01-15T00:00:00Z"));
-    let store: Arc<dyn MetaStore> =
-        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let (_dir, clock, store) = store_at("2026-01-15T00:00:00Z").await;
     let settings = Settings {
         dead_after: Duration::from_secs(3600),
         monitor_interval: Duration::from_secs(1),
@@ -300,10 +299,7 @@ fn materialization(run_id: &str, asset: &str) -> basin_meta::Materialization {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eager_assets_follow_their_upstream_once_per_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(at("2026-01-15T02:00:00Z"));
-    let store: Arc<dyn MetaStore> =
-        Arc::new(SqlStore::open("sqlite://meta.db", dir.path(), Arc::new(clock.clone())).await.unwrap());
+    let (_dir, clock, store) = store_at("2026-01-15T02:00:00Z").await;
     let worker = Arc::new(Builds { store: store.clone(), built: Mutex::new(Vec::new()) });
     let eager = vec![
         basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] },

@@ -298,3 +298,24 @@ fn an_eager_model_is_built_when_its_upstream_changes() {
     let v = b.cmd(&["validate"]);
     assert!(!v.ok && v.stderr.contains("models/gold/bad.sql:2:"), "{}", v.stderr);
 }
+
+#[test]
+fn the_command_launcher_runs_the_template_per_run() {
+    let b = project("");
+    b.write(
+        "basin.toml",
+        &format!(
+            "[project]\nname = \"t\"\n[daemon]\nlauncher = \"command\"\n\
+             command = \"'{}' worker -C {{project}} --run-id {{run_id}} && echo done {{run_id}}\"\n",
+            crate::support::bin().display()
+        ),
+    );
+    b.cmd(&["validate"]).success();
+    let _daemon = start_daemon(&b);
+    let id = queue(&b, "silver.fast");
+    wait_for("run through the command succeeds", Duration::from_secs(60), || {
+        field(&b, &id, "status").as_deref() == Some("SUCCESS")
+    });
+    let log = std::fs::read_to_string(field(&b, &id, "log").unwrap()).unwrap();
+    assert!(log.contains(&format!("done {id}")), "the template ran with the run id: {log}");
+}
