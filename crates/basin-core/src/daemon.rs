@@ -163,6 +163,15 @@ impl Schedule {
         self.cron.find_next_occurrence(&whole.with_timezone(&self.timezone), false).ok().map(|d| d.with_timezone(&Utc))
     }
 
+    /// The latest tick at or before `t`.
+    pub fn last_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let whole = chrono::DurationRound::duration_trunc(t, chrono::TimeDelta::seconds(1)).unwrap_or(t);
+        self.cron
+            .find_previous_occurrence(&whole.with_timezone(&self.timezone), true)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    }
+
     /// The cursor in the metadata store that holds the last tick queued.
     pub fn cursor_name(&self) -> String {
         format!("schedule:{}", self.name)
@@ -195,6 +204,8 @@ mod tests {
         assert_eq!(s.next_after(at("2026-01-11T01:00:00Z")), Some(at("2026-01-12T01:00:00Z")));
         // A cursor from the clock with a fraction of a second still gives whole-second ticks.
         assert_eq!(s.next_after(at("2026-01-11T00:59:59.75Z")), Some(at("2026-01-11T01:00:00Z")));
+        assert_eq!(s.last_at_or_before(at("2026-01-11T01:00:00Z")), Some(at("2026-01-11T01:00:00Z")));
+        assert_eq!(s.last_at_or_before(at("2026-01-11T00:59:59Z")), Some(at("2026-01-10T01:00:00Z")));
     }
 
     #[test]

@@ -92,13 +92,19 @@ pub struct ModelConfig {
     pub columns: BTreeMap<String, ColumnConfig>,
     /// `eager`: `basin daemon` materialises the model whenever an upstream asset has a newer
     /// materialisation than the last it reacted to (many upstream updates, one run).
+    /// `on_cron`: once per tick of `cron`, as soon as every upstream asset has been
+    /// materialised since that tick.
     pub automation: Option<Automation>,
+    /// `on_cron`: the pattern (`"0 6 * * *"`) and its IANA time zone (default UTC).
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Automation {
     Eager,
+    OnCron,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -203,8 +203,11 @@ fn relative(dir: &Path, path: &Path) -> String {
 fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Model> {
     let parts: Vec<&str> = file.split('/').collect();
     let header = parse_header(file, &text, out);
+    // A needle may start with a newline, to find a key at the start of a line (`\ncron`, not
+    // the `cron` in `on_cron`); the location is then the key's.
     let locate = |needle: &str| {
-        let at = crate::model::header(&text).and_then(|(o, h)| h.find(needle).map(|i| o + i)).unwrap_or(0);
+        let skip = needle.len() - needle.trim_start_matches('\n').len();
+        let at = crate::model::header(&text).and_then(|(o, h)| h.find(needle).map(|i| o + i + skip)).unwrap_or(0);
         Location::at_offset(file, &text, at)
     };
 
@@ -304,6 +307,30 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
                     .with_hint("set `materialized = \"incremental\"` to MERGE on it"),
             );
         }
+        _ => {}
+    }
+    match (config.automation, &config.cron) {
+        (Some(crate::model::Automation::OnCron), None) => out.push(
+            Diagnostic::error(locate("automation"), "`automation = \"on_cron\"` needs a `cron` pattern")
+                .with_hint("e.g. cron = \"0 6 * * *\" and, optionally, timezone = \"Europe/Berlin\""),
+        ),
+        (Some(crate::model::Automation::OnCron), Some(cron)) => {
+            let as_schedule = crate::daemon::ScheduleConfig {
+                name: "on_cron".into(),
+                cron: cron.clone(),
+                timezone: config.timezone.clone(),
+                selection: String::new(),
+                priority: 0,
+                tags: BTreeMap::new(),
+            };
+            if let Err(e) = crate::daemon::Schedule::parse(&as_schedule) {
+                out.push(Diagnostic::error(locate("\ncron"), e.replace("schedule `on_cron`: ", "")));
+            }
+        }
+        (_, Some(_)) => out.push(
+            Diagnostic::error(locate("\ncron"), "`cron` is a setting of `automation = \"on_cron\"`")
+                .with_hint("set `automation = \"on_cron\"`, or remove it"),
+        ),
         _ => {}
     }
     ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })

@@ -104,6 +104,15 @@ pub struct Eager {
     pub upstream: Vec<String>,
 }
 
+/// An asset with `automation = "on_cron"`: after each tick of `schedule`, materialised once
+/// every asset in `upstream` has been materialised since that tick.
+#[derive(Debug, Clone)]
+pub struct OnCron {
+    pub asset: String,
+    pub upstream: Vec<String>,
+    pub schedule: Schedule,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: QueueLimits,
@@ -130,6 +139,7 @@ pub struct Daemon {
     schedules: Vec<Schedule>,
     launcher: Launcher,
     eager: Vec<Eager>,
+    on_cron: Vec<OnCron>,
     workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
@@ -152,6 +162,7 @@ impl Daemon {
             schedules,
             launcher,
             eager: Vec::new(),
+            on_cron: Vec::new(),
             workers: BTreeMap::new(),
             last_monitor: None,
             started_at,
@@ -161,6 +172,12 @@ impl Daemon {
     /// Materialise these assets when their upstream changes.
     pub fn with_automation(mut self, eager: Vec<Eager>) -> Daemon {
         self.eager = eager;
+        self
+    }
+
+    /// Materialise these assets once per cron tick, when their upstream has caught up.
+    pub fn with_cron_automation(mut self, on_cron: Vec<OnCron>) -> Daemon {
+        self.on_cron = on_cron;
         self
     }
 
@@ -178,7 +195,7 @@ impl Daemon {
         let now = self.clock.now();
         let mut tick = Tick::default();
         self.schedules(now, &mut tick).await?;
-        self.automation(&mut tick).await?;
+        self.automation(now, &mut tick).await?;
         self.collect_exits(&mut tick).await?;
         let monitor_due = self.last_monitor.is_none_or(|t| {
             now - t >= chrono::Duration::from_std(self.settings.monitor_interval).unwrap_or(chrono::Duration::MAX)
@@ -246,8 +263,8 @@ impl Daemon {
     /// queued or running, later updates wait for the next one. The cursor
     /// `automation:<asset>` moves in the same transaction as the run is queued, so two daemons
     /// queue it once.
-    async fn automation(&mut self, tick: &mut Tick) -> Result<()> {
-        if self.eager.is_empty() {
+    async fn automation(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
+        if self.eager.is_empty() && self.on_cron.is_empty() {
             return Ok(());
         }
         let latest = self.store.latest_materializations().await?;
@@ -280,6 +297,33 @@ impl Daemon {
             run.tags.insert("automation".into(), e.asset.clone());
             if let Some(queued) = self.store.enqueue_tick(&cursor, &expected, &value, run).await? {
                 tick.notices.push(format!("eager {}: {by} changed at {value}; queued run {}", e.asset, queued.id));
+                tick.queued.push(queued);
+            }
+        }
+        let cron_handled =
+            if self.on_cron.is_empty() { BTreeMap::new() } else { self.store.cursors("on_cron:").await? };
+        for c in &self.on_cron {
+            let Some(due) = c.schedule.last_at_or_before(now) else { continue };
+            let value = due.to_rfc3339();
+            let cursor = format!("on_cron:{}", c.asset);
+            let Some(handled) = cron_handled.get(&cursor) else {
+                // First sight: from the current tick on; a tick before the daemon knew the
+                // asset is not made up.
+                self.store.advance_cursor(&cursor, None, &value).await?;
+                continue;
+            };
+            if *handled == value || active.contains(&c.asset) {
+                continue;
+            }
+            if !c.upstream.iter().all(|u| latest.get(u).is_some_and(|t| *t >= due)) {
+                continue;
+            }
+            let mut run = NewRun::new(vec![c.asset.clone()], self.launcher.name());
+            run.tags.insert("automation".into(), c.asset.clone());
+            run.tags.insert("tick".into(), value.clone());
+            if let Some(queued) = self.store.enqueue_tick(&cursor, handled, &value, run).await? {
+                tick.notices
+                    .push(format!("on_cron {}: tick {value}, upstream updated; queued run {}", c.asset, queued.id));
                 tick.queued.push(queued);
             }
         }

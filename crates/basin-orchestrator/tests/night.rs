@@ -358,3 +358,60 @@ async fn eager_assets_follow_their_upstream_once_per_change() {
     run_until(&mut d, &clock, at("2026-01-15T02:00:50Z"), step).await;
     assert_eq!(worker.built.lock().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_cron_assets_run_once_per_tick_after_their_upstream_caught_up() {
+    let (_dir, clock, store) = store_at("2026-01-15T05:00:00Z").await;
+    let worker = Arc::new(Builds { store: store.clone(), built: Mutex::new(Vec::new()) });
+    let on_cron = basin_orchestrator::OnCron {
+        asset: "gold.daily".into(),
+        upstream: vec!["silver.b".into()],
+        schedule: Schedule::parse(&ScheduleConfig {
+            name: "gold.daily".into(),
+            cron: "0 6 * * *".into(),
+            timezone: None,
+            selection: "gold.daily".into(),
+            priority: 0,
+            tags: BTreeMap::new(),
+        })
+        .unwrap(),
+    };
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        Vec::new(),
+        Launcher::InProcess(worker.clone()),
+    )
+    .with_cron_automation(vec![on_cron]);
+    let other = store
+        .create_run(basin_meta::NewRun {
+            started_by: Some("cli".into()),
+            ..basin_meta::NewRun::new(vec!["x".into()], "in_process")
+        })
+        .await
+        .unwrap();
+    let minute = chrono::Duration::minutes(1);
+    // Upstream updated before the 06:00 tick: not enough.
+    store.record_materialization(&materialization(&other.id, "silver.b")).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-15T06:30:00Z"), minute).await;
+    assert!(worker.built.lock().unwrap().is_empty(), "silver.b has not been updated since 06:00");
+    // Updated after the tick: one run, and no more that day.
+    store.record_materialization(&materialization(&other.id, "silver.b")).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-15T09:00:00Z"), minute).await;
+    assert_eq!(*worker.built.lock().unwrap(), ["gold.daily"]);
+    store.record_materialization(&materialization(&other.id, "silver.b")).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-16T05:59:00Z"), chrono::Duration::minutes(10)).await;
+    assert_eq!(worker.built.lock().unwrap().len(), 1, "once per tick, however often upstream changes");
+    // The next day's tick, upstream updated after it: the second run.
+    run_until(&mut d, &clock, at("2026-01-16T06:05:00Z"), minute).await;
+    store.record_materialization(&materialization(&other.id, "silver.b")).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-16T06:10:00Z"), minute).await;
+    assert_eq!(worker.built.lock().unwrap().len(), 2);
+    let runs = store
+        .runs(&RunFilter { tag: Some(("automation".into(), "gold.daily".into())), ..Default::default() })
+        .await
+        .unwrap();
+    let ticks: Vec<&str> = runs.iter().map(|r| r.tags["tick"].as_str()).collect();
+    assert_eq!(ticks, ["2026-01-16T06:00:00+00:00", "2026-01-15T06:00:00+00:00"]);
+}

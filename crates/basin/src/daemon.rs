@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use basin_core::Project;
 use basin_core::clock::SystemClock;
-use basin_core::daemon::Schedule;
+use basin_core::daemon::{Schedule, ScheduleConfig};
 use basin_core::model::{Automation, Materialization};
 use basin_meta::{Finish, NewRun, QueueLimits};
-use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, Settings};
+use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, OnCron, Settings};
 
 use crate::record::{Recorder, open_store};
 
@@ -129,10 +129,27 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
         project.config.schedules.iter().map(Schedule::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let launcher = launcher(&project)?;
     let settings = settings(&project)?;
-    let eager = eager_assets(&project);
-    let automated = eager.len();
+    let eager = automated_assets(&project, Automation::Eager);
+    let on_cron: Vec<OnCron> = automated_assets(&project, Automation::OnCron)
+        .into_iter()
+        .map(|e| {
+            let model = &project.models[&basin_core::AssetKey::parse(&e.asset).expect("a model's key")];
+            let config = ScheduleConfig {
+                name: e.asset.clone(),
+                cron: model.config.cron.clone().unwrap_or_default(),
+                timezone: model.config.timezone.clone(),
+                selection: e.asset.clone(),
+                priority: 0,
+                tags: Default::default(),
+            };
+            Schedule::parse(&config).map(|schedule| OnCron { asset: e.asset, upstream: e.upstream, schedule })
+        })
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let automated = eager.len() + on_cron.len();
     let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
-        .with_automation(eager);
+        .with_automation(eager)
+        .with_cron_automation(on_cron);
     eprintln!(
         "basin daemon {} on {}: {} schedule(s), launcher {}, up to {} run(s) at once{}",
         daemon.id(),
@@ -151,7 +168,7 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
         eprintln!("  schedule {}: `{}` ({}) → {}", s.name, s.cron_text, s.timezone, s.selection);
     }
     if automated > 0 {
-        eprintln!("  {automated} eager asset(s), materialised when their upstream changes");
+        eprintln!("  {automated} automated asset(s) (eager, on_cron)");
     }
     daemon
         .run_until(POLL, shutdown(), |tick| {
@@ -167,13 +184,13 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The project's `automation = "eager"` models, each with the materialised assets it reads:
-/// a view is looked through to what it reads, since a view has no materialisations.
-pub fn eager_assets(project: &Project) -> Vec<Eager> {
+/// The project's models with `automation = kind`, each with the materialised assets it
+/// reads: a view is looked through to what it reads, since a view has no materialisations.
+pub fn automated_assets(project: &Project, kind: Automation) -> Vec<Eager> {
     project
         .models
         .values()
-        .filter(|m| m.config.automation == Some(Automation::Eager))
+        .filter(|m| m.config.automation == Some(kind))
         .map(|m| {
             let mut upstream = std::collections::BTreeSet::new();
             let mut stack = project.graph.upstream(&m.key);

@@ -293,10 +293,18 @@ fn an_eager_model_is_built_when_its_upstream_changes() {
     });
     assert_eq!(b.sql("SELECT n FROM gold.order_count"), ["n", "25"]);
 
-    // A misspelt automation is a validation error at its line.
+    // A misspelt automation, or on_cron without a valid pattern, is a validation error at its line.
     b.write("models/gold/bad.sql", "/* basin\nautomation = \"eagre\"\n*/\nSELECT 1 AS x");
     let v = b.cmd(&["validate"]);
     assert!(!v.ok && v.stderr.contains("models/gold/bad.sql:2:"), "{}", v.stderr);
+    b.write("models/gold/bad.sql", "/* basin\nautomation = \"on_cron\"\n*/\nSELECT 1 AS x");
+    let v = b.cmd(&["validate"]);
+    assert!(v.stderr.contains("bad.sql:2:1: error: `automation = \"on_cron\"` needs a `cron` pattern"), "{}", v.stderr);
+    b.write("models/gold/bad.sql", "/* basin\nautomation = \"on_cron\"\ncron = \"0 25 * * *\"\n*/\nSELECT 1 AS x");
+    let v = b.cmd(&["validate"]);
+    assert!(v.stderr.contains("bad.sql:3:1: error: invalid cron `0 25 * * *`"), "{}", v.stderr);
+    b.write("models/gold/bad.sql", "/* basin\nautomation = \"on_cron\"\ncron = \"0 6 * * *\"\n*/\nSELECT 1 AS x");
+    b.cmd(&["validate"]).success();
 }
 
 #[test]
