@@ -244,6 +244,14 @@ fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
     {
         out.push(Diagnostic::error(find(text, "run_timeout"), format!("invalid `daemon.run_timeout`: {e}")));
     }
+    if let Some(t) = &d.worker_memory_limit
+        && let Err(e) = crate::daemon::parse_size(t)
+    {
+        out.push(Diagnostic::error(
+            find(text, "worker_memory_limit"),
+            format!("invalid `daemon.worker_memory_limit`: {e}"),
+        ));
+    }
     if let Err(e) = d.retry.policy() {
         out.push(Diagnostic::error(find(text, "[daemon.retry]"), e).with_hint(format!(
             "failure categories: {}",

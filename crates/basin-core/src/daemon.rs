@@ -26,6 +26,10 @@ pub struct DaemonSection {
     pub command: Option<String>,
     /// A run still going after this long is stopped and failed as `timeout` (`"6h"`).
     pub run_timeout: Option<String>,
+    /// Memory a worker's queries may hold (`"4GiB"`, `"512MiB"`); sorts and aggregations
+    /// spill to disk near it, and a query that cannot fails as `out_of_memory` instead of the
+    /// machine's OOM killer taking the process.
+    pub worker_memory_limit: Option<String>,
     pub retry: RetrySection,
 }
 
@@ -37,6 +41,7 @@ impl Default for DaemonSection {
             launcher: "subprocess".into(),
             command: None,
             run_timeout: None,
+            worker_memory_limit: None,
             retry: RetrySection::default(),
         }
     }
@@ -44,7 +49,28 @@ impl Default for DaemonSection {
 
 pub const LAUNCHERS: [&str; 3] = ["subprocess", "in_process", "command"];
 
+/// `"4GiB"`, `"512MiB"`, `"2G"`, `"100M"`, `"64k"` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: usize = number.parse().map_err(|_| format!("`{text}` is not a size"))?;
+    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(factor).filter(|b| *b > 0).ok_or_else(|| format!("`{text}` is not a usable size"))
+}
+
 impl DaemonSection {
+    pub fn worker_memory_limit(&self) -> Option<usize> {
+        self.worker_memory_limit.as_deref().and_then(|t| parse_size(t).ok())
+    }
+
     pub fn run_timeout(&self) -> Option<Duration> {
         self.run_timeout.as_deref().and_then(|t| parse_duration(t).ok()).filter(|d| !d.is_zero())
     }
@@ -220,6 +246,14 @@ mod tests {
         };
         assert!(Schedule::parse(&config("61 * * * *", "UTC")).unwrap_err().contains("invalid cron `61 * * * *`"));
         assert!(Schedule::parse(&config("0 2 * * *", "Mars/Olympus")).unwrap_err().contains("unknown time zone"));
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4GiB"), Ok(4 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err() && parse_size("4 parsecs").is_err() && parse_size("0").is_err());
     }
 
     #[test]

@@ -46,6 +46,9 @@ launcher = "subprocess"
 # command = "docker run --rm -v {project}:/project basin worker -C /project --run-id {run_id}"
 # A run still going after this long is stopped and failed as `timeout`.
 # run_timeout = "6h"
+# Memory a worker's queries may hold: sorts and aggregations spill to disk near it, and a
+# query that cannot fit fails as `out_of_memory` rather than meeting the OOM killer.
+# worker_memory_limit = "4GiB"
 
 # At most N runs with a tag at once, e.g. four against one source database.
 [daemon.tag_limits]

@@ -96,6 +96,10 @@ impl Error {
             Error::Query { source, .. } if matches!(source.find_root(), Df::ResourcesExhausted(_)) => {
                 FailureCategory::OutOfMemory
             }
+            // deltalake hands a DataFusion error of its write plan back as text.
+            Error::Delta { source, .. } if matches!(source.as_ref(), deltalake::DeltaTableError::Generic(m) if m.starts_with("Resources exhausted")) => {
+                FailureCategory::OutOfMemory
+            }
             Error::OpenLake { .. } | Error::ListLake { .. } => FailureCategory::Transient,
             // Another writer committed to the same table first: the next attempt starts from
             // its version.

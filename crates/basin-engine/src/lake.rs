@@ -254,15 +254,31 @@ fn dir_url(url: &Url) -> Url {
 }
 
 /// The DataFusion session settings every Basin session uses.
+/// Bytes the queries of this process may hold (0: no limit); see [`set_memory_limit`].
+static MEMORY_LIMIT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Limit the memory every later session's queries may hold: sorts, joins and aggregations
+/// spill to disk near it, and a query that still cannot fit fails with "resources exhausted"
+/// (an `out_of_memory` failure) instead of the process being OOM-killed. For worker processes.
+pub fn set_memory_limit(bytes: Option<usize>) {
+    MEMORY_LIMIT.store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
 pub(crate) fn new_context() -> SessionContext {
     let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("basin", "public");
     // Delta's planner executes the write and merge nodes deltalake adds to plans.
-    let state = datafusion::execution::SessionStateBuilder::new()
+    let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
-        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
-        .build();
-    SessionContext::new_with_state(state)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new());
+    let limit = MEMORY_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+    if limit > 0
+        && let Ok(runtime) =
+            datafusion::execution::runtime_env::RuntimeEnvBuilder::new().with_memory_limit(limit, 1.0).build_arc()
+    {
+        state = state.with_runtime_env(runtime);
+    }
+    SessionContext::new_with_state(state.build())
 }
 
 /// Register `sql` (planned as `df`) as the view `key` in `ctx`.

@@ -44,6 +44,7 @@ pub async fn enqueue(
 /// `basin worker --run-id ID`: take the queued run, build its selection, end it.
 pub async fn worker(start: &Path, run_id: &str) -> anyhow::Result<ExitCode> {
     let (project, lake) = crate::cli::open(start)?;
+    basin_engine::lake::set_memory_limit(project.config.daemon.worker_memory_limit());
     Ok(if execute(&project, &lake, run_id).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

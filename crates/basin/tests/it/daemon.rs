@@ -327,3 +327,20 @@ fn the_command_launcher_runs_the_template_per_run() {
     let log = std::fs::read_to_string(field(&b, &id, "log").unwrap()).unwrap();
     assert!(log.contains(&format!("done {id}")), "the template ran with the run id: {log}");
 }
+
+#[test]
+fn a_worker_over_its_memory_limit_fails_as_out_of_memory() {
+    let b = project("");
+    let toml = std::fs::read_to_string(b.path().join("basin.toml")).unwrap();
+    b.write("basin.toml", &toml.replace("[daemon]\n", "[daemon]\nworker_memory_limit = \"1MiB\"\n"));
+    b.write(
+        "models/silver/groups.sql",
+        "SELECT value AS k, COUNT(*) AS n FROM generate_series(1, 3000000) GROUP BY value",
+    );
+    let _daemon = start_daemon(&b);
+    let id = queue(&b, "silver.groups");
+    wait_for("the run fails", Duration::from_secs(120), || field(&b, &id, "status").as_deref() == Some("FAILURE"));
+    let failure = field(&b, &id, "failure").unwrap();
+    assert!(failure.starts_with("out_of_memory: silver.groups: "), "{failure}");
+    assert!(failure.to_lowercase().contains("resources exhausted"), "{failure}");
+}
