@@ -379,9 +379,11 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// within a priority, marking them `Starting` for `claimer`. Two claimers never get the
     /// same run.
     async fn claim_queued(&self, limits: &QueueLimits, claimer: &str, max: usize) -> Result<Vec<Run>>;
-    /// Move cursor `cursor` from `expected` to `value` and queue `run`, in one transaction:
-    /// both or neither. `None` if the cursor had moved (another daemon took the tick).
-    async fn enqueue_tick(&self, cursor: &str, expected: &str, value: &str, run: NewRun) -> Result<Option<Run>>;
+    /// Move cursor `cursor` from `expected` (`None`: not set yet) to `value` and queue `run`,
+    /// in one transaction: both or neither. `None` if the cursor had moved (another daemon
+    /// took the tick).
+    async fn enqueue_tick(&self, cursor: &str, expected: Option<&str>, value: &str, run: NewRun)
+    -> Result<Option<Run>>;
     /// Queue the next attempt of failed run `parent`, not before `not_before`; once only
     /// (`None` if it was already retried, or is not a failed queued run).
     async fn retry_run(&self, parent: &str, not_before: DateTime<Utc>) -> Result<Option<Run>>;

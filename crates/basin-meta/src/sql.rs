@@ -312,6 +312,40 @@ macro_rules! insert_run {
     }};
 }
 
+/// Move cursor `$name` from `$expected` (`None`: not set yet) to `$value` on executor `$ex`;
+/// evaluates to whether it moved (it had not been moved by someone else first).
+macro_rules! move_cursor {
+    ($ex:expr, $name:expr, $expected:expr, $value:expr, $now:expr) => {{
+        let expected: Option<&str> = $expected;
+        let result =
+            match expected {
+                None => sqlx::query(
+                    "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind($name)
+                .bind($value)
+                .bind($now)
+                .execute($ex)
+                .await,
+                Some(old) => {
+                    sqlx::query("UPDATE cursors SET value = $2, updated_at = $3 WHERE name = $1 AND value = $4")
+                        .bind($name)
+                        .bind($value)
+                        .bind($now)
+                        .bind(old)
+                        .execute($ex)
+                        .await
+                }
+            };
+        result.map_err(sql("move a cursor"))?.rows_affected() == 1
+    }};
+}
+
+/// `text` as a LIKE pattern matching itself literally (with `ESCAPE '\'`).
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
 fn finish_event(finish: &Finish) -> NewEvent {
     match finish {
         Finish::Success => NewEvent::new("run_success", Level::Info, None, "run succeeded"),
@@ -460,7 +494,7 @@ impl MetaStore for SqlStore {
             clauses.push(format!("tags LIKE {} ESCAPE '\\'", param()));
             let pair = serde_json::to_string(&BTreeMap::from([(k, v)])).expect("strings serialise");
             let inner = pair.trim_start_matches('{').trim_end_matches('}');
-            texts.push(format!("%{}%", inner.replace('%', "\\%").replace('_', "\\_")));
+            texts.push(format!("%{}%", like_literal(inner)));
         }
         let since = filter.since.map(micros);
         if since.is_some() {
@@ -719,20 +753,20 @@ impl MetaStore for SqlStore {
         })
     }
 
-    async fn enqueue_tick(&self, cursor: &str, expected: &str, value: &str, run: NewRun) -> Result<Option<Run>> {
+    async fn enqueue_tick(
+        &self,
+        cursor: &str,
+        expected: Option<&str>,
+        value: &str,
+        run: NewRun,
+    ) -> Result<Option<Run>> {
         let now = self.now();
         in_tx!(self, None, tx => {
-            let moved = sqlx::query("UPDATE cursors SET value = $2, updated_at = $3 WHERE name = $1 AND value = $4")
-                .bind(cursor)
-                .bind(value)
-                .bind(now)
-                .bind(expected)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("move a cursor"))?
-                .rows_affected()
-                == 1;
-            if moved { insert_run!(tx, &run, now).map(Some) } else { Ok(None) }
+            if move_cursor!(&mut *tx, cursor, expected, value, now) {
+                insert_run!(tx, &run, now).map(Some)
+            } else {
+                Ok(None)
+            }
         })
     }
 
@@ -880,7 +914,7 @@ impl MetaStore for SqlStore {
     }
 
     async fn cursors(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
-        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = format!("{}%", like_literal(prefix));
         on_pool!(self, p => {
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT name, value FROM cursors WHERE name LIKE $1 ESCAPE '\\'")
@@ -913,26 +947,7 @@ impl MetaStore for SqlStore {
 
     async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool> {
         let now = self.now();
-        on_pool!(self, p => {
-            let result = match expected {
-                None => sqlx::query(
-                    "INSERT INTO cursors (name, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(value)
-                .bind(now)
-                .execute(p)
-                .await,
-                Some(old) => sqlx::query("UPDATE cursors SET value = $2, updated_at = $3 WHERE name = $1 AND value = $4")
-                    .bind(name)
-                    .bind(value)
-                    .bind(now)
-                    .bind(old)
-                    .execute(p)
-                    .await,
-            };
-            Ok(result.map_err(sql("move a cursor"))?.rows_affected() == 1)
-        })
+        on_pool!(self, p => Ok(move_cursor!(p, name, expected, value, now)))
     }
 
     async fn daemon_heartbeat(&self, beat: &DaemonBeat) -> Result<()> {

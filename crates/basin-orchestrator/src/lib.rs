@@ -243,26 +243,34 @@ impl Daemon {
                     tags,
                     ..NewRun::new(vec![s.selection.clone()], self.launcher.name())
                 };
-                // `None`: another daemon took it; carry on from where it left the cursor.
-                if let Some(run) = self.store.enqueue_tick(&cursor, &last, &value, run).await? {
-                    tick.notices.push(format!("schedule {}: tick {value} queued run {}", s.name, run.id));
-                    tick.queued.push(run);
-                }
-                match self.store.cursor(&cursor).await? {
-                    Some(v) => last = v,
-                    None => break,
+                match self.store.enqueue_tick(&cursor, Some(&last), &value, run).await? {
+                    Some(run) => {
+                        tick.notices.push(format!("schedule {}: tick {value} queued run {}", s.name, run.id));
+                        tick.queued.push(run);
+                        last = value;
+                    }
+                    // Another daemon took it; carry on from where it left the cursor.
+                    None => match self.store.cursor(&cursor).await? {
+                        Some(v) => last = v,
+                        None => break,
+                    },
                 }
             }
         }
         Ok(())
     }
 
-    /// Eager assets: queue a run of each whose upstream has a materialisation newer than both
-    /// its own last materialisation and the upstream state its last automated run was queued
-    /// for. Many upstream updates become one run; while an automated run of the asset is
-    /// queued or running, later updates wait for the next one. The cursor
-    /// `automation:<asset>` moves in the same transaction as the run is queued, so two daemons
+    /// Automated assets, from one read of the latest materialisations and the runs in flight.
+    /// While an automated run of an asset is queued or running, it is not queued again. Each
+    /// asset's cursor moves in the same transaction as its run is queued, so several daemons
     /// queue it once.
+    ///
+    /// Eager: queued when an upstream asset has a materialisation newer than both its own
+    /// last materialisation and the upstream state its last automated run was queued for;
+    /// many upstream updates become one run.
+    ///
+    /// On cron: queued once per tick, as soon as every upstream asset has been materialised
+    /// since that tick.
     async fn automation(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
         if self.eager.is_empty() && self.on_cron.is_empty() {
             return Ok(());
@@ -284,18 +292,11 @@ impl Daemon {
             if since.is_some_and(|s| newest <= s) {
                 continue;
             }
-            let expected = match handled.get(&cursor) {
-                Some(v) => v.clone(),
-                None => {
-                    // A first automated run: create the cursor empty, then move it with the run.
-                    self.store.advance_cursor(&cursor, None, "").await?;
-                    String::new()
-                }
-            };
             let value = newest.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let mut run = NewRun::new(vec![e.asset.clone()], self.launcher.name());
             run.tags.insert("automation".into(), e.asset.clone());
-            if let Some(queued) = self.store.enqueue_tick(&cursor, &expected, &value, run).await? {
+            let expected = handled.get(&cursor).map(String::as_str);
+            if let Some(queued) = self.store.enqueue_tick(&cursor, expected, &value, run).await? {
                 tick.notices.push(format!("eager {}: {by} changed at {value}; queued run {}", e.asset, queued.id));
                 tick.queued.push(queued);
             }
@@ -321,7 +322,7 @@ impl Daemon {
             let mut run = NewRun::new(vec![c.asset.clone()], self.launcher.name());
             run.tags.insert("automation".into(), c.asset.clone());
             run.tags.insert("tick".into(), value.clone());
-            if let Some(queued) = self.store.enqueue_tick(&cursor, handled, &value, run).await? {
+            if let Some(queued) = self.store.enqueue_tick(&cursor, Some(handled), &value, run).await? {
                 tick.notices
                     .push(format!("on_cron {}: tick {value}, upstream updated; queued run {}", c.asset, queued.id));
                 tick.queued.push(queued);

@@ -442,15 +442,21 @@ async fn schedule_ticks_and_retries_are_queued_once(db: Db) {
     let store = db.open(&clock).await;
     assert!(store.advance_cursor("schedule:n", None, "t0").await.unwrap());
     let tick = store
-        .enqueue_tick("schedule:n", "t0", "t1", queued("tag:nightly", 0, &[("schedule", "n")]))
+        .enqueue_tick("schedule:n", Some("t0"), "t1", queued("tag:nightly", 0, &[("schedule", "n")]))
         .await
         .unwrap()
         .expect("the first daemon takes the tick");
     assert_eq!((tick.status, tick.queued, tick.retried), (RunStatus::Queued, true, false));
     // A second daemon that saw the same cursor value gets nothing, and queues nothing.
-    assert!(store.enqueue_tick("schedule:n", "t0", "t1", queued("tag:nightly", 0, &[])).await.unwrap().is_none());
+    assert!(store.enqueue_tick("schedule:n", Some("t0"), "t1", queued("tag:nightly", 0, &[])).await.unwrap().is_none());
     assert_eq!(store.cursor("schedule:n").await.unwrap().as_deref(), Some("t1"));
     assert_eq!(store.runs(&RunFilter::default()).await.unwrap().len(), 1);
+    // A cursor not set yet is created with its first run, once.
+    let first = store.enqueue_tick("automation:x", None, "v1", queued("x", 0, &[])).await.unwrap();
+    assert!(first.is_some());
+    assert!(store.enqueue_tick("automation:x", None, "v1", queued("x", 0, &[])).await.unwrap().is_none());
+    assert_eq!(store.cursor("automation:x").await.unwrap().as_deref(), Some("v1"));
+    store.request_cancel(&first.unwrap().id).await.unwrap();
 
     // The run fails transiently; a retry is queued once, and not claimed before its backoff.
     let claimed = store.claim_queued(&QueueLimits::default(), "d", 1).await.unwrap();
