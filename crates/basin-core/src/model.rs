@@ -107,6 +107,22 @@ pub enum Automation {
     OnCron,
 }
 
+impl ModelConfig {
+    /// The `cron` pattern (with `timezone`) as a schedule queuing `selection`; `None` without
+    /// a pattern, `Err` naming what is wrong with it.
+    pub fn cron_schedule(&self, selection: &str) -> Option<Result<crate::daemon::Schedule, String>> {
+        let config = crate::daemon::ScheduleConfig {
+            name: selection.to_string(),
+            cron: self.cron.clone()?,
+            timezone: self.timezone.clone(),
+            selection: selection.to_string(),
+            priority: 0,
+            tags: BTreeMap::new(),
+        };
+        Some(crate::daemon::Schedule::parse(&config))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ColumnConfig {
     pub description: Option<String>,

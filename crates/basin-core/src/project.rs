@@ -309,24 +309,16 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
         }
         _ => {}
     }
-    match (config.automation, &config.cron) {
+    match (config.automation, config.cron_schedule(&format!("{schema}.{name}"))) {
         (Some(crate::model::Automation::OnCron), None) => out.push(
             Diagnostic::error(locate("automation"), "`automation = \"on_cron\"` needs a `cron` pattern")
                 .with_hint("e.g. cron = \"0 6 * * *\" and, optionally, timezone = \"Europe/Berlin\""),
         ),
-        (Some(crate::model::Automation::OnCron), Some(cron)) => {
-            let as_schedule = crate::daemon::ScheduleConfig {
-                name: "on_cron".into(),
-                cron: cron.clone(),
-                timezone: config.timezone.clone(),
-                selection: String::new(),
-                priority: 0,
-                tags: BTreeMap::new(),
-            };
-            if let Err(e) = crate::daemon::Schedule::parse(&as_schedule) {
-                out.push(Diagnostic::error(locate("\ncron"), e.replace("schedule `on_cron`: ", "")));
-            }
+        (Some(crate::model::Automation::OnCron), Some(Err(e))) => {
+            let e = e.split_once(": ").map_or(e.as_str(), |(_, rest)| rest).to_string();
+            out.push(Diagnostic::error(locate("\ncron"), e));
         }
+        (Some(crate::model::Automation::OnCron), Some(Ok(_))) => {}
         (_, Some(_)) => out.push(
             Diagnostic::error(locate("\ncron"), "`cron` is a setting of `automation = \"on_cron\"`")
                 .with_hint("set `automation = \"on_cron\"`, or remove it"),

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use basin_core::Project;
 use basin_core::clock::SystemClock;
-use basin_core::daemon::{Schedule, ScheduleConfig};
+use basin_core::daemon::Schedule;
 use basin_core::model::{Automation, Materialization};
 use basin_meta::{Finish, NewRun, QueueLimits};
 use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, OnCron, Settings};
@@ -30,10 +30,8 @@ pub async fn enqueue(
 ) -> anyhow::Result<ExitCode> {
     let mut new = NewRun { full_refresh, priority, ..NewRun::new(selection, &project.config.daemon.launcher) };
     for t in tags {
-        match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => new.tags.insert(k.to_string(), v.to_string()),
-            _ => bail!("`--tag {t}`: write key=value, e.g. --tag source=v3"),
-        };
+        let (k, v) = crate::runs::parse_tag(t)?;
+        new.tags.insert(k, v);
     }
     let run = open_store(project).await?.create_run(new).await?;
     println!("{}", run.id);
@@ -130,23 +128,18 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
         project.config.schedules.iter().map(Schedule::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let launcher = launcher(&project)?;
     let settings = settings(&project)?;
-    let eager = automated_assets(&project, Automation::Eager);
-    let on_cron: Vec<OnCron> = automated_assets(&project, Automation::OnCron)
-        .into_iter()
-        .map(|e| {
-            let model = &project.models[&basin_core::AssetKey::parse(&e.asset).expect("a model's key")];
-            let config = ScheduleConfig {
-                name: e.asset.clone(),
-                cron: model.config.cron.clone().unwrap_or_default(),
-                timezone: model.config.timezone.clone(),
-                selection: e.asset.clone(),
-                priority: 0,
-                tags: Default::default(),
-            };
-            Schedule::parse(&config).map(|schedule| OnCron { asset: e.asset, upstream: e.upstream, schedule })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+    let (mut eager, mut on_cron) = (Vec::new(), Vec::new());
+    for m in project.models.values() {
+        let (asset, upstream) = (m.key.to_string(), materialized_upstream(&project, &m.key));
+        match m.config.automation {
+            Some(Automation::Eager) => eager.push(Eager { asset, upstream }),
+            Some(Automation::OnCron) => {
+                let schedule = m.config.cron_schedule(&asset).context("on_cron without `cron`")?;
+                on_cron.push(OnCron { schedule: schedule.map_err(anyhow::Error::msg)?, asset, upstream });
+            }
+            None => {}
+        }
+    }
     let automated = eager.len() + on_cron.len();
     let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
         .with_automation(eager)
@@ -185,33 +178,24 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The project's models with `automation = kind`, each with the materialised assets it
-/// reads: a view is looked through to what it reads, since a view has no materialisations.
-pub fn automated_assets(project: &Project, kind: Automation) -> Vec<Eager> {
-    project
-        .models
-        .values()
-        .filter(|m| m.config.automation == Some(kind))
-        .map(|m| {
-            let mut upstream = std::collections::BTreeSet::new();
-            let mut stack = project.graph.upstream(&m.key);
-            let mut seen = std::collections::BTreeSet::new();
-            while let Some(up) = stack.pop() {
-                if !seen.insert(up) {
-                    continue;
-                }
-                match project.models.get(up) {
-                    Some(v) if v.config.materialized == Materialization::View => {
-                        stack.extend(project.graph.upstream(up))
-                    }
-                    _ => {
-                        upstream.insert(up.to_string());
-                    }
-                }
+/// The materialised assets `key` reads: a view is looked through to what it reads, since a
+/// view has no materialisations.
+fn materialized_upstream(project: &Project, key: &basin_core::AssetKey) -> Vec<String> {
+    let mut upstream = std::collections::BTreeSet::new();
+    let mut stack = project.graph.upstream(key);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(up) = stack.pop() {
+        if !seen.insert(up) {
+            continue;
+        }
+        match project.models.get(up) {
+            Some(v) if v.config.materialized == Materialization::View => stack.extend(project.graph.upstream(up)),
+            _ => {
+                upstream.insert(up.to_string());
             }
-            Eager { asset: m.key.to_string(), upstream: upstream.into_iter().collect() }
-        })
-        .collect()
+        }
+    }
+    upstream.into_iter().collect()
 }
 
 async fn shutdown() {

@@ -34,6 +34,20 @@ impl Connections {
     }
 }
 
+/// An ingest as the run records it, like a model's build. An increment that landed no rows
+/// commits only its watermark: that version changes no data, so it is not recorded as a
+/// materialisation (eager models downstream would rebuild for nothing).
+pub fn materialized(i: &Ingested) -> basin_engine::Materialized {
+    let changed = i.rows > 0 || i.table.mode == basin_core::source::Mode::Full;
+    basin_engine::Materialized {
+        key: i.table.key.clone(),
+        action: basin_engine::Action::Ingested { detail: describe(i) },
+        version: i.version.filter(|_| changed),
+        rows: i.rows,
+        duration: i.duration,
+    }
+}
+
 pub fn describe(i: &Ingested) -> String {
     let mode = match i.table.mode {
         basin_core::source::Mode::Full => "full snapshot".to_string(),
@@ -173,27 +187,10 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
                     bar.finish_and_clear();
                 }
                 match &r {
-                    Ok(i) => {
-                        recorder.event("asset_materialized", Level::Info, Some(&asset), describe(i)).await;
-                        recorder
-                            .materialized(&basin_meta::Materialization {
-                                run_id: run_id.clone(),
-                                asset: asset.clone(),
-                                partition: None,
-                                delta_version: i.version.map(|v| v as i64),
-                                rows: i.rows as i64,
-                                bytes: None,
-                                duration_ms: i.duration.as_millis() as i64,
-                                sql_hash: None,
-                                schema_hash: None,
-                                at: chrono::Utc::now(),
-                            })
-                            .await;
-                    }
+                    Ok(i) => crate::run::record_built(recorder, project, &materialized(i)).await,
                     Err(e) => {
-                        let category = crate::run::category_of(e);
-                        let message = format!("{category}: {}", crate::run::error_chain(e.as_ref()));
-                        recorder.event("asset_failed", Level::Error, Some(&asset), message).await;
+                        let (error, category) = (crate::run::error_chain(e.as_ref()), crate::run::category_of(e));
+                        crate::run::record_failed(recorder, &t.key, &error, category).await;
                     }
                 }
                 (t, r)
@@ -211,31 +208,22 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
             return Ok(false);
         }
     };
-    let mut failed = 0;
-    let mut first_failure = None;
+    let mut failures = Vec::new();
     for (t, r) in &results {
         match r {
             Ok(i) => {
                 println!("{:<8} {:<40} {:>9.2}s  {}", "ok", t.key.to_string(), i.duration.as_secs_f64(), describe(i))
             }
             Err(e) => {
-                failed += 1;
                 let message = crate::run::error_chain(e.as_ref());
                 println!("{:<8} {:<40} {:>10}  {message}", "FAILED", t.key.to_string(), "");
-                first_failure.get_or_insert_with(|| (crate::run::category_of(e), format!("{}: {message}", t.key)));
+                failures.push((t.key.clone(), message, crate::run::category_of(e)));
             }
         }
     }
-    println!("{} ingested, {failed} failed", results.len() - failed);
-    let finish = match first_failure {
-        None => Finish::Success,
-        Some((category, message)) => {
-            let more = if failed > 1 { format!(" (and {} more failed)", failed - 1) } else { String::new() };
-            Finish::Failure { category, message: format!("{message}{more}") }
-        }
-    };
-    recorder.finish(finish).await?;
-    Ok(failed == 0)
+    println!("{} ingested, {} failed", results.len() - failures.len(), failures.len());
+    recorder.finish(crate::run::failures_finish(&failures)).await?;
+    Ok(failures.is_empty())
 }
 
 /// `validate --connect`: connect to every source and check that each listed table exists with

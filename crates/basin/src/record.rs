@@ -40,9 +40,6 @@ impl Recorder {
         Ok(Recorder::watch(project, store, run))
     }
 
-    /// Heartbeats come from a thread of their own, with its own runtime and connection to the
-    /// store: queries that keep every worker thread of the main runtime busy must not delay
-    /// them, or a live run would be taken for dead.
     /// Take a queued run (as a daemon's worker does) and record it from here on.
     pub async fn take(project: &Project, run_id: &str) -> anyhow::Result<Recorder> {
         let store = open_store(project).await?;
@@ -54,6 +51,9 @@ impl Recorder {
         &self.run
     }
 
+    /// Heartbeats come from a thread of their own, with its own runtime and connection to the
+    /// store: queries that keep every worker thread of the main runtime busy must not delay
+    /// them, or a live run would be taken for dead.
     fn watch(project: &Project, store: Arc<dyn MetaStore>, run: Run) -> Recorder {
         let (tx, canceled) = watch::channel(false);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -56,18 +56,11 @@ impl Report {
         if self.canceled {
             return Finish::Canceled { message: "canceled while running".into() };
         }
-        match self.failures.first() {
-            Some((key, error, category)) => {
-                let more = match self.failures.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more failed)", n - 1),
-                };
-                Finish::Failure { category: *category, message: format!("{key}: {error}{more}") }
-            }
-            None if self.failed() => {
+        match failures_finish(&self.failures) {
+            Finish::Success if self.failed() => {
                 Finish::Failure { category: FailureCategory::Other, message: "some assets were skipped".into() }
             }
-            None => Finish::Success,
+            finish => finish,
         }
     }
 
@@ -223,13 +216,7 @@ pub async fn run(
                                     Err(e) => Err(e),
                                 }
                                 .map_err(|e| (error_chain(&e), e.failure_category()));
-                                registered.map(|()| Materialized {
-                                    key: table.key.clone(),
-                                    action: Action::Ingested { detail: crate::ingest::describe(&i) },
-                                    version: i.version,
-                                    rows: i.rows,
-                                    duration: i.duration,
-                                })
+                                registered.map(|()| crate::ingest::materialized(&i))
                             }
                             Err(e) => Err((error_chain(e.as_ref()), category_of(&e))),
                         };
@@ -284,7 +271,7 @@ pub async fn run(
             }
             Err((e, category)) => {
                 say(format!("  FAIL   {key}: {e}"));
-                recorder.event("asset_failed", Level::Error, Some(&key.to_string()), format!("{category}: {e}")).await;
+                record_failed(recorder, &key, &e, category).await;
                 failures.push((key.clone(), e.clone(), category));
                 outcomes.insert(key, Outcome::Failed(e));
             }
@@ -348,8 +335,24 @@ async fn refresh_views_over(
     }
 }
 
+/// How a run with these failures (in the order they happened) ends: as its first, or done.
+pub fn failures_finish(failures: &[(AssetKey, String, FailureCategory)]) -> Finish {
+    match failures {
+        [] => Finish::Success,
+        [(key, error, category), rest @ ..] => {
+            let more = if rest.is_empty() { String::new() } else { format!(" (and {} more failed)", rest.len()) };
+            Finish::Failure { category: *category, message: format!("{key}: {error}{more}") }
+        }
+    }
+}
+
+/// The run's record of an asset that failed.
+pub async fn record_failed(recorder: &Recorder, key: &AssetKey, error: &str, category: FailureCategory) {
+    recorder.event("asset_failed", Level::Error, Some(&key.to_string()), format!("{category}: {error}")).await;
+}
+
 /// The run's record of a built asset: an event, and a materialisation when it committed.
-async fn record_built(recorder: &Recorder, project: &Project, m: &Materialized) {
+pub async fn record_built(recorder: &Recorder, project: &Project, m: &Materialized) {
     let asset = m.key.to_string();
     recorder.event("asset_materialized", Level::Info, Some(&asset), describe(m)).await;
     if m.version.is_some() {

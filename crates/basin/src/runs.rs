@@ -21,16 +21,19 @@ pub fn filter(
 ) -> anyhow::Result<RunFilter> {
     let status = status.map(|s| s.parse::<RunStatus>()).transpose().map_err(anyhow::Error::msg)?;
     let since = since.map(|s| parse_since(&s, Utc::now())).transpose()?;
-    let tag = tag
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => bail!("`--tag {t}`: write key=value, e.g. --tag source=v3"),
-        })
-        .transpose()?;
+    let tag = tag.as_deref().map(parse_tag).transpose()?;
     if limit < 1 {
         bail!("`--limit` must be at least 1");
     }
     Ok(RunFilter { status, asset: asset.map(|a| a.to_lowercase()), since, tag, limit: Some(limit) })
+}
+
+/// A `--tag key=value` argument.
+pub fn parse_tag(text: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("`--tag {text}`: write key=value, e.g. --tag source=v3"),
+    }
 }
 
 /// `2h` / `1d` back from `now`, a date (`2026-11-23`, midnight UTC) or an RFC 3339 time.

@@ -105,6 +105,25 @@ async fn run_ingests_then_builds_and_increments_never_duplicate() {
         b.sql("SELECT * FROM bronze_current.v3__customer ORDER BY id"),
         vec!["id,name,created", "1,Acme,2024-01-01", "2,Globex,", "3,Initech,2024-02-02"]
     );
+
+    // An increment with nothing new commits only its watermark: no materialisation is
+    // recorded for it (it would set eager models downstream off for nothing). The `ingest v3`
+    // above was such an increment for the invoices.
+    let materialisations = || async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", b.path().join(".basin/basin.db").display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM materializations WHERE asset = 'bronze.v3__invoice'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        n
+    };
+    let before = materialisations().await;
+    assert_eq!(before, 2, "the first run and the increment with rows");
+    let again = b.cmd(&["ingest", "v3.invoice"]).success();
+    assert!(again.stdout.contains("0 rows landed"), "{}", again.stdout);
+    assert_eq!(materialisations().await, before);
 }
 
 #[tokio::test]
