@@ -704,6 +704,21 @@ impl MetaStore for SqlStore {
             return Ok(Vec::new());
         }
         let now = self.now();
+        // A daemon asks many times a second; with nothing claimable a read answers, without the
+        // write lock that every worker's events would otherwise queue behind.
+        let claimable: Option<i64> = on_pool!(self, p => {
+            sqlx::query_scalar(
+                "SELECT seq FROM runs WHERE status = 'QUEUED' AND NOT cancel_requested \
+                 AND (not_before IS NULL OR not_before <= $1) LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(p)
+            .await
+            .map_err(sql("read the queue"))?
+        });
+        if claimable.is_none() {
+            return Ok(Vec::new());
+        }
         let queued_text = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' AND NOT cancel_requested \
              AND (not_before IS NULL OR not_before <= $1) ORDER BY priority DESC, seq ASC"
