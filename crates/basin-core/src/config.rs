@@ -26,6 +26,8 @@ pub struct ProjectConfig {
     pub daemon: DaemonSection,
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
+    #[serde(default)]
+    pub sensors: Vec<crate::daemon::SensorConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +169,9 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["run"] => fields_of::<RunSection>(),
         ["daemon"] => fields_of::<DaemonSection>(),
         ["daemon", "retry"] => fields_of::<RetrySection>(),
+        ["daemon", "tag_retry", _] => fields_of::<crate::daemon::RetryOverride>(),
         ["schedules"] => fields_of::<ScheduleConfig>(),
+        ["sensors"] => fields_of::<crate::daemon::SensorConfig>(),
         _ => return None,
     })
 }
@@ -258,6 +262,11 @@ fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
             crate::failure::FailureCategory::ALL.map(|c| c.as_str()).join(", ")
         )));
     }
+    if d.retry.policy().is_ok()
+        && let Err(e) = d.retry_policies([])
+    {
+        out.push(Diagnostic::error(find(text, "tag_retry"), e));
+    }
     let mut names = std::collections::BTreeSet::new();
     for s in &config.schedules {
         let at = find(text, &format!("\"{}\"", s.name));
@@ -268,6 +277,19 @@ fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
         }
         if !names.insert(s.name.as_str()) {
             out.push(Diagnostic::error(at, format!("two schedules are named `{}`", s.name)));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for s in &config.sensors {
+        let at = find(text, &format!("\"{}\"", s.name));
+        if s.name.trim().is_empty() {
+            out.push(Diagnostic::error(at.clone(), "a sensor needs a `name`"));
+        }
+        if let Err(e) = s.interval() {
+            out.push(Diagnostic::error(at.clone(), e).with_hint("e.g. interval = \"30s\" or \"5m\""));
+        }
+        if !names.insert(s.name.as_str()) {
+            out.push(Diagnostic::error(at, format!("two sensors are named `{}`", s.name)));
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct DaemonSection {
     /// machine's OOM killer taking the process.
     pub worker_memory_limit: Option<String>,
     pub retry: RetrySection,
+    /// `[daemon.tag_retry."source=v3"]`: the retry policy of runs with that tag; what it
+    /// leaves out is taken from `[daemon.retry]`.
+    pub tag_retry: BTreeMap<String, RetryOverride>,
 }
 
 impl Default for DaemonSection {
@@ -43,6 +46,7 @@ impl Default for DaemonSection {
             run_timeout: None,
             worker_memory_limit: None,
             retry: RetrySection::default(),
+            tag_retry: BTreeMap::new(),
         }
     }
 }
@@ -69,6 +73,27 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 impl DaemonSection {
     pub fn worker_memory_limit(&self) -> Option<usize> {
         self.worker_memory_limit.as_deref().and_then(|t| parse_size(t).ok())
+    }
+
+    /// The project's retry policies, with `assets` (an asset's key and its `[retry]`) over
+    /// the daemon's.
+    pub fn retry_policies<'a>(
+        &self,
+        assets: impl IntoIterator<Item = (String, &'a RetryOverride)>,
+    ) -> Result<RetryPolicies, String> {
+        let mut tags = Vec::new();
+        for (tag, o) in &self.tag_retry {
+            let pair = split_tag(tag)
+                .ok_or_else(|| format!("`daemon.tag_retry.\"{tag}\"`: a tag is `key=value`, e.g. \"source=v3\""))?;
+            let policy = self.retry.overridden(o).policy().map_err(|e| format!("`daemon.tag_retry.\"{tag}\"`: {e}"))?;
+            tags.push((pair, policy));
+        }
+        let mut by_asset = BTreeMap::new();
+        for (asset, o) in assets {
+            let policy = self.retry.overridden(o).policy().map_err(|e| format!("{asset} `[retry]`: {e}"))?;
+            by_asset.insert(asset, policy);
+        }
+        Ok(RetryPolicies { default: self.retry.policy()?, tags, assets: by_asset })
     }
 
     pub fn run_timeout(&self) -> Option<Duration> {
@@ -132,6 +157,64 @@ impl RetrySection {
     }
 }
 
+/// A retry policy for some runs (a tag's, an asset's) over `[daemon.retry]`: a field left
+/// out is taken from there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RetryOverride {
+    pub max_attempts: Option<u32>,
+    pub backoff: Option<String>,
+    pub on: Option<Vec<String>>,
+}
+
+impl RetrySection {
+    /// This section with `o`'s fields in place of its own.
+    pub fn overridden(&self, o: &RetryOverride) -> RetrySection {
+        RetrySection {
+            max_attempts: o.max_attempts.unwrap_or(self.max_attempts),
+            backoff: o.backoff.clone().unwrap_or_else(|| self.backoff.clone()),
+            on: o.on.clone().unwrap_or_else(|| self.on.clone()),
+        }
+    }
+}
+
+/// Every retry policy of a project: per asset (a model's `[retry]`), per run tag
+/// (`[daemon.tag_retry]`), and the default (`[daemon.retry]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicies {
+    pub default: RetryPolicy,
+    /// In the order of the config; the first tag a run carries wins.
+    pub tags: Vec<((String, String), RetryPolicy)>,
+    pub assets: BTreeMap<String, RetryPolicy>,
+}
+
+impl RetryPolicies {
+    pub fn uniform(default: RetryPolicy) -> RetryPolicies {
+        RetryPolicies { default, tags: Vec::new(), assets: BTreeMap::new() }
+    }
+
+    /// The policy for a failed run: that of the first failed asset with its own, else that of
+    /// the first of the run's tags with one, else the default. (A run that failed as a whole,
+    /// such as a dead worker, has no failed asset.)
+    pub fn for_run<'a>(
+        &self,
+        tags: &BTreeMap<String, String>,
+        failed_assets: impl IntoIterator<Item = &'a str>,
+    ) -> &RetryPolicy {
+        failed_assets
+            .into_iter()
+            .find_map(|a| self.assets.get(a))
+            .or_else(|| self.tags.iter().find(|((k, v), _)| tags.get(k) == Some(v)).map(|(_, p)| p))
+            .unwrap_or(&self.default)
+    }
+}
+
+/// `key=value` of a tag limit or tag policy.
+pub fn split_tag(text: &str) -> Option<(String, String)> {
+    let (k, v) = text.split_once('=')?;
+    let (k, v) = (k.trim(), v.trim());
+    (!k.is_empty() && !v.is_empty()).then(|| (k.to_string(), v.to_string()))
+}
+
 /// A `[[schedules]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScheduleConfig {
@@ -147,6 +230,39 @@ pub struct ScheduleConfig {
     pub priority: i64,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+}
+
+/// A `[[sensors]]` entry: watch a source and queue its changed tables' bronze assets. A
+/// files source is watched for new files; a database source for each incremental table's
+/// `MAX(cursor)` and each full table's `COUNT(*)`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SensorConfig {
+    pub name: String,
+    pub source: String,
+    /// Default: every table of the source.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// How often to look (default 30s).
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+pub const DEFAULT_SENSOR_INTERVAL: Duration = Duration::from_secs(30);
+
+impl SensorConfig {
+    pub fn interval(&self) -> Result<Duration, String> {
+        match &self.interval {
+            None => Ok(DEFAULT_SENSOR_INTERVAL),
+            Some(t) => match parse_duration(t) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(format!("sensor `{}`: `interval` must be more than 0", self.name)),
+                Err(e) => Err(format!("sensor `{}`: invalid `interval`: {e}", self.name)),
+            },
+        }
+    }
 }
 
 /// A checked schedule.
@@ -266,5 +382,32 @@ mod tests {
         assert_eq!(p.next(1, FailureCategory::Auth), None);
         let bad = RetrySection { on: vec!["flaky".into()], ..Default::default() };
         assert!(bad.policy().unwrap_err().contains("unknown failure category `flaky`"));
+    }
+
+    #[test]
+    fn overrides_take_what_they_leave_out_from_the_daemon() {
+        let d = DaemonSection {
+            retry: RetrySection { max_attempts: 2, backoff: "10s".into(), ..Default::default() },
+            tag_retry: BTreeMap::from([(
+                "kind=backfill".to_string(),
+                RetryOverride { max_attempts: Some(5), ..Default::default() },
+            )]),
+            ..Default::default()
+        };
+        let asset = RetryOverride { on: Some(vec!["bad_query".into()]), ..Default::default() };
+        let p = d.retry_policies([("silver.x".to_string(), &asset)]).unwrap();
+        let backfill = BTreeMap::from([("kind".to_string(), "backfill".to_string())]);
+        let tagged = p.for_run(&backfill, []);
+        assert_eq!((tagged.max_attempts, tagged.backoff), (5, Duration::from_secs(10)));
+        let by_asset = p.for_run(&backfill, ["silver.y", "silver.x"]);
+        assert_eq!((by_asset.max_attempts, by_asset.on.as_slice()), (2, &[FailureCategory::BadQuery][..]));
+        assert_eq!(p.for_run(&BTreeMap::new(), ["silver.y"]), &p.default);
+        let bad = DaemonSection {
+            tag_retry: BTreeMap::from([("backfill".to_string(), RetryOverride::default())]),
+            ..Default::default()
+        };
+        assert!(bad.retry_policies([]).unwrap_err().contains("a tag is `key=value`"));
+        let wrong = RetryOverride { on: Some(vec!["sometimes".into()]), ..Default::default() };
+        assert!(d.retry_policies([("silver.x".to_string(), &wrong)]).unwrap_err().contains("silver.x `[retry]`"));
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod failure;
 pub mod graph;
 pub mod model;
+pub mod partition;
 pub mod project;
 pub mod scaffold;
 pub mod selection;

@@ -80,6 +80,11 @@ pub struct ModelConfig {
     /// present in the new data are replaced.
     #[serde(default)]
     pub partition_by: Columns,
+    /// `daily`: the model is built a day, or a range of days, at a time (`basin run
+    /// --partition`, `basin backfill`; yesterday when none is given). Its SQL reads the range
+    /// from `$partition_start` and `$partition_end` (the day after the last), and each build
+    /// replaces exactly its days of the `partition_by` column, a DATE.
+    pub partitions: Option<Partitioning>,
     /// Overrides the schema taken from the model's folder.
     pub schema: Option<String>,
     /// Overrides the name taken from the file name.
@@ -98,6 +103,15 @@ pub struct ModelConfig {
     /// `on_cron`: the pattern (`"0 6 * * *"`) and its IANA time zone (default UTC).
     pub cron: Option<String>,
     pub timezone: Option<String>,
+    /// The daemon's retry policy when this asset fails (`[retry] max_attempts = 5`); what it
+    /// leaves out is taken from `[daemon.retry]`.
+    pub retry: Option<crate::daemon::RetryOverride>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Partitioning {
+    Daily,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -134,6 +148,7 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
     match path {
         [] => Some(fields_of::<ModelConfig>()),
         [c, _] if c == "columns" => Some(fields_of::<ColumnConfig>()),
+        [r] if r == "retry" => Some(fields_of::<crate::daemon::RetryOverride>()),
         _ => None,
     }
 }

@@ -123,6 +123,32 @@ impl Project {
                 );
             }
         }
+        for sensor in &config.sensors {
+            let at = |needle: &str| Location::at_offset(PROJECT_FILE, &text, text.find(needle).unwrap_or(0));
+            let Some(source) = sources.get(&sensor.source) else {
+                let names: Vec<&str> = sources.keys().map(String::as_str).collect();
+                problems.push(
+                    Diagnostic::error(
+                        at(&format!("\"{}\"", sensor.source)),
+                        format!("sensor `{}`: no source `{}`", sensor.name, sensor.source),
+                    )
+                    .with_hint(format!("sources: {}", if names.is_empty() { "none".into() } else { names.join(", ") })),
+                );
+                continue;
+            };
+            for t in &sensor.tables {
+                let known = source.tables.iter().any(|x| x.name.eq_ignore_ascii_case(t)) || source.discovers(t);
+                if !known {
+                    problems.push(
+                        Diagnostic::error(
+                            at(&format!("\"{t}\"")),
+                            format!("sensor `{}`: source `{}` has no table `{t}`", sensor.name, sensor.source),
+                        )
+                        .with_hint(format!("list it in {} `[[tables]]`", source.file)),
+                    );
+                }
+            }
+        }
         for cycle in graph.cycles() {
             let path: Vec<String> = cycle.iter().map(|k| k.to_string()).collect();
             // Point at the reference that closes the loop: where the first model reads the next.
@@ -169,6 +195,7 @@ impl ProjectConfig {
             run: Default::default(),
             daemon: Default::default(),
             schedules: Vec::new(),
+            sensors: Vec::new(),
         }
     }
 }
@@ -324,6 +351,44 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
                 .with_hint("set `automation = \"on_cron\"`, or remove it"),
         ),
         _ => {}
+    }
+    let placeholders = crate::partition::placeholders(&text);
+    match (config.partitions, placeholders.first()) {
+        (None, Some(p)) => out.push(
+            Diagnostic::error(
+                Location::at_offset(file, &text, text.find(p.as_str()).unwrap_or(0)),
+                format!("`{p}` is set only in a model with `partitions = \"daily\"`"),
+            )
+            .with_hint("add `partitions = \"daily\"` and `partition_by = [\"<a DATE column>\"]`"),
+        ),
+        (Some(_), _) if config.materialized != Materialization::Incremental || !config.unique_key.0.is_empty() => out
+            .push(
+                Diagnostic::error(
+                    locate("partitions"),
+                    "a daily-partitioned model is `materialized = \"incremental\"` without `unique_key`",
+                )
+                .with_hint("each build replaces its days; set `materialized = \"incremental\"`"),
+            ),
+        (Some(_), _) if config.partition_by.0.len() != 1 => out.push(
+            Diagnostic::error(locate("partitions"), "a daily-partitioned model needs one `partition_by` column")
+                .with_hint("e.g. partition_by = [\"invoice_date\"], a DATE column of the query"),
+        ),
+        (Some(_), None) => out.push(
+            Diagnostic::warning(
+                locate("partitions"),
+                "the query does not read `$partition_start`/`$partition_end`: every build reads all its input",
+            )
+            .with_hint("filter the input, e.g. WHERE day >= $partition_start AND day < $partition_end"),
+        ),
+        _ => {}
+    }
+    if let Some(retry) = &config.retry
+        && let Err(e) = crate::daemon::RetrySection::default().overridden(retry).policy()
+    {
+        out.push(Diagnostic::error(locate("\n[retry]"), e.replace("daemon.retry.", "retry.")).with_hint(format!(
+            "failure categories: {}",
+            crate::failure::FailureCategory::ALL.map(|c| c.as_str()).join(", ")
+        )));
     }
     ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })
 }

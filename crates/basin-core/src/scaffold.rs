@@ -61,6 +61,12 @@ max_attempts = 3
 backoff = "30s"
 on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
 
+# Runs with a tag retry by their own policy; what it leaves out comes from [daemon.retry].
+# (A model's own `[retry]` table in its header wins over both when that model failed.)
+# [daemon.tag_retry."source=v3"]
+# max_attempts = 5
+# backoff = "1m"
+
 # Each tick of a schedule queues its selection once, even with several daemons; ticks missed
 # while no daemon ran are queued when one starts again.
 # [[schedules]]
@@ -69,6 +75,15 @@ on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
 # timezone = "Europe/Berlin"    # IANA zone; default UTC
 # selection = "*"
 # priority = 0
+
+# A sensor queues an ingest of the tables of a source that changed: new files in a files
+# source; a higher MAX(cursor) (incremental tables) or another COUNT(*) (full tables) in a
+# database. Eager models downstream follow.
+# [[sensors]]
+# name = "billing"
+# source = "v3"
+# tables = ["invoice"]          # default: every table of the source
+# interval = "30s"
 "#;
 
 /// The example models: file path and content.

@@ -49,6 +49,8 @@ pub enum Error {
     #[error("column `{column}` named in `{setting}` of {table} is not in the model's result")]
     MissingColumn { table: AssetKey, setting: &'static str, column: String },
 
+    #[error("daily-partitioned model {table}: {problem}")]
+    Partition { table: AssetKey, problem: String },
     #[error("scd2 model {table}: {problem}")]
     Scd2 { table: AssetKey, problem: String },
 
@@ -123,6 +125,7 @@ impl Error {
             | Error::IncompatibleSchema { .. }
             | Error::MissingColumn { .. }
             | Error::Scd2 { .. }
+            | Error::Partition { .. }
             | Error::InvalidAsOf(_) => FailureCategory::BadQuery,
             Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
                 FailureCategory::BadQuery
@@ -152,6 +155,7 @@ impl Error {
             Error::IncompatibleSchema { .. }
             | Error::MissingColumn { .. }
             | Error::Scd2 { .. }
+            | Error::Partition { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
             Error::BronzeImmutable { .. } | Error::Reconciliation { .. } => ErrorKind::Conflict,

@@ -3,7 +3,8 @@
 //! - `view`: nothing is written; the query is registered and evaluated when read;
 //! - `incremental`: MERGE on `unique_key`, or replace exactly the partitions present in the
 //!   new data. A column added to the query is added to the table; a type the table cannot take
-//!   in place fails with a hint to `--full-refresh`.
+//!   in place fails with a hint to `--full-refresh`. A daily-partitioned model (`partitions =
+//!   "daily"`) replaces exactly the days it builds, whatever `--full-refresh` says.
 //! - `scd2`: type-2 history on a business key, with `valid_from`, `valid_to`, `is_current`
 //!   (see [`ModelRun::scd2`]). `--full-refresh` keeps the history: it cannot be rebuilt.
 //!
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use basin_core::AssetKey;
 use basin_core::model::{Materialization, Model};
+use basin_core::partition::DayRange;
+use chrono::Utc;
 use datafusion::arrow::array::Array;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, col, lit};
@@ -40,6 +43,8 @@ pub enum Action {
     Merged { inserted: u64, updated: u64 },
     /// These partitions were replaced.
     ReplacedPartitions { partitions: usize },
+    /// A daily-partitioned model's days were replaced.
+    ReplacedDays { range: String },
     /// The new data was empty; nothing was committed.
     NoNewData,
     /// A view was registered; no data written.
@@ -59,12 +64,14 @@ pub struct Materialized {
     pub duration: Duration,
 }
 
-/// One run's materialisations: the run id stamped on every commit, and whether incremental
-/// models are rebuilt from scratch.
+/// One run's materialisations: the run id stamped on every commit, whether incremental
+/// models are rebuilt from scratch, and the days daily-partitioned models build (yesterday
+/// when `None`).
 #[derive(Debug, Clone)]
 pub struct ModelRun {
     pub run_id: String,
     pub full_refresh: bool,
+    pub partition: Option<DayRange>,
 }
 
 impl ModelRun {
@@ -73,10 +80,27 @@ impl ModelRun {
     pub async fn materialize(&self, lake: &Lake, ctx: &SessionContext, model: &Model) -> Result<Materialized> {
         let start = Instant::now();
         let key = &model.key;
-        let df =
-            ctx.sql(model.sql()).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
+        let range = model.config.partitions.map(|_| self.partition.unwrap_or_else(|| DayRange::yesterday(Utc::now())));
+        let sql = match &range {
+            Some(r) => basin_core::partition::bind(model.sql(), r)
+                .map_err(|problem| Error::Partition { table: key.clone(), problem })?,
+            None => model.sql().to_string(),
+        };
+        let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
+        if let Some(range) = range {
+            let (table, action) = self.replace_days(lake, ctx, model, df, range).await?;
+            let rows = last_commit_rows(&table).await;
+            lake.register_table(ctx, key, &table).await?;
+            return Ok(Materialized {
+                key: key.clone(),
+                action,
+                version: table.version(),
+                rows,
+                duration: start.elapsed(),
+            });
+        }
 
         if model.config.materialized == Materialization::View {
             crate::lake::register_view(ctx, key, df, model.sql())?;
@@ -114,13 +138,22 @@ impl ModelRun {
     }
 
     fn commit_properties(&self, model: &Model, operation: &str) -> CommitProperties {
-        crate::lake::commit_properties([
+        self.commit_properties_with(model, operation, [])
+    }
+
+    fn commit_properties_with(
+        &self,
+        model: &Model,
+        operation: &str,
+        extra: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> CommitProperties {
+        crate::lake::commit_properties(extra.into_iter().chain([
             ("basin.run_id".to_string(), json!(self.run_id)),
             ("basin.model".to_string(), json!(model.key.to_string())),
             ("basin.sql_hash".to_string(), json!(model.sql_hash())),
             ("basin.materialization".to_string(), json!(model.config.materialized.as_str())),
             ("basin.operation".to_string(), json!(operation)),
-        ])
+        ]))
     }
 
     /// Replace the whole table (or create it) in one commit.
@@ -356,6 +389,65 @@ impl ModelRun {
             table,
             if action == Action::Created { action } else { Action::Merged { inserted: opened, updated: closed } },
         ))
+    }
+
+    /// A daily-partitioned build: the rows of `range` replace that range of days, in one
+    /// commit (a day without rows is emptied); rows outside it are not this build's and are
+    /// left out.
+    async fn replace_days(
+        &self,
+        lake: &Lake,
+        ctx: &SessionContext,
+        model: &Model,
+        df: DataFrame,
+        range: DayRange,
+    ) -> Result<(DeltaTable, Action)> {
+        let key = &model.key;
+        let column = &model.config.partition_by.0[0];
+        let field = df.schema().field_with_unqualified_name(column).map_err(Error::query(format!("{key}")))?;
+        if field.data_type() != &datafusion::arrow::datatypes::DataType::Date32 {
+            return Err(Error::Partition {
+                table: key.clone(),
+                problem: format!(
+                    "its partition column `{column}` is {}, not DATE; select it as CAST(… AS DATE) AS {column}",
+                    field.data_type()
+                ),
+            });
+        }
+        let day =
+            |d: chrono::NaiveDate| lit(ScalarValue::Date32(Some((d - chrono::NaiveDate::default()).num_days() as i32)));
+        let within = col(quote(column)).gt_eq(day(range.first)).and(col(quote(column)).lt(day(range.end())));
+        let df = df.filter(within.clone()).map_err(Error::query(format!("cannot filter {key} to {range}")))?;
+        let Some(table) = lake.table(key).await? else {
+            let (table, _) = self.replace(lake, ctx, model, df, None).await?;
+            return Ok((table, Action::ReplacedDays { range: range.to_string() }));
+        };
+        let existing_partitions =
+            table.snapshot().map_err(Error::delta(key, "load"))?.metadata().partition_columns().to_vec();
+        if existing_partitions != model.config.partition_by.0 {
+            return Err(Error::IncompatibleSchema {
+                table: key.clone(),
+                column: column.clone(),
+                existing: format!("partitioned by [{}]", existing_partitions.join(", ")),
+                new: format!("partitioned by [{column}]"),
+            });
+        }
+        let df = conform(key, df, &table)?;
+        let table = table
+            .write(Vec::new())
+            .with_input_plan(df.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(within)
+            .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_commit_properties(self.commit_properties_with(
+                model,
+                "replace_days",
+                [("basin.partition".to_string(), json!(range.to_string()))],
+            ))
+            .await
+            .map_err(Error::delta(key, "write"))?;
+        Ok((table, Action::ReplacedDays { range: range.to_string() }))
     }
 
     /// Replace exactly the partitions present in the new data, in one commit.

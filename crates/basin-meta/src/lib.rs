@@ -364,6 +364,8 @@ pub struct DaemonBeat {
 pub trait MetaStore: Send + Sync + fmt::Debug {
     /// Record a run (queued, or started by the caller) and its first event.
     async fn create_run(&self, run: NewRun) -> Result<Run>;
+    /// Record several runs in one transaction: all of them or none.
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Run>>;
     async fn run(&self, id: &str) -> Result<Option<Run>>;
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
     /// A worker takes a queued or claimed run; refused if it was canceled or finished.

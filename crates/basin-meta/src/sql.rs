@@ -462,6 +462,17 @@ impl MetaStore for SqlStore {
         })
     }
 
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Run>> {
+        let now = self.now();
+        in_tx!(self, None, tx => {
+            let mut out = Vec::with_capacity(runs.len());
+            for new in &runs {
+                out.push(insert_run!(tx, new, now)?);
+            }
+            Ok(out)
+        })
+    }
+
     async fn run(&self, id: &str) -> Result<Option<Run>> {
         let text = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
         on_pool!(self, p => {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use basin_core::clock::SystemClock;
-use basin_core::daemon::RetrySection;
+use basin_core::daemon::{RetryPolicies, RetrySection};
 use basin_meta::{Materialization, MetaStore, NewRun, QueueLimits, SqlStore};
 use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, Settings};
 
@@ -60,7 +60,7 @@ async fn main() {
     eprintln!("recorded {total} materialisations in {:?}", t.elapsed());
     let settings = Settings {
         limits: QueueLimits { max_concurrent_runs: 1, tag_limits: Default::default() },
-        retry: RetrySection::default().policy().unwrap(),
+        retry: RetryPolicies::uniform(RetrySection::default().policy().unwrap()),
         dead_after: std::time::Duration::from_secs(3600),
         monitor_interval: std::time::Duration::from_secs(3600),
         run_timeout: None,

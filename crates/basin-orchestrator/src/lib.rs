@@ -8,14 +8,15 @@
 //! 1. schedules: each tick due since the schedule's cursor is queued, in the same transaction
 //!    that moves the cursor (a restarted daemon catches up on missed ticks; two daemons never
 //!    both take one);
-//! 2. workers: a launched worker that exited without ending its run fails it as
+//! 2. automation (eager, on_cron) and sensors ([`sensors`]) queue runs the same way;
+//! 3. workers: a launched worker that exited without ending its run fails it as
 //!    `worker_died` at once;
-//! 3. monitor (every `monitor_interval`): runs whose worker stopped heartbeating are failed as
+//! 4. monitor (every `monitor_interval`): runs whose worker stopped heartbeating are failed as
 //!    `worker_died` (whoever launched them); runs past `run_timeout` are stopped and failed as
 //!    `timeout`; canceled runs have their worker killed;
-//! 4. retries: each failed queued run is retried once per the retry policy (backoff doubling)
+//! 5. retries: each failed queued run is retried once per the retry policy (backoff doubling)
 //!    or settled;
-//! 5. queue: runs that fit the global and per-tag limits are claimed and launched.
+//! 6. queue: runs that fit the global and per-tag limits are claimed and launched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,10 +26,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use basin_core::clock::Clock;
-use basin_core::daemon::{RetryPolicy, Schedule};
+use basin_core::daemon::{RetryPolicies, Schedule};
 use basin_core::failure::FailureCategory;
 use basin_meta::{DaemonBeat, Finish, MetaStore, NewRun, QueueLimits, Run, RunStatus};
 use chrono::{DateTime, Utc};
+
+pub mod sensors;
+
+pub use sensors::{Observation, Observe, Sensor};
 
 pub type Result<T, E = basin_meta::Error> = std::result::Result<T, E>;
 
@@ -116,7 +121,7 @@ pub struct OnCron {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub limits: QueueLimits,
-    pub retry: RetryPolicy,
+    pub retry: RetryPolicies,
     /// A run whose heartbeat is older than this is taken for dead.
     pub dead_after: Duration,
     pub monitor_interval: Duration,
@@ -140,6 +145,8 @@ pub struct Daemon {
     launcher: Launcher,
     eager: Vec<Eager>,
     on_cron: Vec<OnCron>,
+    sensors: Vec<Sensor>,
+    sensor_state: BTreeMap<String, sensors::SensorState>,
     workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
@@ -163,6 +170,8 @@ impl Daemon {
             launcher,
             eager: Vec::new(),
             on_cron: Vec::new(),
+            sensors: Vec::new(),
+            sensor_state: BTreeMap::new(),
             workers: BTreeMap::new(),
             last_monitor: None,
             started_at,
@@ -181,6 +190,12 @@ impl Daemon {
         self
     }
 
+    /// Queue runs when these sensors see a change.
+    pub fn with_sensors(mut self, sensors: Vec<Sensor>) -> Daemon {
+        self.sensors = sensors;
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -196,6 +211,7 @@ impl Daemon {
         let mut tick = Tick::default();
         self.schedules(now, &mut tick).await?;
         self.automation(now, &mut tick).await?;
+        self.sensors(now, &mut tick).await?;
         self.collect_exits(&mut tick).await?;
         let monitor_due = self.last_monitor.is_none_or(|t| {
             now - t >= chrono::Duration::from_std(self.settings.monitor_interval).unwrap_or(chrono::Duration::MAX)
@@ -390,7 +406,10 @@ impl Daemon {
     async fn retries(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
         for failed in self.store.unretried_failures().await? {
             let category = failed.failure_category.unwrap_or(FailureCategory::Other);
-            match self.settings.retry.next(failed.attempt, category) {
+            let events =
+                if self.settings.retry.assets.is_empty() { Vec::new() } else { self.store.events(&failed.id).await? };
+            let failed_assets = events.iter().filter(|e| e.kind == "asset_failed").filter_map(|e| e.asset.as_deref());
+            match self.settings.retry.for_run(&failed.tags, failed_assets).next(failed.attempt, category) {
                 Some(wait) => {
                     let at = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero());
                     if let Some(retry) = self.store.retry_run(&failed.id, at).await? {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use basin_core::clock::{Clock, ManualClock};
-use basin_core::daemon::{RetrySection, Schedule, ScheduleConfig};
+use basin_core::daemon::{RetryPolicies, RetrySection, Schedule, ScheduleConfig};
 use basin_core::failure::FailureCategory;
 use basin_meta::{Finish, MetaStore, QueueLimits, RunFilter, RunStatus, SqlStore};
 use basin_orchestrator::{Daemon, Launcher, Materializer, Settings};
@@ -66,7 +66,7 @@ fn schedule(name: &str, cron: &str, selection: &str) -> Schedule {
 fn settings() -> Settings {
     Settings {
         limits: QueueLimits::default(),
-        retry: RetrySection::default().policy().unwrap(),
+        retry: RetryPolicies::uniform(RetrySection::default().policy().unwrap()),
         dead_after: Duration::from_secs(15),
         monitor_interval: Duration::from_secs(5),
         run_timeout: None,
@@ -414,4 +414,71 @@ async fn on_cron_assets_run_once_per_tick_after_their_upstream_caught_up() {
         .unwrap();
     let ticks: Vec<&str> = runs.iter().map(|r| r.tags["tick"].as_str()).collect();
     assert_eq!(ticks, ["2026-01-16T06:00:00+00:00", "2026-01-15T06:00:00+00:00"]);
+}
+
+/// Retry policies by asset and by tag: a failure is retried as the failed asset's policy
+/// says, else as the run's tag's, else as the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_policies_follow_the_failed_asset_then_the_tag() {
+    /// Fails every attempt of every run: `bad_query` on `silver.flaky_sql`, `source_unavailable`
+    /// otherwise.
+    struct Fails {
+        store: Arc<dyn MetaStore>,
+    }
+    #[async_trait]
+    impl Materializer for Fails {
+        async fn execute(&self, run_id: String) {
+            let run = self.store.start_run(&run_id, "w").await.unwrap();
+            let asset = run.selection[0].clone();
+            let category = if asset == "silver.flaky_sql" {
+                FailureCategory::BadQuery
+            } else {
+                FailureCategory::SourceUnavailable
+            };
+            let event = basin_meta::NewEvent::new("asset_failed", basin_meta::Level::Error, Some(&asset), "no");
+            self.store.add_events(&run_id, &[event]).await.unwrap();
+            self.store.finish_run(&run_id, &Finish::Failure { category, message: "no".into() }).await.unwrap();
+        }
+    }
+    let (_dir, clock, store) = store_at("2026-01-15T00:00:00Z").await;
+    let daemon_retry = RetrySection { max_attempts: 2, backoff: "1s".into(), ..Default::default() };
+    let section = basin_core::daemon::DaemonSection {
+        retry: daemon_retry,
+        tag_retry: BTreeMap::from([(
+            "source=v3".to_string(),
+            basin_core::daemon::RetryOverride { max_attempts: Some(4), ..Default::default() },
+        )]),
+        ..Default::default()
+    };
+    // A SQL error is not retried by default; this asset says its own are (a flaky UDF, say).
+    let flaky_sql = basin_core::daemon::RetryOverride {
+        max_attempts: Some(3),
+        on: Some(vec!["bad_query".into()]),
+        ..Default::default()
+    };
+    let policies = section.retry_policies([("silver.flaky_sql".to_string(), &flaky_sql)]).unwrap();
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        Settings { retry: policies, ..settings() },
+        Vec::new(),
+        Launcher::InProcess(Arc::new(Fails { store: store.clone() })),
+    );
+    let mut tagged = basin_meta::NewRun::new(vec!["bronze.v3__invoice".into()], "in_process");
+    tagged.tags.insert("source".into(), "v3".into());
+    store.create_run(tagged).await.unwrap();
+    store.create_run(basin_meta::NewRun::new(vec!["bronze.files__drop".into()], "in_process")).await.unwrap();
+    store.create_run(basin_meta::NewRun::new(vec!["silver.flaky_sql".into()], "in_process")).await.unwrap();
+    for _ in 0..60 {
+        clock.advance(chrono::Duration::seconds(5));
+        d.tick().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let runs = store.runs(&RunFilter { limit: Some(100), ..Default::default() }).await.unwrap();
+    let attempts = |asset: &str| {
+        runs.iter().filter(|r| r.selection[0] == asset).inspect(|r| assert!(r.status.is_terminal())).count()
+    };
+    assert_eq!(attempts("bronze.v3__invoice"), 4, "the tag's policy: 4 attempts");
+    assert_eq!(attempts("bronze.files__drop"), 2, "the default: 2 attempts");
+    assert_eq!(attempts("silver.flaky_sql"), 3, "the asset's policy retries its SQL error");
 }

@@ -91,6 +91,33 @@ enum Command {
         /// With --queue: a `key=value` tag the queue's limits see (repeatable).
         #[arg(long = "tag", requires = "queue")]
         tags: Vec<String>,
+        /// The days daily-partitioned models build: `2024-03-01` or `2024-03-01..2024-03-31`
+        /// (default: yesterday). Only daily-partitioned models may be selected with it.
+        #[arg(long)]
+        partition: Option<String>,
+    },
+    /// Build daily-partitioned models over a range of days, in runs of at most --per-run days
+    /// (each one query over its days). Progress is kept in the metadata store: `--status ID`
+    /// shows it, `--resume ID` requeues what did not succeed and goes on.
+    Backfill {
+        /// The daily-partitioned models, as for `run`.
+        #[arg(required_unless_present_any = ["resume", "status"])]
+        selection: Vec<String>,
+        /// First day (YYYY-MM-DD).
+        #[arg(long, required_unless_present_any = ["resume", "status"])]
+        from: Option<String>,
+        /// Last day, included.
+        #[arg(long, required_unless_present_any = ["resume", "status"])]
+        to: Option<String>,
+        #[arg(long, default_value_t = 31)]
+        per_run: u64,
+        /// Leave the runs to `basin daemon` instead of doing them in this process.
+        #[arg(long)]
+        queue: bool,
+        #[arg(long, value_name = "ID", conflicts_with_all = ["selection", "from", "to", "status"])]
+        resume: Option<String>,
+        #[arg(long, value_name = "ID", conflicts_with_all = ["selection", "from", "to"])]
+        status: Option<String>,
     },
     /// The scheduler: queues schedule ticks, launches queued runs within the queue's limits,
     /// watches their workers, retries and times them out. Runs until interrupted.
@@ -170,6 +197,14 @@ enum Format {
     Json,
 }
 
+/// `--partition` of `basin run`: checked, and only with daily-partitioned models.
+fn partition_of(project: &Project, keys: &[AssetKey], partition: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(text) = partition else { return Ok(None) };
+    let range = basin_core::partition::DayRange::parse(text).map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
+    crate::backfill::partitioned_only(project, keys)?;
+    Ok(Some(range.to_string()))
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let start_dir = cli.project.clone().unwrap_or_else(|| PathBuf::from("."));
     match cli.command {
@@ -186,21 +221,53 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::run::plan(&project, &lake, &keys, full_refresh).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { selection, full_refresh, queue: true, priority, tags, .. } => {
+        Command::Run { selection, full_refresh, queue: true, priority, tags, partition, .. } => {
             let project = load(&start_dir)?;
-            select(&project, &selection)?;
-            crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags).await
+            let keys = select(&project, &selection)?;
+            let partition = partition_of(&project, &keys, partition.as_deref())?;
+            crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags, partition).await
         }
-        Command::Run { selection, full_refresh, concurrency, .. } => {
+        Command::Run { selection, full_refresh, concurrency, partition, .. } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
+            let partition = partition_of(&project, &keys, partition.as_deref())?;
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
-            let new = basin_meta::NewRun { full_refresh, ..basin_meta::NewRun::new(selection, "in_process") };
+            let new =
+                basin_meta::NewRun { full_refresh, partition, ..basin_meta::NewRun::new(selection, "in_process") };
             let recorder = crate::record::Recorder::begin(&project, new).await?;
             let report =
                 crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Full)
                     .await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Backfill { status: Some(id), .. } => crate::backfill::status(&load(&start_dir)?, &id).await,
+        Command::Backfill { resume: Some(id), .. } => {
+            let (project, lake) = open(&start_dir)?;
+            let n = crate::backfill::requeue(&project, &id).await?;
+            println!("backfill {id}: {n} range(s) requeued");
+            let ok = crate::backfill::work(&project, &lake, &id).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Backfill { selection, from, to, per_run, queue, .. } => {
+            let (project, lake) = open(&start_dir)?;
+            let keys = select(&project, &selection)?;
+            crate::backfill::partitioned_only(&project, &keys)?;
+            let day = |d: Option<String>| basin_core::partition::DayRange::parse(&d.unwrap_or_default());
+            let (from, to) = (day(from).map_err(anyhow::Error::msg)?, day(to).map_err(anyhow::Error::msg)?);
+            let range = basin_core::partition::DayRange::new(from.first, to.last).map_err(anyhow::Error::msg)?;
+            let launcher = if queue { project.config.daemon.launcher.clone() } else { "in_process".to_string() };
+            let (id, runs) = crate::backfill::create(&project, selection, range, per_run, &launcher).await?;
+            println!(
+                "backfill {id}: {range} ({} days) in {} run(s) of at most {per_run} day(s)",
+                range.days(),
+                runs.len()
+            );
+            if queue {
+                println!("queued for `basin daemon`; `basin backfill --status {id}` shows its progress");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let ok = crate::backfill::work(&project, &lake, &id).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Daemon => crate::daemon::run(load(&start_dir)?).await,
         Command::Worker { run_id } => crate::daemon::worker(&start_dir, &run_id).await,

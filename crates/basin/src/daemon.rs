@@ -27,8 +27,10 @@ pub async fn enqueue(
     full_refresh: bool,
     priority: i64,
     tags: &[String],
+    partition: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let mut new = NewRun { full_refresh, priority, ..NewRun::new(selection, &project.config.daemon.launcher) };
+    let mut new =
+        NewRun { full_refresh, priority, partition, ..NewRun::new(selection, &project.config.daemon.launcher) };
     for t in tags {
         let (k, v) = crate::runs::parse_tag(t)?;
         new.tags.insert(k, v);
@@ -47,7 +49,7 @@ pub async fn worker(start: &Path, run_id: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Do queued run `run_id` in this process; whether it succeeded.
-async fn execute(project: &Project, lake: &basin_engine::Lake, run_id: &str) -> anyhow::Result<bool> {
+pub(crate) async fn execute(project: &Project, lake: &basin_engine::Lake, run_id: &str) -> anyhow::Result<bool> {
     let recorder = match Recorder::take(project, run_id).await {
         Ok(r) => r,
         Err(e) => match e.downcast_ref::<basin_meta::Error>() {
@@ -114,7 +116,9 @@ pub fn settings(project: &Project) -> anyhow::Result<Settings> {
     let d = &project.config.daemon;
     Ok(Settings {
         limits: QueueLimits { max_concurrent_runs: d.max_concurrent_runs.max(1), tag_limits: d.tag_limits.clone() },
-        retry: d.retry.policy().map_err(anyhow::Error::msg)?,
+        retry: d
+            .retry_policies(project.models.values().filter_map(|m| Some((m.key.to_string(), m.config.retry.as_ref()?))))
+            .map_err(anyhow::Error::msg)?,
         dead_after: project.config.run.dead_after(),
         monitor_interval: project.config.run.heartbeat_interval(),
         run_timeout: d.run_timeout(),
@@ -143,7 +147,8 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
     let automated = eager.len() + on_cron.len();
     let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
         .with_automation(eager)
-        .with_cron_automation(on_cron);
+        .with_cron_automation(on_cron)
+        .with_sensors(crate::sensors::sensors(&project)?);
     eprintln!(
         "basin daemon {} on {}: {} schedule(s), launcher {}, up to {} run(s) at once{}",
         daemon.id(),
@@ -160,6 +165,9 @@ pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
     );
     for s in &schedules {
         eprintln!("  schedule {}: `{}` ({}) → {}", s.name, s.cron_text, s.timezone, s.selection);
+    }
+    for (name, what) in crate::sensors::describe(&project) {
+        eprintln!("  sensor {name}: {what}");
     }
     if automated > 0 {
         eprintln!("  {automated} automated asset(s) (eager, on_cron)");

@@ -1,6 +1,7 @@
 //! `basin`: the command line. Parses arguments, loads and validates the project, and hands the
 //! work to the engine. Data goes to stdout, diagnostics and progress to stderr.
 
+mod backfill;
 mod cli;
 mod daemon;
 mod demo;
@@ -8,6 +9,7 @@ mod ingest;
 mod record;
 mod run;
 mod runs;
+mod sensors;
 
 use std::process::ExitCode;
 

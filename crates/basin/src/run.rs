@@ -86,6 +86,7 @@ fn describe(m: &Materialized) -> String {
         Action::Replaced => "replaced".to_string(),
         Action::Merged { inserted, updated } => format!("merged: {inserted} inserted, {updated} updated"),
         Action::ReplacedPartitions { partitions } => format!("replaced {partitions} partition(s)"),
+        Action::ReplacedDays { range } => format!("replaced days {range}"),
         Action::NoNewData => "no new data".to_string(),
         Action::View => return "view registered".to_string(),
         Action::Ingested { detail } => return detail.clone(),
@@ -131,7 +132,11 @@ pub async fn run(
     recorder: &Recorder,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let run = ModelRun { run_id: recorder.id().to_string(), full_refresh };
+    let partition = match recorder.run().partition.as_deref() {
+        Some(p) => Some(basin_core::partition::DayRange::parse(p).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let run = ModelRun { run_id: recorder.id().to_string(), full_refresh, partition };
     let cancel = recorder.canceled();
     tokio::pin!(cancel);
     let mut canceled = false;
@@ -360,7 +365,10 @@ pub async fn record_built(recorder: &Recorder, project: &Project, m: &Materializ
             .materialized(&basin_meta::Materialization {
                 run_id: recorder.id().to_string(),
                 asset,
-                partition: None,
+                partition: match &m.action {
+                    Action::ReplacedDays { range } => Some(range.clone()),
+                    _ => None,
+                },
                 delta_version: m.version.map(|v| v as i64),
                 rows: m.rows as i64,
                 bytes: None,
@@ -461,6 +469,11 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
         let exists = existing.contains(key);
         let action = match kind {
             Materialization::View => "register view (no data written)".to_string(),
+            _ if model.config.partitions.is_some() => format!(
+                "replace the days it builds (--partition; default yesterday) of [{}]{}",
+                model.config.partition_by.0.join(", "),
+                if exists { "" } else { ", creating the table" }
+            ),
             _ if !exists => "create: the table does not exist yet".to_string(),
             Materialization::Table => {
                 let changed = last_sql_hash(lake, key).await.is_some_and(|h| h != model.sql_hash());

@@ -78,7 +78,25 @@ on_both!(
     the_schema_is_migrated_once_and_a_newer_one_is_refused,
     concurrent_writers_never_see_database_is_locked,
     schedule_ticks_and_retries_are_queued_once,
+    a_backfill_s_runs_are_recorded_together_and_claimed_in_order,
 );
+
+async fn a_backfill_s_runs_are_recorded_together_and_claimed_in_order(db: Db) {
+    let clock = ManualClock::new(t0());
+    let store = db.open(&clock).await;
+    let days = ["2026-01-01..2026-01-07", "2026-01-08..2026-01-14", "2026-01-15"];
+    let new = days
+        .iter()
+        .map(|d| NewRun { partition: Some(d.to_string()), ..queued("gold.daily", 0, &[("backfill", "bf-1")]) })
+        .collect();
+    let created = store.create_runs(new).await.unwrap();
+    assert_eq!(created.iter().map(|r| r.partition.as_deref().unwrap()).collect::<Vec<_>>(), days);
+    let filter = RunFilter { tag: Some(("backfill".into(), "bf-1".into())), ..Default::default() };
+    assert_eq!(store.runs(&filter).await.unwrap().len(), 3);
+    let claimed = store.claim_queued(&QueueLimits::default(), "d", 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|r| r.partition.as_deref().unwrap()).collect::<Vec<_>>(), days, "FIFO");
+    assert!(store.create_runs(Vec::new()).await.unwrap().is_empty());
+}
 
 async fn a_run_lives_from_queued_to_success_with_its_events(db: Db) {
     let clock = ManualClock::new(t0());

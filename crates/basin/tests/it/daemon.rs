@@ -344,3 +344,84 @@ fn a_worker_over_its_memory_limit_fails_as_out_of_memory() {
     assert!(failure.starts_with("out_of_memory: silver.groups: "), "{failure}");
     assert!(failure.to_lowercase().contains("resources exhausted"), "{failure}");
 }
+
+/// Sensors: new files in a files source's folder, and a database table's `MAX(cursor)`
+/// moving, each queue one ingest of what changed; an unchanged source queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensors_queue_ingests_of_new_files_and_moved_cursors() {
+    use sqlx::Connection;
+    let b = project(
+        "[[sensors]]\nname = \"landing\"\nsource = \"drop\"\ninterval = \"1s\"\n\n\
+         [[sensors]]\nname = \"billing\"\nsource = \"v3\"\ntables = [\"invoice\"]\ninterval = \"1s\"\n",
+    );
+    b.write(
+        "sources/drop.toml",
+        "kind = \"files\"\n\n[[tables]]\nname = \"cdr\"\npath = \"landing/cdr_*.jsonl\"\nmode = \"incremental\"\n",
+    );
+    let db = b.path().join("billing.db");
+    b.write(
+        "sources/v3.toml",
+        &format!(
+            "kind = \"sqlite\"\nurl = \"sqlite://{}\"\n\n[[tables]]\nname = \"invoice\"\nmode = \"incremental\"\n\
+             cursor = \"id\"\nprimary_key = [\"id\"]\nlag = \"0s\"\n",
+            db.display()
+        ),
+    );
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE invoice (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoice VALUES (1, 10.0)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    b.cmd(&["validate"]).success();
+
+    let sensor_runs = |name: &str| -> Vec<String> {
+        let out = b.cmd(&["runs", "--tag", &format!("sensor={name}"), "--limit", "100"]).success().stdout;
+        out.lines().skip(1).map(str::to_string).collect()
+    };
+    let all_succeeded = |name: &str, n: usize| {
+        let runs = sensor_runs(name);
+        runs.len() == n && runs.iter().all(|l| l.contains("SUCCESS"))
+    };
+    let _daemon = start_daemon(&b);
+    // First sight of the table: its rows are new to bronze.
+    wait_for("the table's first ingest", Duration::from_secs(60), || all_succeeded("billing", 1));
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze.v3__invoice"), ["n", "1"]);
+    // No files yet: nothing to ingest.
+    assert!(sensor_runs("landing").is_empty(), "{:?}", sensor_runs("landing"));
+
+    b.write("landing/cdr_001.jsonl", "{\"call\": 1, \"secs\": 30}\n{\"call\": 2, \"secs\": 45}\n");
+    wait_for("the new file's ingest", Duration::from_secs(60), || all_succeeded("landing", 1));
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze.drop__cdr"), ["n", "2"]);
+
+    sqlx::raw_sql("INSERT INTO invoice VALUES (2, 20.0), (3, 30.0)").execute(&mut conn).await.unwrap();
+    b.write("landing/cdr_002.jsonl", "{\"call\": 3, \"secs\": 5}\n");
+    wait_for("both changes ingested", Duration::from_secs(60), || {
+        all_succeeded("billing", 2) && all_succeeded("landing", 2)
+    });
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze.v3__invoice"), ["n", "3"]);
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze.drop__cdr"), ["n", "3"]);
+    // Unchanged sources queue nothing more.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!((sensor_runs("billing").len(), sensor_runs("landing").len()), (2, 2));
+    let show = b.cmd(&["runs", "show", sensor_runs("billing")[0].split_whitespace().next().unwrap()]).success();
+    assert!(show.stdout.contains("bronze.v3__invoice"), "{}", show.stdout);
+    conn.close().await.unwrap();
+}
+
+#[test]
+fn sensors_on_unknown_sources_or_tables_are_refused() {
+    let b = project(
+        "[[sensors]]\nname = \"s\"\nsource = \"nowhere\"\n\n[[sensors]]\nname = \"t\"\nsource = \"drop\"\ntables = [\"nope\"]\ninterval = \"0s\"\n",
+    );
+    b.write("sources/drop.toml", "kind = \"files\"\n\n[[tables]]\nname = \"cdr\"\npath = \"landing/*.jsonl\"\n");
+    let out = b.cmd(&["validate"]);
+    assert!(!out.ok);
+    for needle in [
+        "sensor `s`: no source `nowhere`",
+        "sensor `t`: source `drop` has no table `nope`",
+        "`interval` must be more than 0",
+    ] {
+        assert!(out.stderr.contains(needle) || out.stdout.contains(needle), "{needle}: {}{}", out.stdout, out.stderr);
+    }
+}

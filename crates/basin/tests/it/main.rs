@@ -1,6 +1,7 @@
 //! End-to-end tests of the `basin` binary in temporary projects: real processes, real Delta
 //! tables on disk, and the Python `deltalake` package as an independent reader.
 
+mod backfill;
 mod cli;
 mod crash;
 mod daemon;
