@@ -3,12 +3,15 @@
 worker started (the run's `started_at`, stamped by the worker when it takes the run).
 
     python3 bench/daemon.py [--runs 100] [--launcher subprocess|in_process] [--max-concurrent N]
+                            [--standby N]
 
 BASIN_BIN names the binary (default target/release/basin). The runs are released in one
 SQLite transaction written the way `basin run --queue` writes them, while the daemon is
 already running, so the figure includes the daemon noticing them (it polls every 100 ms),
-claiming them within its limits, spawning the worker, and the worker opening the project and
-the store.
+claiming them within its limits, spawning the worker (or handing the run to a standby
+worker), and the worker opening the store and taking the run. With `--standby N` the daemon
+keeps N workers started ahead of their runs (`[daemon] standby_workers`); the runs are
+released once the pool is full.
 """
 
 import argparse
@@ -34,6 +37,7 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--launcher", default="subprocess", choices=["subprocess", "in_process"])
     ap.add_argument("--max-concurrent", type=int, default=100)
+    ap.add_argument("--standby", type=int, default=0, help="[daemon] standby_workers")
     ap.add_argument("--one-by-one", action="store_true", help="release each run after the previous one finished")
     args = ap.parse_args()
     basin = os.environ.get("BASIN_BIN", os.path.join(os.path.dirname(__file__), "..", "target", "release", "basin"))
@@ -43,6 +47,7 @@ def main():
             f.write(
                 '[project]\nname = "bench"\n[run]\nconcurrency = 1\n'
                 f'[daemon]\nlauncher = "{args.launcher}"\nmax_concurrent_runs = {args.max_concurrent}\n'
+                f"standby_workers = {args.standby}\n"
             )
         os.makedirs(os.path.join(d, "models", "silver"))
         with open(os.path.join(d, "models", "silver", "noop.sql"), "w") as f:
@@ -53,6 +58,15 @@ def main():
         daemon = subprocess.Popen([basin, "daemon"], cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             time.sleep(1.5)
+            logs = os.path.join(d, ".basin", "logs")
+            deadline = time.time() + 120
+            while args.launcher == "subprocess" and args.standby and time.time() < deadline:
+                ready = [f for f in os.listdir(logs) if f.startswith("standby-")] if os.path.isdir(logs) else []
+                if len(ready) >= args.standby:
+                    # Started; give the last ones time to open the store.
+                    time.sleep(1.0)
+                    break
+                time.sleep(0.1)
             db = sqlite3.connect(os.path.join(d, ".basin", "basin.db"), timeout=60)
             def release(n):
                 now_us = int(time.time() * 1_000_000)
@@ -93,7 +107,7 @@ def main():
     finished = [r[2] / 1000 for r in rows if r[2] is not None]
     how = "one after another" if args.one_by_one else "at once"
     print(f"basin daemon, launcher {args.launcher}, {args.runs} no-op runs released {how}, "
-          f"max_concurrent_runs {args.max_concurrent}, {os.cpu_count()} cores")
+          f"max_concurrent_runs {args.max_concurrent}, standby_workers {args.standby}, {os.cpu_count()} cores")
     print(f"  queued -> worker started: p50 {percentile(started, 50):.0f} ms, p99 {percentile(started, 99):.0f} ms, "
           f"max {max(started):.0f} ms")
     print(f"  queued -> run finished:   p50 {percentile(finished, 50):.0f} ms, p99 {percentile(finished, 99):.0f} ms, "

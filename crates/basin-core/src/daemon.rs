@@ -30,6 +30,9 @@ pub struct DaemonSection {
     /// spill to disk near it, and a query that cannot fails as `out_of_memory` instead of the
     /// machine's OOM killer taking the process.
     pub worker_memory_limit: Option<String>,
+    /// `subprocess`: worker processes kept started ahead of their runs (each still does one
+    /// run and exits); a burst of runs then starts without waiting for processes to start.
+    pub standby_workers: usize,
     pub retry: RetrySection,
     /// `[daemon.tag_retry."source=v3"]`: the retry policy of runs with that tag; what it
     /// leaves out is taken from `[daemon.retry]`.
@@ -45,6 +48,7 @@ impl Default for DaemonSection {
             command: None,
             run_timeout: None,
             worker_memory_limit: None,
+            standby_workers: 2,
             retry: RetrySection::default(),
             tag_retry: BTreeMap::new(),
         }

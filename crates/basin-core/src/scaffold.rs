@@ -43,6 +43,8 @@ max_concurrent_runs = 8
 # subprocess: each run in its own `basin worker` process (own memory, own failure domain);
 # in_process: inside the daemon; command: the template below, e.g. a container per run.
 launcher = "subprocess"
+# subprocess: workers kept started ahead of their runs (each does one run, then exits).
+standby_workers = 2
 # command = "docker run --rm -v {project}:/project basin worker -C /project --run-id {run_id}"
 # A run still going after this long is stopped and failed as `timeout`.
 # run_timeout = "6h"

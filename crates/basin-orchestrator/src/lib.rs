@@ -32,6 +32,7 @@ use basin_meta::{DaemonBeat, Finish, MetaStore, NewRun, QueueLimits, Run, RunSta
 use chrono::{DateTime, Utc};
 
 pub mod sensors;
+mod standby;
 
 pub use sensors::{Observation, Observe, Sensor};
 
@@ -53,6 +54,8 @@ pub enum Launcher {
         program: PathBuf,
         project: PathBuf,
         logs: PathBuf,
+        /// Workers kept started ahead of their runs ([`standby`]).
+        standby: usize,
     },
     /// `sh -c TEMPLATE` with `{run_id}` and `{project}` replaced, shell-quoted.
     Command {
@@ -147,6 +150,7 @@ pub struct Daemon {
     on_cron: Vec<OnCron>,
     sensors: Vec<Sensor>,
     sensor_state: BTreeMap<String, sensors::SensorState>,
+    pool: Option<standby::Pool>,
     workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
@@ -161,6 +165,10 @@ impl Daemon {
         launcher: Launcher,
     ) -> Daemon {
         let started_at = clock.now();
+        let pool = match &launcher {
+            Launcher::Subprocess { standby, logs, .. } if *standby > 0 => Some(standby::Pool::new(*standby, logs)),
+            _ => None,
+        };
         Daemon {
             id: format!("daemon@{}", basin_meta::this_worker()),
             store,
@@ -172,6 +180,7 @@ impl Daemon {
             on_cron: Vec::new(),
             sensors: Vec::new(),
             sensor_state: BTreeMap::new(),
+            pool,
             workers: BTreeMap::new(),
             last_monitor: None,
             started_at,
@@ -432,9 +441,15 @@ impl Daemon {
     async fn launch(&mut self, tick: &mut Tick) -> Result<()> {
         let free = self.settings.limits.max_concurrent_runs.saturating_sub(self.workers.len());
         for run in self.store.claim_queued(&self.settings.limits, &self.id, free).await? {
-            match self.spawn(&run) {
+            let warm = match (&mut self.pool, &self.launcher) {
+                (Some(pool), Launcher::Subprocess { logs, .. }) => pool.hand(&run.id, logs).await,
+                _ => None,
+            };
+            let standby = warm.is_some();
+            match warm.map(|c| Ok(Worker::Process(c))).unwrap_or_else(|| self.spawn(&run)) {
                 Ok(worker) => {
                     let detail = match &worker {
+                        Worker::Process(c) if standby => format!("standby pid {}", c.id().unwrap_or_default()),
                         Worker::Process(c) => format!("pid {}", c.id().unwrap_or_default()),
                         Worker::Task(_) => "in process".into(),
                     };
@@ -451,7 +466,17 @@ impl Daemon {
                 }
             }
         }
+        if let (Some(pool), Launcher::Subprocess { program, project, logs, .. }) = (&mut self.pool, &self.launcher)
+            && let Err(e) = pool.refill(program, project, logs)
+        {
+            tick.notices.push(format!("cannot start a standby worker: {e}"));
+        }
         Ok(())
+    }
+
+    /// Standby workers started and waiting for a run.
+    pub fn standby_workers(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.idle())
     }
 
     fn spawn(&self, run: &Run) -> std::io::Result<Worker> {
@@ -469,7 +494,7 @@ impl Daemon {
             Ok(Worker::Process(child))
         };
         match &self.launcher {
-            Launcher::Subprocess { program, project, logs } => {
+            Launcher::Subprocess { program, project, logs, .. } => {
                 let mut command = tokio::process::Command::new(program);
                 command.arg("worker").arg("--run-id").arg(&run.id).arg("-C").arg(project);
                 child(command, logs)

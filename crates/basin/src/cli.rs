@@ -124,8 +124,11 @@ enum Command {
     Daemon,
     /// Do one queued run (what the daemon launches; also for `launcher = "command"`).
     Worker {
-        #[arg(long)]
-        run_id: String,
+        #[arg(long, required_unless_present = "standby")]
+        run_id: Option<String>,
+        /// Start ahead of the run and read its id from stdin (the daemon's standby workers).
+        #[arg(long, hide = true, conflicts_with = "run_id")]
+        standby: bool,
     },
     /// Land source tables in bronze: `SOURCE` (all its tables) or `SOURCE.TABLE`, several allowed.
     Ingest {
@@ -270,7 +273,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Daemon => crate::daemon::run(load(&start_dir)?).await,
-        Command::Worker { run_id } => crate::daemon::worker(&start_dir, &run_id).await,
+        Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
+        Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
         Command::Ingest { tables } => {
             let (project, lake) = open(&start_dir)?;
             let ok = crate::ingest::run(&project, &lake, &tables).await?;

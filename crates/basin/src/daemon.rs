@@ -48,6 +48,47 @@ pub async fn worker(start: &Path, run_id: &str) -> anyhow::Result<ExitCode> {
     Ok(if execute(&project, &lake, run_id).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// `basin worker --standby` (what the daemon keeps ahead of its runs): open the store, wait
+/// on stdin for a run id, take that run, and only then read the project, so the run sees the
+/// models as they are when it starts. An empty stdin (the daemon let it go) ends it quietly.
+pub async fn standby(start: &Path) -> anyhow::Result<ExitCode> {
+    let dir = Project::find(start)?;
+    let file = dir.join(basin_core::config::PROJECT_FILE);
+    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let config = basin_core::config::parse_project_config(&text, &mut Vec::new())
+        .with_context(|| format!("{} cannot be read", file.display()))?;
+    let store = basin_meta::open(config.metadata.url.expose(), &dir, Arc::new(SystemClock)).await?;
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await??;
+    let run_id = line.trim();
+    if run_id.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run = match store.start_run(run_id, &basin_meta::this_worker()).await {
+        Ok(run) => run,
+        Err(basin_meta::Error::NotStartable { status, .. }) => {
+            eprintln!("run {run_id} is {status}; nothing to do");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (project, lake) = match crate::cli::open(&dir) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let message = format!("the project cannot be loaded: {}", crate::run::error_chain(e.as_ref()));
+            let failure = Finish::Failure { category: basin_core::failure::FailureCategory::BadQuery, message };
+            store.finish_run(run_id, &failure).await?;
+            return Err(e);
+        }
+    };
+    basin_engine::lake::set_memory_limit(project.config.daemon.worker_memory_limit());
+    let recorder = Recorder::adopt(&project, store, run);
+    Ok(if run_taken(&project, &lake, recorder).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 /// Do queued run `run_id` in this process; whether it succeeded.
 pub(crate) async fn execute(project: &Project, lake: &basin_engine::Lake, run_id: &str) -> anyhow::Result<bool> {
     let recorder = match Recorder::take(project, run_id).await {
@@ -61,6 +102,11 @@ pub(crate) async fn execute(project: &Project, lake: &basin_engine::Lake, run_id
             _ => return Err(e),
         },
     };
+    run_taken(project, lake, recorder).await
+}
+
+/// Build the selection of a run this process has taken, and end it; whether it succeeded.
+async fn run_taken(project: &Project, lake: &basin_engine::Lake, recorder: Recorder) -> anyhow::Result<bool> {
     let keys = match crate::cli::select(project, &recorder.run().selection) {
         Ok(k) => k,
         Err(e) => {
@@ -108,6 +154,7 @@ fn launcher(project: &Project) -> anyhow::Result<Launcher> {
             program: std::env::current_exe().context("cannot find the basin executable to launch workers")?,
             project: project.dir.clone(),
             logs,
+            standby: project.config.daemon.standby_workers,
         },
     })
 }

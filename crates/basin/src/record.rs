@@ -47,6 +47,11 @@ impl Recorder {
         Ok(Recorder::watch(project, store, run))
     }
 
+    /// Record a run this process has already taken with `store`.
+    pub fn adopt(project: &Project, store: Arc<dyn MetaStore>, run: Run) -> Recorder {
+        Recorder::watch(project, store, run)
+    }
+
     pub fn run(&self) -> &Run {
         &self.run
     }

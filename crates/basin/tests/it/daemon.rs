@@ -425,3 +425,31 @@ fn sensors_on_unknown_sources_or_tables_are_refused() {
         assert!(out.stderr.contains(needle) || out.stdout.contains(needle), "{needle}: {}{}", out.stdout, out.stderr);
     }
 }
+
+/// Standby workers: started ahead of their runs, handed one run each, logging to the run's
+/// log, and reading the models as they are when the run starts, not when they started.
+#[test]
+fn standby_workers_take_runs_with_the_current_models() {
+    let b = project("");
+    let daemon = start_daemon(&b);
+    let standby_logs = || {
+        std::fs::read_dir(b.path().join(".basin/logs"))
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("standby-")).count())
+            .unwrap_or(0)
+    };
+    wait_for("two standby workers", Duration::from_secs(30), || standby_logs() == 2);
+    // Changed after the standby workers started: the run must see this version.
+    b.write("models/silver/fast.sql", "SELECT 2 AS n");
+    let id = queue(&b, "silver.fast");
+    wait_for("the run succeeds", Duration::from_secs(60), || field(&b, &id, "status").as_deref() == Some("SUCCESS"));
+    assert_eq!(b.sql("SELECT n FROM silver.fast"), ["n", "2"]);
+    let daemon_out = std::fs::read_to_string(b.path().join("daemon.out")).unwrap();
+    assert!(daemon_out.contains(&format!("run {id} launched (standby pid")), "{daemon_out}");
+    let log = std::fs::read_to_string(b.path().join(format!(".basin/logs/{id}.log"))).unwrap();
+    assert!(log.contains("silver.fast"), "the standby's output is the run's log: {log}");
+    // The pool is refilled, and a stopped daemon takes its idle standbys with it.
+    wait_for("the pool refilled", Duration::from_secs(30), || standby_logs() == 2);
+    let pid = daemon.0.id();
+    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    wait_for("idle standbys gone", Duration::from_secs(30), || standby_logs() == 0);
+}
