@@ -314,6 +314,8 @@ pub struct RunFilter {
     pub since: Option<DateTime<Utc>>,
     /// Runs with this tag (`key`, `value`).
     pub tag: Option<(String, String)>,
+    /// Runs whose id contains this (`basin runs show 7f3e9a2c`: a few characters of a long id).
+    pub id_part: Option<String>,
     pub limit: Option<i64>,
 }
 

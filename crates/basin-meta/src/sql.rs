@@ -507,6 +507,10 @@ impl MetaStore for SqlStore {
             let inner = pair.trim_start_matches('{').trim_end_matches('}');
             texts.push(format!("%{}%", like_literal(inner)));
         }
+        if let Some(prefix) = &filter.id_part {
+            clauses.push(format!("id LIKE {} ESCAPE '\\'", param()));
+            texts.push(format!("%{}%", like_literal(prefix)));
+        }
         let since = filter.since.map(micros);
         if since.is_some() {
             clauses.push(format!("created_at >= {}", param()));

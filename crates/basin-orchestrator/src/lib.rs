@@ -94,9 +94,17 @@ impl Worker {
         }
     }
 
+    /// Stop it. A worker process leads its own process group, and the whole group goes: a
+    /// `command` launcher's `sh -c` and what it started, a worker's own children.
     fn kill(&mut self) {
         match self {
             Worker::Process(c) => {
+                if let Some(pid) = c.id() {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .stderr(Stdio::null())
+                        .status();
+                }
                 let _ = c.start_kill();
             }
             Worker::Task(t) => t.abort(),

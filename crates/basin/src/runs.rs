@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use basin_core::Project;
 use basin_meta::{Cancel, MetaStore, Run, RunFilter, RunStatus};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -25,7 +25,7 @@ pub fn filter(
     if limit < 1 {
         bail!("`--limit` must be at least 1");
     }
-    Ok(RunFilter { status, asset: asset.map(|a| a.to_lowercase()), since, tag, limit: Some(limit) })
+    Ok(RunFilter { status, asset: asset.map(|a| a.to_lowercase()), since, tag, id_part: None, limit: Some(limit) })
 }
 
 /// A `--tag key=value` argument.
@@ -120,9 +120,23 @@ fn filter_is_empty(f: &RunFilter) -> bool {
     f.status.is_none() && f.asset.is_none() && f.since.is_none() && f.tag.is_none()
 }
 
+/// The run `id` names: its full id, or a part (6 characters or more) of exactly one run's id.
+async fn resolve(store: &dyn basin_meta::MetaStore, id: &str) -> anyhow::Result<basin_meta::Run> {
+    if let Some(run) = store.run(id).await? {
+        return Ok(run);
+    }
+    let filter = RunFilter { id_part: Some(id.to_string()), limit: Some(2), ..Default::default() };
+    let mut found = if id.len() >= 6 { store.runs(&filter).await? } else { Vec::new() };
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!("no run `{id}` (`basin runs` lists them)"),
+        _ => bail!("`{id}` is part of the ids of several runs; give more of it"),
+    }
+}
+
 pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
     let store = store_for(project).await?;
-    let run = store.run(id).await?.with_context(|| format!("no run `{id}` (`basin runs` lists them)"))?;
+    let run = resolve(store.as_ref(), id).await?;
     println!("run        {}", run.id);
     println!("status     {}", run.status);
     if let (Some(c), Some(m)) = (&run.failure_category, &run.failure_message) {
@@ -172,6 +186,8 @@ pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
 
 pub async fn cancel(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
     let store = store_for(project).await?;
+    let id = resolve(store.as_ref(), id).await?.id;
+    let id = id.as_str();
     match store.request_cancel(id).await {
         Ok(Cancel::Canceled) => println!("run {id} canceled"),
         Ok(Cancel::Requested) => println!(

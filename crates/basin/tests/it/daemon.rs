@@ -314,7 +314,8 @@ fn the_command_launcher_runs_the_template_per_run() {
         "basin.toml",
         &format!(
             "[project]\nname = \"t\"\n[daemon]\nlauncher = \"command\"\n\
-             command = \"'{}' worker -C {{project}} --run-id {{run_id}} && echo done {{run_id}}\"\n",
+             command = \"sleep 600 & echo $! > {{project}}/bg-{{run_id}}.pid; \
+             '{}' worker -C {{project}} --run-id {{run_id}} && echo done {{run_id}}\"\n",
             crate::support::bin().display()
         ),
     );
@@ -326,6 +327,26 @@ fn the_command_launcher_runs_the_template_per_run() {
     });
     let log = std::fs::read_to_string(field(&b, &id, "log").unwrap()).unwrap();
     assert!(log.contains(&format!("done {id}")), "the template ran with the run id: {log}");
+    let background = |id: &str| std::fs::read_to_string(b.path().join(format!("bg-{id}.pid"))).unwrap();
+    let alive = |pid: &str| {
+        std::path::Path::new(&format!("/proc/{}", pid.trim())).exists()
+            && !std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| s.contains(") Z "))
+    };
+    // A run that ends leaves what its template started alone.
+    let first = background(&id);
+    assert!(alive(&first));
+    std::process::Command::new("kill").arg(first.trim()).status().unwrap();
+
+    // Canceling kills everything the template started (its process group), not just its shell.
+    b.write("models/silver/slow.sql", SLOW);
+    let id = queue(&b, "silver.slow");
+    wait_for("worker starts", Duration::from_secs(30), || field(&b, &id, "status").as_deref() == Some("STARTED"));
+    let pid = field(&b, &id, "launcher").unwrap().rsplit(':').next().unwrap().to_string();
+    b.cmd(&["cancel", &id]).success();
+    wait_for("run canceled", Duration::from_secs(10), || field(&b, &id, "status").as_deref() == Some("CANCELED"));
+    wait_for("the worker under the shell is gone", Duration::from_secs(10), || !alive(&pid));
+    let sleeper = background(&id);
+    wait_for("the template's background process is gone", Duration::from_secs(10), || !alive(&sleeper));
 }
 
 #[test]

@@ -103,6 +103,15 @@ fn every_run_is_recorded_with_its_events_and_materialisations() {
     assert_eq!(run_ids(&recent), bad, "newest first: {recent}");
     let shown = b.cmd(&["runs", "show", &bad[0]]).success().stdout;
     assert!(shown.contains("asset_failed") && shown.contains("no_such_column"), "{shown}");
+    // A few characters of an id are enough when they name one run.
+    let tail = &bad[0][bad[0].len() - 8..];
+    let by_part = b.cmd(&["runs", "show", tail]).success().stdout;
+    assert!(by_part.contains(&format!("run        {}", bad[0])), "{by_part}");
+    // Ids begin with their time: two runs seconds apart share their first characters.
+    let e = b.cmd(&["runs", "show", &bad[0][..6]]);
+    assert!(!e.ok && e.stderr.contains("part of the ids of several runs"), "{}", e.stderr);
+    let e = b.cmd(&["runs", "show", "-"]);
+    assert!(!e.ok && e.stderr.contains("no run `-`"), "too short to search for: {}", e.stderr);
 
     // Mistakes on the command line are explained.
     let e = b.cmd(&["runs", "--status", "done"]);
