@@ -28,6 +28,9 @@ pub struct ProjectConfig {
     pub schedules: Vec<ScheduleConfig>,
     #[serde(default)]
     pub sensors: Vec<crate::daemon::SensorConfig>,
+    /// Checks for every asset a `selection` picks (`[[default_checks]]`).
+    #[serde(default)]
+    pub default_checks: Vec<crate::check::CheckConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +175,7 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["daemon", "tag_retry", _] => fields_of::<crate::daemon::RetryOverride>(),
         ["schedules"] => fields_of::<ScheduleConfig>(),
         ["sensors"] => fields_of::<crate::daemon::SensorConfig>(),
+        ["default_checks"] => fields_of::<crate::check::CheckConfig>(),
         _ => return None,
     })
 }

@@ -2,6 +2,7 @@
 //! asset graph. Nothing here touches data; DataFusion and Delta live in `basin-engine`.
 
 pub mod asset;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -106,6 +106,13 @@ pub struct ModelConfig {
     /// The daemon's retry policy when this asset fails (`[retry] max_attempts = 5`); what it
     /// leaves out is taken from `[daemon.retry]`.
     pub retry: Option<crate::daemon::RetryOverride>,
+    /// Checks evaluated after each build (`[[checks]]`).
+    #[serde(default)]
+    pub checks: Vec<crate::check::CheckConfig>,
+    /// Instead of failing the model, its row-level checks (`not_null`, `accepted_values`,
+    /// `expression`, `relationships`) add `dq_passed` and `dq_failure_reason` to every row.
+    #[serde(default)]
+    pub dq_flags: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -149,6 +156,7 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         [] => Some(fields_of::<ModelConfig>()),
         [c, _] if c == "columns" => Some(fields_of::<ColumnConfig>()),
         [r] if r == "retry" => Some(fields_of::<crate::daemon::RetryOverride>()),
+        [c] if c == "checks" => Some(fields_of::<crate::check::CheckConfig>()),
         _ => None,
     }
 }

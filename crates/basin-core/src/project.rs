@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::asset::{AssetKey, RESERVED_SCHEMAS, is_plain_identifier};
+use crate::check::{Check, CheckConfig, CheckKind, CheckSpec};
 use crate::config::{PROJECT_FILE, ProjectConfig, Secret, StorageRoot, parse_project_config};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::error::{Error, Result};
@@ -28,6 +29,9 @@ pub struct Project {
     /// `include` patterns discover.
     pub bronze: BTreeMap<AssetKey, SourceTable>,
     pub graph: AssetGraph,
+    /// Every asset's checks: its own, its source table's, and the project's defaults that
+    /// select it; every bronze table reconciles against its source (1% unless it says).
+    pub checks: BTreeMap<AssetKey, Vec<CheckSpec>>,
 }
 
 impl Project {
@@ -164,10 +168,12 @@ impl Project {
             );
         }
 
+        let checks = collect_checks(&text, &config, &models, &sources, &bronze, &graph, &mut problems);
+
         let mut diagnostics = Diagnostics::default();
         diagnostics.extend(problems);
         diagnostics.sort();
-        Ok((Project { dir: dir.to_path_buf(), config, models, sources, bronze, graph }, diagnostics))
+        Ok((Project { dir: dir.to_path_buf(), config, models, sources, bronze, graph, checks }, diagnostics))
     }
 
     /// Load a project and refuse it if it has any error: every command but `validate` runs
@@ -196,6 +202,7 @@ impl ProjectConfig {
             daemon: Default::default(),
             schedules: Vec::new(),
             sensors: Vec::new(),
+            default_checks: Vec::new(),
         }
     }
 }
@@ -466,6 +473,103 @@ fn check_references(
     }
 }
 
+/// Every asset's checks, with a diagnostic for each that cannot be used.
+fn collect_checks(
+    text: &str,
+    config: &ProjectConfig,
+    models: &BTreeMap<AssetKey, Model>,
+    sources: &BTreeMap<String, Source>,
+    bronze: &BTreeMap<AssetKey, SourceTable>,
+    graph: &AssetGraph,
+    problems: &mut Vec<Diagnostic>,
+) -> BTreeMap<AssetKey, Vec<CheckSpec>> {
+    let mut out: BTreeMap<AssetKey, Vec<CheckSpec>> = BTreeMap::new();
+    let exists = |k: &AssetKey| models.contains_key(k) || bronze.contains_key(k);
+    let take = |key: &AssetKey,
+                c: &CheckConfig,
+                at: Location,
+                default: bool,
+                out: &mut BTreeMap<AssetKey, Vec<CheckSpec>>,
+                problems: &mut Vec<Diagnostic>| {
+        if c.selection.is_some() && !default {
+            problems.push(
+                Diagnostic::error(at.clone(), "`selection` is a key of `[[default_checks]]` in basin.toml")
+                    .with_hint("a check in a model or source table applies to that asset; remove `selection`"),
+            );
+        }
+        match c.check() {
+            Ok(spec) => {
+                if let Check::Relationships { to, .. } = &spec.check
+                    && !exists(to)
+                {
+                    problems.push(Diagnostic::error(at, format!("check {spec}: no asset `{to}`")));
+                    return;
+                }
+                out.entry(key.clone()).or_default().push(spec);
+            }
+            Err(e) => problems.push(Diagnostic::error(at, format!("check of {key}: {e}")).with_hint(
+                "types: not_null, unique, accepted_values, relationships, row_count, expression, freshness, \
+                 volume_change, null_rate, schema, reconcile",
+            )),
+        }
+    };
+    for m in models.values() {
+        let at = crate::model::header(&m.text)
+            .and_then(|(o, h)| h.find("checks").map(|i| o + i))
+            .map_or(Location::file(&m.file), |o| Location::at_offset(&m.file, &m.text, o));
+        for c in &m.config.checks {
+            take(&m.key, c, at.clone(), false, &mut out, problems);
+        }
+    }
+    for t in bronze.values() {
+        let file = sources.get(&t.source).map_or(String::new(), |s| s.file.clone());
+        for c in &t.checks {
+            take(&t.key, c, Location::file(&file), false, &mut out, problems);
+        }
+    }
+    for c in &config.default_checks {
+        let at = Location::at_offset(PROJECT_FILE, text, text.find("[[default_checks]]").unwrap_or(0));
+        let Some(selection) = &c.selection else {
+            problems.push(
+                Diagnostic::error(at, "a `[[default_checks]]` entry needs a `selection`")
+                    .with_hint("e.g. selection = \"schema:bronze\""),
+            );
+            continue;
+        };
+        match crate::selection::select(graph, selection) {
+            Ok(keys) => {
+                for k in keys {
+                    take(k, c, at.clone(), true, &mut out, problems);
+                }
+            }
+            Err(e) => problems.push(Diagnostic::error(at, format!("`[[default_checks]]` selection: {e}"))),
+        }
+    }
+    for key in bronze.keys() {
+        let checks = out.entry(key.clone()).or_default();
+        if !checks.iter().any(|c| c.kind == CheckKind::Reconcile) {
+            checks.push(
+                CheckConfig { kind: Some(CheckKind::Reconcile), ..Default::default() }
+                    .check()
+                    .expect("a valid default"),
+            );
+        }
+    }
+    // One name per asset: results are stored and compared under it.
+    for (key, checks) in &out {
+        let mut names = std::collections::BTreeSet::new();
+        for c in checks {
+            if !names.insert(c.name.as_str()) {
+                problems.push(
+                    Diagnostic::error(Location::file(PROJECT_FILE), format!("{key} has two checks named `{}`", c.name))
+                        .with_hint("give one of them a `name`"),
+                );
+            }
+        }
+    }
+    out
+}
+
 fn build_graph(
     models: &BTreeMap<AssetKey, Model>,
     bronze: &BTreeMap<AssetKey, SourceTable>,
@@ -480,11 +584,17 @@ fn build_graph(
         models.values().map(|m| AssetNode { key: m.key.clone(), tags: m.config.tags.clone(), source: None });
     let nodes = bronze_nodes.chain(model_nodes);
     let edges = models.values().flat_map(|m| {
+        // A `relationships` check reads the asset it points at: that is built first.
+        let checked = m.config.checks.iter().filter_map(|c| match c.check() {
+            Ok(CheckSpec { check: Check::Relationships { to, .. }, .. }) if to != m.key => Some(to),
+            _ => None,
+        });
         m.refs
             .iter()
             .filter_map(referenced)
             // An incremental model may read its own current table (e.g. its high-water mark).
             .filter(|up| !(up == &m.key && m.config.materialized == Materialization::Incremental))
+            .chain(checked)
             .map(|up| (up, m.key.clone()))
             .collect::<Vec<_>>()
     });

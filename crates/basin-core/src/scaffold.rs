@@ -46,6 +46,7 @@ launcher = "subprocess"
 # subprocess: workers kept started ahead of their runs (each does one run, then exits).
 standby_workers = 2
 # command = "docker run --rm -v {project}:/project basin worker -C /project --run-id {run_id}"
+# command = "kubectl run basin-{run_id} --rm -i --restart=Never --image=registry/basin -- basin worker -C /project --run-id {run_id}"
 # A run still going after this long is stopped and failed as `timeout`.
 # run_timeout = "6h"
 # Memory a worker's queries may hold: sorts and aggregations spill to disk near it, and a

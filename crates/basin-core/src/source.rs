@@ -122,6 +122,9 @@ pub struct TableConfig {
     pub description: Option<String>,
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnConfig>,
+    /// Checks of the bronze table, evaluated after each ingestion (`[[tables.checks]]`).
+    #[serde(default)]
+    pub checks: Vec<crate::check::CheckConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +183,7 @@ pub struct SourceTable {
     pub header: Option<bool>,
     pub description: Option<String>,
     pub columns: BTreeMap<String, ColumnConfig>,
+    pub checks: Vec<crate::check::CheckConfig>,
 }
 
 pub const DEFAULT_LAG: Duration = Duration::from_secs(5 * 60);
@@ -243,6 +247,7 @@ impl Source {
             chunk_rows: t.chunk_rows.or(d.chunk_rows).unwrap_or(DEFAULT_CHUNK_ROWS).max(1),
             description: t.description.clone(),
             columns: t.columns.clone(),
+            checks: t.checks.clone(),
             path: t.path.clone(),
             format: t.format,
             delimiter: t.delimiter.clone(),
@@ -262,6 +267,7 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["defaults"] => fields_of::<TableDefaults>(),
         ["tables"] => fields_of::<TableConfig>(),
         ["tables", "columns", _] => fields_of::<ColumnConfig>(),
+        ["tables", "checks"] => fields_of::<crate::check::CheckConfig>(),
         _ => return None,
     })
 }

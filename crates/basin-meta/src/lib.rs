@@ -305,6 +305,35 @@ pub struct Materialization {
     pub at: DateTime<Utc>,
 }
 
+/// What one check found about one version of an asset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// The run that evaluated it; `None` for `basin check` outside a run.
+    pub run_id: Option<String>,
+    pub asset: String,
+    /// `not_null(customer_id)`.
+    pub check_name: String,
+    pub check_type: String,
+    /// `error` or `warn`.
+    pub severity: String,
+    pub passed: bool,
+    /// What was found (`12 rows`, `0.031`), and what was allowed (`0 rows`, `<= 0.01`).
+    pub observed: String,
+    pub threshold: String,
+    /// Up to 20 keys of failing rows.
+    pub samples: Vec<String>,
+    pub delta_version: Option<i64>,
+    pub duration_ms: i64,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckFilter {
+    pub asset: Option<String>,
+    pub run_id: Option<String>,
+    pub limit: Option<i64>,
+}
+
 /// Which runs `runs` lists (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -399,6 +428,12 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     async fn add_events(&self, run_id: &str, events: &[NewEvent]) -> Result<()>;
     async fn events(&self, run_id: &str) -> Result<Vec<Event>>;
 
+    /// Record what checks found (their `at` is the store's clock).
+    async fn add_check_results(&self, results: &[CheckResult]) -> Result<()>;
+    /// Check results, newest first.
+    async fn check_results(&self, filter: &CheckFilter) -> Result<Vec<CheckResult>>;
+    /// Each asset's checks whose latest result is a failure of severity `error`.
+    async fn failing_checks(&self) -> Result<Vec<CheckResult>>;
     async fn record_materialization(&self, m: &Materialization) -> Result<()>;
     /// Newest first; of one asset, or of all.
     async fn materializations(&self, asset: Option<&str>, limit: i64) -> Result<Vec<Materialization>>;

@@ -89,12 +89,46 @@ macro_rules! v1 {
     };
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs, events, materialisations, cursors, daemons",
-    sqlite: v1!("INTEGER PRIMARY KEY AUTOINCREMENT"),
-    postgres: v1!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
-}];
+macro_rules! v2 {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE check_results (
+                id ",
+            $id,
+            ",
+                run_id TEXT,
+                asset TEXT NOT NULL,
+                check_name TEXT NOT NULL,
+                check_type TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                passed BOOLEAN NOT NULL,
+                observed TEXT NOT NULL,
+                threshold TEXT NOT NULL,
+                samples TEXT NOT NULL,
+                delta_version BIGINT,
+                duration_ms BIGINT NOT NULL,
+                at BIGINT NOT NULL
+            );
+            CREATE INDEX check_results_by_asset ON check_results (asset, check_name, id);
+            CREATE INDEX check_results_by_run ON check_results (run_id, id);"
+        )
+    };
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs, events, materialisations, cursors, daemons",
+        sqlite: v1!("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres: v1!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    },
+    Migration {
+        version: 2,
+        name: "check results",
+        sqlite: v2!("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres: v2!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    },
+];
 
 /// The newest schema version this Basin knows.
 pub fn latest() -> i64 {

@@ -21,8 +21,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, Type};
 
 use crate::migrations::{LEDGER, MIGRATIONS, latest};
 use crate::{
-    Beat, Cancel, DaemonBeat, Error, Event, FailureCategory, Finish, Level, Materialization, MetaStore, NewEvent,
-    NewRun, QueueLimits, Result, Run, RunFilter, RunStatus,
+    Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Level, Materialization,
+    MetaStore, NewEvent, NewRun, QueueLimits, Result, Run, RunFilter, RunStatus,
 };
 
 /// Advisory-lock keys (PostgreSQL) for the decisions only one process may take at a time.
@@ -237,6 +237,28 @@ fn materialization_from<'r>(r: &'r impl Get<'r>) -> Result<Materialization> {
         at: from_micros("at", r.int("at")?)?,
     })
 }
+
+fn check_result_from<'r>(r: &'r impl Get<'r>) -> Result<CheckResult> {
+    let samples = r.text("samples")?;
+    Ok(CheckResult {
+        run_id: r.opt_text("run_id")?,
+        asset: r.text("asset")?,
+        check_name: r.text("check_name")?,
+        check_type: r.text("check_type")?,
+        severity: r.text("severity")?,
+        passed: r.flag("passed")?,
+        observed: r.text("observed")?,
+        threshold: r.text("threshold")?,
+        samples: serde_json::from_str(&samples)
+            .map_err(|e| Error::Corrupt { column: "samples", detail: e.to_string() })?,
+        delta_version: r.opt_int("delta_version")?,
+        duration_ms: r.int("duration_ms")?,
+        at: from_micros("at", r.int("at")?)?,
+    })
+}
+
+const CHECK_COLUMNS: &str = "run_id, asset, check_name, check_type, severity, passed, observed, threshold, samples, \
+                             delta_version, duration_ms, at";
 
 fn daemon_from<'r>(r: &'r impl Get<'r>) -> Result<DaemonBeat> {
     Ok(DaemonBeat {
@@ -891,6 +913,66 @@ impl MetaStore for SqlStore {
             .await
             .map_err(sql("read events"))?;
             rows.iter().map(event_from).collect()
+        })
+    }
+
+    async fn add_check_results(&self, results: &[CheckResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let text = format!(
+            "INSERT INTO check_results ({CHECK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        in_tx!(self, None, tx => {
+            for c in results {
+                sqlx::query(AssertSqlSafe(text.clone()))
+                    .bind(c.run_id.as_deref())
+                    .bind(&c.asset)
+                    .bind(&c.check_name)
+                    .bind(&c.check_type)
+                    .bind(&c.severity)
+                    .bind(c.passed)
+                    .bind(&c.observed)
+                    .bind(&c.threshold)
+                    .bind(serde_json::to_string(&c.samples).expect("strings serialise"))
+                    .bind(c.delta_version)
+                    .bind(c.duration_ms)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("record check results"))?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn check_results(&self, filter: &CheckFilter) -> Result<Vec<CheckResult>> {
+        let text = format!(
+            "SELECT {CHECK_COLUMNS} FROM check_results WHERE ($1 IS NULL OR asset = $1) AND ($2 IS NULL OR run_id = $2) \
+             ORDER BY id DESC LIMIT $3"
+        );
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(text))
+                .bind(filter.asset.as_deref())
+                .bind(filter.run_id.as_deref())
+                .bind(filter.limit.unwrap_or(i64::MAX))
+                .fetch_all(p)
+                .await
+                .map_err(sql("read check results"))?;
+            rows.iter().map(check_result_from).collect()
+        })
+    }
+
+    async fn failing_checks(&self) -> Result<Vec<CheckResult>> {
+        let text = format!(
+            "SELECT {CHECK_COLUMNS} FROM check_results WHERE id IN \
+             (SELECT MAX(id) FROM check_results GROUP BY asset, check_name) AND NOT passed AND severity = 'error' \
+             ORDER BY asset, check_name"
+        );
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(text)).fetch_all(p).await.map_err(sql("read failing checks"))?;
+            rows.iter().map(check_result_from).collect()
         })
     }
 

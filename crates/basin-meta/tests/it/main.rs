@@ -79,7 +79,56 @@ on_both!(
     concurrent_writers_never_see_database_is_locked,
     schedule_ticks_and_retries_are_queued_once,
     a_backfill_s_runs_are_recorded_together_and_claimed_in_order,
+    check_results_are_kept_and_the_latest_failures_found,
 );
+
+async fn check_results_are_kept_and_the_latest_failures_found(db: Db) {
+    let clock = ManualClock::new(t0());
+    let store = db.open(&clock).await;
+    let result = |asset: &str, name: &str, severity: &str, passed: bool, run: &str| basin_meta::CheckResult {
+        run_id: Some(run.to_string()),
+        asset: asset.into(),
+        check_name: name.into(),
+        check_type: "not_null".into(),
+        severity: severity.into(),
+        passed,
+        observed: if passed { "0 rows".into() } else { "12 rows".into() },
+        threshold: "0 rows".into(),
+        samples: if passed { vec![] } else { vec!["id=1".into(), "id=O'Brien".into()] },
+        delta_version: Some(3),
+        duration_ms: 4,
+        at: t0(),
+    };
+    store
+        .add_check_results(&[
+            result("silver.a", "not_null(x)", "error", false, "r1"),
+            result("silver.a", "unique(id)", "error", true, "r1"),
+            result("silver.b", "not_null(y)", "warn", false, "r1"),
+            result("silver.c", "not_null(z)", "error", false, "r1"),
+        ])
+        .await
+        .unwrap();
+    clock.advance(Duration::seconds(1));
+    // silver.c was fixed by a later run; silver.a was not.
+    store.add_check_results(&[result("silver.c", "not_null(z)", "error", true, "r2")]).await.unwrap();
+    let failing: Vec<(String, String)> =
+        store.failing_checks().await.unwrap().into_iter().map(|c| (c.asset, c.check_name)).collect();
+    assert_eq!(failing, [("silver.a".to_string(), "not_null(x)".to_string())], "warn and fixed checks do not count");
+    let of_a = store
+        .check_results(&basin_meta::CheckFilter { asset: Some("silver.a".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(of_a.len(), 2);
+    let failed = of_a.iter().find(|c| !c.passed).unwrap();
+    assert_eq!(failed.samples, ["id=1", "id=O'Brien"]);
+    assert_eq!((failed.delta_version, failed.at), (Some(3), t0()));
+    let of_r2 = store
+        .check_results(&basin_meta::CheckFilter { run_id: Some("r2".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(of_r2.len(), 1);
+    assert_eq!(of_r2[0].at, t0() + Duration::seconds(1), "stamped by the store's clock");
+}
 
 async fn a_backfill_s_runs_are_recorded_together_and_claimed_in_order(db: Db) {
     let clock = ManualClock::new(t0());
