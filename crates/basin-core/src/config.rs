@@ -74,7 +74,14 @@ pub struct RunSection {
     /// How often a running run tells the metadata store its worker is alive (`"5s"`). A run
     /// silent for [`DEAD_AFTER_BEATS`] intervals is failed as `worker_died`.
     pub heartbeat_interval: Option<String>,
+    /// The guardrail on full replaces: a build that would leave a populated table with fewer
+    /// than `1 - max_shrink` of its rows (or none at all) fails before it commits, unless run
+    /// with `--allow-shrink`. Default 0.5; a model's own `max_shrink` overrides it.
+    pub max_shrink: Option<f64>,
 }
+
+/// Share of its rows a full replace may drop when neither the model nor `[run]` says.
+pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
 /// Missed heartbeats after which a run's worker is taken for dead.
 pub const DEAD_AFTER_BEATS: u32 = 3;
@@ -212,6 +219,17 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
                     .with_hint("e.g. \"5s\""),
             ),
         }
+    }
+    if let Some(m) = config.run.max_shrink
+        && !(0.0..=1.0).contains(&m)
+    {
+        out.push(
+            Diagnostic::error(
+                find(text, "max_shrink"),
+                format!("`run.max_shrink` is a share of rows from 0 to 1, not {m}"),
+            )
+            .with_hint("e.g. 0.5: a full replace may drop up to half of a table's rows"),
+        );
     }
     check_daemon(text, &config, out);
     if config.project.name.trim().is_empty() {

@@ -19,12 +19,14 @@ pub enum FailureCategory {
     WorkerDied,
     /// The run outlived its timeout and was stopped.
     Timeout,
-    /// Anything else, including failed checks and refused writes.
+    /// An error-severity check failed (retrying rebuilds the same data).
+    CheckFailed,
+    /// Anything else, including refused writes.
     Other,
 }
 
 impl FailureCategory {
-    pub const ALL: [FailureCategory; 8] = [
+    pub const ALL: [FailureCategory; 9] = [
         FailureCategory::Transient,
         FailureCategory::SourceUnavailable,
         FailureCategory::Auth,
@@ -32,6 +34,7 @@ impl FailureCategory {
         FailureCategory::BadQuery,
         FailureCategory::WorkerDied,
         FailureCategory::Timeout,
+        FailureCategory::CheckFailed,
         FailureCategory::Other,
     ];
 
@@ -44,6 +47,7 @@ impl FailureCategory {
             FailureCategory::BadQuery => "bad_query",
             FailureCategory::WorkerDied => "worker_died",
             FailureCategory::Timeout => "timeout",
+            FailureCategory::CheckFailed => "check_failed",
             FailureCategory::Other => "other",
         }
     }

@@ -113,6 +113,8 @@ pub struct ModelConfig {
     /// `expression`, `relationships`) add `dq_passed` and `dq_failure_reason` to every row.
     #[serde(default)]
     pub dq_flags: bool,
+    /// Share of its rows a full replace of this table may drop (see `[run] max_shrink`).
+    pub max_shrink: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -172,6 +174,9 @@ pub struct Model {
     pub config: ModelConfig,
     /// Tables the query reads, in order of appearance.
     pub refs: Vec<TableRef>,
+    /// With `dq_flags = true`: the row-level checks that become the `dq_passed` and
+    /// `dq_failure_reason` columns instead of failing the build (set when the project loads).
+    pub flags: Vec<crate::check::CheckSpec>,
 }
 
 impl Model {

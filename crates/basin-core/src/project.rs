@@ -168,7 +168,16 @@ impl Project {
             );
         }
 
-        let checks = collect_checks(&text, &config, &models, &sources, &bronze, &graph, &mut problems);
+        let mut checks = collect_checks(&text, &config, &models, &sources, &bronze, &graph, &mut problems);
+        // `dq_flags`: row-level checks flag rows instead of failing the model.
+        for m in models.values_mut().filter(|m| m.config.dq_flags) {
+            if let Some(specs) = checks.get_mut(&m.key) {
+                let (flags, rest): (Vec<CheckSpec>, Vec<CheckSpec>) =
+                    specs.drain(..).partition(|s| s.kind.is_row_level());
+                *specs = rest;
+                m.flags = flags;
+            }
+        }
 
         let mut diagnostics = Diagnostics::default();
         diagnostics.extend(problems);
@@ -397,7 +406,22 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             crate::failure::FailureCategory::ALL.map(|c| c.as_str()).join(", ")
         )));
     }
-    ok.then(|| Model { key: AssetKey::new(schema, name), file: file.to_string(), text, config, refs })
+    if let Some(m) = config.max_shrink
+        && !(0.0..=1.0).contains(&m)
+    {
+        out.push(
+            Diagnostic::error(locate("max_shrink"), format!("`max_shrink` is a share of rows from 0 to 1, not {m}"))
+                .with_hint("e.g. 0.5: a full replace may drop up to half of the table's rows"),
+        );
+    }
+    ok.then(|| Model {
+        key: AssetKey::new(schema, name),
+        file: file.to_string(),
+        text,
+        config,
+        refs,
+        flags: Vec::new(),
+    })
 }
 
 /// The asset a schema-qualified reference reads: `bronze_current.x` is a view of `bronze.x`.

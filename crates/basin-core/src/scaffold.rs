@@ -36,6 +36,10 @@ concurrency = 0
 # for three intervals (killed, out of memory, its machine lost) is marked failed as
 # `worker_died` by the next `basin runs` or daemon monitor pass, never left running.
 heartbeat_interval = "5s"
+# The guardrail on full replaces: a build that would drop more than this share of a table's
+# rows, or empty it, fails before it commits (`basin run --allow-shrink` lets it through).
+# A model's own `max_shrink` overrides it.
+max_shrink = 0.5
 
 [daemon]
 # `basin daemon` launches queued and scheduled runs, at most this many at once.
@@ -87,6 +91,13 @@ on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
 # source = "v3"
 # tables = ["invoice"]          # default: every table of the source
 # interval = "30s"
+
+# Checks for every asset a selection picks, besides those models and source tables declare.
+# Every bronze table is also reconciled against its source (row counts within 1%).
+# [[default_checks]]
+# selection = "schema:gold"
+# type = "row_count"
+# min = 1
 "#;
 
 /// The example models: file path and content.
@@ -119,6 +130,22 @@ unique_key = ["order_id"]
 owner = "data-team"
 description = "Orders, one row per order id."
 tags = ["example"]
+
+# Checks run after every build. An `error` check (the default) that fails stops every model
+# downstream; `severity = "warn"` only reports. Results: `basin runs show RUN`, or
+# `basin sql "SELECT * FROM basin.check_results"`; `basin check` runs them on current data.
+[[checks]]
+type = "unique"
+columns = ["order_id"]
+
+[[checks]]
+type = "not_null"
+columns = ["customer_id", "amount"]
+
+[[checks]]
+type = "relationships"
+column = "customer_id"
+to = "silver.customers"
 */
 SELECT
     order_id,

@@ -76,8 +76,12 @@ pub enum Error {
     #[error("incremental table {table} has no primary key; set `primary_key` in its source file")]
     NoPrimaryKey { table: AssetKey },
 
-    #[error("reconciliation of {table} failed: the source counted {source_rows} rows, {read_rows} were read")]
-    Reconciliation { table: AssetKey, source_rows: u64, read_rows: u64 },
+    #[error(
+        "refusing to replace {table}: it holds {before} rows and the new build has {after} (at least {min_rows} \
+         must stay, max_shrink {max_shrink}); nothing was committed. If the data really shrank, run again with \
+         --allow-shrink"
+    )]
+    Shrink { table: AssetKey, before: u64, after: u64, min_rows: u64, max_shrink: f64 },
 }
 
 impl Error {
@@ -158,7 +162,7 @@ impl Error {
             | Error::Partition { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
-            Error::BronzeImmutable { .. } | Error::Reconciliation { .. } => ErrorKind::Conflict,
+            Error::BronzeImmutable { .. } | Error::Shrink { .. } => ErrorKind::Conflict,
             Error::Source { source, .. } => match source.as_ref() {
                 basin_connectors::Error::Connect { .. } | basin_connectors::Error::Query { .. } => {
                     ErrorKind::Unavailable

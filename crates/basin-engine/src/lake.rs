@@ -288,6 +288,19 @@ pub(crate) fn register_view(ctx: &SessionContext, key: &AssetKey, df: DataFrame,
 }
 
 /// Put `provider` in `ctx` as `<schema>.<name>`, creating the schema, replacing any earlier one.
+/// Register rows held in memory (the metadata store's tables, such as `basin.check_results`)
+/// as `key` in `ctx`.
+pub fn register_batches(
+    ctx: &SessionContext,
+    key: &AssetKey,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<datafusion::arrow::array::RecordBatch>,
+) -> Result<()> {
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])
+        .map_err(Error::query(format!("cannot register {key}")))?;
+    register_provider(ctx, key, Arc::new(table))
+}
+
 pub(crate) fn register_provider(ctx: &SessionContext, key: &AssetKey, provider: Arc<dyn TableProvider>) -> Result<()> {
     // Models of one run finish concurrently: creating a schema must not replace one that
     // another task created a moment earlier.

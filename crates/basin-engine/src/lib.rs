@@ -3,7 +3,9 @@
 //! links DataFusion and deltalake.
 
 pub mod bronze;
+pub mod checks;
 pub mod error;
+mod guard;
 pub mod history;
 pub mod ingest;
 pub mod lake;

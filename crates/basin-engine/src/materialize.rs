@@ -72,6 +72,23 @@ pub struct ModelRun {
     pub run_id: String,
     pub full_refresh: bool,
     pub partition: Option<DayRange>,
+    /// Share of its rows a full replace may drop when the model does not say (`[run]
+    /// max_shrink`), and whether the guardrail is off for this run (`--allow-shrink`).
+    pub max_shrink: f64,
+    pub allow_shrink: bool,
+}
+
+impl ModelRun {
+    /// A run with the default guardrail.
+    pub fn new(run_id: impl Into<String>) -> Self {
+        ModelRun {
+            run_id: run_id.into(),
+            full_refresh: false,
+            partition: None,
+            max_shrink: basin_core::config::DEFAULT_MAX_SHRINK,
+            allow_shrink: false,
+        }
+    }
 }
 
 impl ModelRun {
@@ -86,6 +103,7 @@ impl ModelRun {
                 .map_err(|problem| Error::Partition { table: key.clone(), problem })?,
             None => model.sql().to_string(),
         };
+        let sql = if model.flags.is_empty() { sql } else { crate::checks::flagged_sql(&sql, &model.flags) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
@@ -103,7 +121,7 @@ impl ModelRun {
         }
 
         if model.config.materialized == Materialization::View {
-            crate::lake::register_view(ctx, key, df, model.sql())?;
+            crate::lake::register_view(ctx, key, df, &sql)?;
             return Ok(Materialized {
                 key: key.clone(),
                 action: Action::View,
@@ -167,14 +185,23 @@ impl ModelRun {
     ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let created = existing.is_none();
+        let max_shrink = model.config.max_shrink.unwrap_or(self.max_shrink);
+        let guard = match &existing {
+            Some(t) if !self.allow_shrink => crate::guard::ShrinkGuard::new(table_rows(key, t)?, max_shrink),
+            _ => None,
+        };
         let table = match existing {
             Some(t) => t,
             None => lake.table_or_new(key).await?,
         };
+        let state = match &guard {
+            Some(g) => g.session(ctx.state()),
+            None => ctx.state(),
+        };
         let mut write = table
             .write(Vec::new())
             .with_input_plan(df.into_unoptimized_plan())
-            .with_session_state(Arc::new(ctx.state()))
+            .with_session_state(Arc::new(state))
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
             .with_commit_properties(self.commit_properties(model, "replace"));
@@ -187,7 +214,18 @@ impl ModelRun {
                 write = write.with_description(d.clone());
             }
         }
-        let table = write.await.map_err(Error::delta(key, "write"))?;
+        let written = write.await;
+        if let Some(after) = guard.as_ref().and_then(|g| g.refused()) {
+            let g = guard.as_ref().expect("refused by a guard");
+            return Err(Error::Shrink {
+                table: key.clone(),
+                before: g.before,
+                after,
+                min_rows: g.min_rows,
+                max_shrink,
+            });
+        }
+        let table = written.map_err(Error::delta(key, "write"))?;
         Ok((table, if created { Action::Created } else { Action::Replaced }))
     }
 
@@ -686,11 +724,21 @@ fn conform(key: &AssetKey, df: DataFrame, table: &DeltaTable) -> Result<DataFram
 
 /// Re-plan a view model in `ctx`, so that it reads the tables `ctx` holds now.
 pub async fn refresh_view(ctx: &SessionContext, model: &Model) -> Result<()> {
-    let df = ctx
-        .sql(model.sql())
-        .await
-        .map_err(Error::query(format!("view {} ({}) does not plan", model.key, model.file)))?;
-    crate::lake::register_view(ctx, &model.key, df, model.sql())
+    let sql = query_of(model);
+    let df = ctx.sql(&sql).await.map_err(Error::query(format!("view {} ({}) does not plan", model.key, model.file)))?;
+    crate::lake::register_view(ctx, &model.key, df, &sql)
+}
+
+/// The query a model runs: its SQL, with the `dq_flags` columns when it has them.
+pub fn query_of(model: &Model) -> String {
+    if model.flags.is_empty() { model.sql().to_string() } else { crate::checks::flagged_sql(model.sql(), &model.flags) }
+}
+
+/// Rows of the table's current version, from its files' statistics (every file Basin
+/// writes has them).
+fn table_rows(key: &AssetKey, table: &DeltaTable) -> Result<u64> {
+    let snapshot = table.snapshot().map_err(Error::delta(key, "read snapshot"))?;
+    Ok(snapshot.log_data().iter().map(|f| f.num_records().unwrap_or(0) as u64).sum())
 }
 
 /// Output rows of the table's latest commit, from its `operationMetrics`.

@@ -304,6 +304,8 @@ impl Daemon {
     ///
     /// On cron: queued once per tick, as soon as every upstream asset has been materialised
     /// since that tick.
+    ///
+    /// Neither is queued while an upstream asset's latest `error` check has failed.
     async fn automation(&mut self, now: DateTime<Utc>, tick: &mut Tick) -> Result<()> {
         if self.eager.is_empty() && self.on_cron.is_empty() {
             return Ok(());
@@ -312,8 +314,11 @@ impl Daemon {
         let handled = self.store.cursors("automation:").await?;
         let active: BTreeSet<String> =
             self.store.active_runs().await?.into_iter().filter_map(|r| r.tags.get("automation").cloned()).collect();
+        // Bad data does not spread: an asset waits while an upstream's latest `error` check
+        // has failed, until a materialisation of that upstream passes its checks.
+        let failing: BTreeSet<String> = self.store.failing_checks().await?.into_iter().map(|c| c.asset).collect();
         for e in &self.eager {
-            if active.contains(&e.asset) {
+            if active.contains(&e.asset) || e.upstream.iter().any(|u| failing.contains(u)) {
                 continue;
             }
             let Some((newest, by)) = e.upstream.iter().filter_map(|u| latest.get(u).map(|t| (*t, u))).max() else {
@@ -346,7 +351,7 @@ impl Daemon {
                 self.store.advance_cursor(&cursor, None, &value).await?;
                 continue;
             };
-            if *handled == value || active.contains(&c.asset) {
+            if *handled == value || active.contains(&c.asset) || c.upstream.iter().any(|u| failing.contains(u)) {
                 continue;
             }
             if !c.upstream.iter().all(|u| latest.get(u).is_some_and(|t| *t >= due)) {

@@ -57,6 +57,10 @@ enum Command {
         /// How many assets to build at once (default: one per CPU core).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// On the last night, plant a realistic defect in the source (invoice items pointing
+        /// at a charge type that does not exist) to see a check catch it and stop gold.
+        #[arg(long)]
+        inject_fault: bool,
     },
     /// Check the whole project and report every problem with its file:line:col.
     Validate {
@@ -95,6 +99,17 @@ enum Command {
         /// (default: yesterday). Only daily-partitioned models may be selected with it.
         #[arg(long)]
         partition: Option<String>,
+        /// Let a full replace shrink a table by more than `max_shrink`, or empty it (the
+        /// guardrail refuses such a write otherwise, before it commits).
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+    /// Evaluate the checks of the selected assets on their current data, without building
+    /// anything. Results are stored (`basin.check_results`); exits non-zero if an `error`
+    /// check fails.
+    Check {
+        #[arg(default_value = "*")]
+        selection: Vec<String>,
     },
     /// Build daily-partitioned models over a range of days, in runs of at most --per-run days
     /// (each one query over its days). Progress is kept in the metadata store: `--status ID`
@@ -214,8 +229,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init { dir, name, template } => {
             init(dir.or(cli.project).unwrap_or_else(|| PathBuf::from(".")), name, template)
         }
-        Command::Demo { dir, scale, days, seed, source, concurrency } => {
-            crate::demo::run(crate::demo::Options { dir, scale, days, seed, source, concurrency }).await
+        Command::Demo { dir, scale, days, seed, source, concurrency, inject_fault } => {
+            crate::demo::run(crate::demo::Options { dir, scale, days, seed, source, concurrency, inject_fault }).await
         }
         Command::Validate { connect } => validate(&start_dir, connect).await,
         Command::Plan { selection, full_refresh } => {
@@ -224,24 +239,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::run::plan(&project, &lake, &keys, full_refresh).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { selection, full_refresh, queue: true, priority, tags, partition, .. } => {
+        Command::Run { selection, full_refresh, queue: true, priority, mut tags, partition, allow_shrink, .. } => {
+            if allow_shrink {
+                tags.push(format!("{}=true", crate::run::ALLOW_SHRINK_TAG));
+            }
             let project = load(&start_dir)?;
             let keys = select(&project, &selection)?;
             let partition = partition_of(&project, &keys, partition.as_deref())?;
             crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags, partition).await
         }
-        Command::Run { selection, full_refresh, concurrency, partition, .. } => {
+        Command::Run { selection, full_refresh, concurrency, partition, allow_shrink, .. } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let partition = partition_of(&project, &keys, partition.as_deref())?;
             let concurrency = concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
-            let new =
+            let mut new =
                 basin_meta::NewRun { full_refresh, partition, ..basin_meta::NewRun::new(selection, "in_process") };
+            if allow_shrink {
+                new.tags.insert(crate::run::ALLOW_SHRINK_TAG.into(), "true".into());
+            }
             let recorder = crate::record::Recorder::begin(&project, new).await?;
             let report =
                 crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Full)
                     .await?;
             Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Check { selection } => {
+            let (project, lake) = open(&start_dir)?;
+            let keys = select(&project, &selection)?;
+            let ok = crate::checks::check(&project, &lake, &keys).await?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Backfill { status: Some(id), .. } => crate::backfill::status(&load(&start_dir)?, &id).await,
         Command::Backfill { resume: Some(id), .. } => {
@@ -440,6 +467,11 @@ async fn sql(
     let session = lake.session(&views, as_of).await?;
     for (key, reason) in &session.unavailable_views {
         tracing::debug!(%key, reason, "view not available");
+    }
+    // The metadata store's tables, when the query reads one.
+    if query.to_ascii_lowercase().contains("check_results") {
+        let store = crate::record::open_store(project).await?;
+        crate::checks::register_results(&session.ctx, store.as_ref()).await?;
     }
     let df = match session.ctx.sql(query).await {
         Ok(df) => df,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use basin_connectors::Connector;
 use basin_core::Project;
+use basin_core::failure::FailureCategory;
 use basin_core::source::{Source, SourceTable};
 use basin_engine::Lake;
 use basin_engine::ingest::Progress;
@@ -168,12 +169,14 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
     };
     let run_id = recorder.id().to_string();
     eprintln!("ingest {run_id} — {} table(s)", tables.len());
+    // Checks of each table read its new version through this session.
+    let ctx = lake.session(&[], None).await?.ctx;
     let limit = tables.iter().map(|t| project.sources[&t.source].max_connections()).max().unwrap_or(1);
     let bars = std::io::stderr().is_terminal().then(MultiProgress::new);
     let cancel = recorder.canceled();
     let ingest_all = futures::stream::iter(tables)
         .map(|t| {
-            let (connections, run_id, recorder) = (connections.clone(), run_id.clone(), &recorder);
+            let (connections, run_id, recorder, ctx) = (connections.clone(), run_id.clone(), &recorder, &ctx);
             let bar = bars.as_ref().map(|b| {
                 let bar = b.add(ProgressBar::new_spinner());
                 bar.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -186,18 +189,28 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }
-                match &r {
-                    Ok(i) => crate::run::record_built(recorder, project, &materialized(i)).await,
-                    Err(e) => {
-                        let (error, category) = (crate::run::error_chain(e.as_ref()), crate::run::category_of(e));
-                        crate::run::record_failed(recorder, &t.key, &error, category).await;
+                let r = match r {
+                    Ok(i) => {
+                        crate::run::record_built(recorder, project, &materialized(&i)).await;
+                        match crate::checks::after_ingest(project, lake, ctx, recorder.store().as_ref(), &i).await {
+                            Ok(checked) => {
+                                crate::checks::record(recorder, &t.key, i.version, &checked).await;
+                                Ok((i, checked))
+                            }
+                            Err(e) => Err(anyhow::Error::new(e)),
+                        }
                     }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &r {
+                    let (error, category) = (crate::run::error_chain(e.as_ref()), crate::run::category_of(e));
+                    crate::run::record_failed(recorder, &t.key, &error, category).await;
                 }
                 (t, r)
             }
         })
         .buffer_unordered(limit)
-        .collect::<Vec<(SourceTable, anyhow::Result<Ingested>)>>();
+        .collect::<Vec<(SourceTable, anyhow::Result<(Ingested, crate::checks::Checked)>)>>();
     // A cancel stops the reads where they are: nothing lands from a table whose commit did
     // not happen.
     let results = tokio::select! {
@@ -211,8 +224,15 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
     let mut failures = Vec::new();
     for (t, r) in &results {
         match r {
-            Ok(i) => {
-                println!("{:<8} {:<40} {:>9.2}s  {}", "ok", t.key.to_string(), i.duration.as_secs_f64(), describe(i))
+            Ok((i, checked)) => {
+                let status = if checked.blocking_reason().is_some() { "CHECK" } else { "ok" };
+                println!("{status:<8} {:<40} {:>9.2}s  {}", t.key.to_string(), i.duration.as_secs_f64(), describe(i));
+                for line in crate::checks::failure_lines(&t.key, checked) {
+                    println!("{line}");
+                }
+                if let Some(why) = checked.blocking_reason() {
+                    failures.push((t.key.clone(), format!("check failed: {why}"), FailureCategory::CheckFailed));
+                }
             }
             Err(e) => {
                 let message = crate::run::error_chain(e.as_ref());
@@ -221,7 +241,8 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
             }
         }
     }
-    println!("{} ingested, {} failed", results.len() - failures.len(), failures.len());
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    println!("{} ingested, {failed} failed, {} with failed checks", results.len() - failed, failures.len() - failed);
     recorder.finish(crate::run::failures_finish(&failures)).await?;
     Ok(failures.is_empty())
 }

@@ -2,6 +2,7 @@
 //! work to the engine. Data goes to stdout, diagnostics and progress to stderr.
 
 mod backfill;
+mod checks;
 mod cli;
 mod daemon;
 mod demo;

@@ -102,6 +102,10 @@ impl Recorder {
         &self.run.id
     }
 
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
     /// Resolves when the run should stop: it was canceled, or it is no longer held by this
     /// process. Never resolves otherwise.
     pub fn canceled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {

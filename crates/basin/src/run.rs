@@ -13,7 +13,11 @@ use basin_meta::{Finish, Level};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
 
+use crate::checks::Checked;
 use crate::record::Recorder;
+
+/// The run tag that turns the guardrail on destructive writes off (`--allow-shrink`).
+pub const ALLOW_SHRINK_TAG: &str = "allow_shrink";
 
 /// A time-ordered run id, stamped on every commit the run makes.
 pub fn new_run_id() -> String {
@@ -26,20 +30,24 @@ pub fn view_definitions(project: &Project) -> Vec<(AssetKey, String)> {
         .ordered(project.graph.keys())
         .into_iter()
         .filter(|m| m.config.materialized == Materialization::View)
-        .map(|m| (m.key.clone(), m.sql().to_string()))
+        .map(|m| (m.key.clone(), basin_engine::materialize::query_of(m)))
         .collect()
 }
 
-/// A build's result: what it committed, or its error and failure category.
-type Built = Result<Materialized, (String, FailureCategory)>;
+/// A build's result: what it committed and what its checks found, or its error and failure
+/// category.
+type Built = Result<(Materialized, Checked), (String, FailureCategory)>;
 
 enum Outcome {
     Built(Materialized),
+    /// Committed, but an `error` check failed: downstream assets are skipped.
+    CheckFailed(Materialized, String),
     Failed(String),
     Skipped(String),
 }
 
 pub struct Report {
+    run_id: String,
     outcomes: BTreeMap<AssetKey, Outcome>,
     /// In build order, the failures (not the skips they caused).
     failures: Vec<(AssetKey, String, FailureCategory)>,
@@ -47,6 +55,15 @@ pub struct Report {
 }
 
 impl Report {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Whether something failed other than checks (and what they stopped).
+    pub fn failed_otherwise(&self) -> bool {
+        self.canceled || self.outcomes.values().any(|o| matches!(o, Outcome::Failed(_)))
+    }
+
     pub fn failed(&self) -> bool {
         self.canceled || self.outcomes.values().any(|o| !matches!(o, Outcome::Built(_)))
     }
@@ -64,10 +81,26 @@ impl Report {
         }
     }
 
-    /// What was built, in key order.
+    /// What was built (committed, whatever its checks found), in key order.
     pub fn built(&self) -> impl Iterator<Item = &Materialized> {
         self.outcomes.values().filter_map(|o| match o {
-            Outcome::Built(m) => Some(m),
+            Outcome::Built(m) | Outcome::CheckFailed(m, _) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Assets whose `error` checks failed, with what failed.
+    pub fn check_failures(&self) -> impl Iterator<Item = (&AssetKey, &str)> {
+        self.outcomes.iter().filter_map(|(k, o)| match o {
+            Outcome::CheckFailed(_, why) => Some((k, why.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Assets skipped, with the reason.
+    pub fn skipped(&self) -> impl Iterator<Item = (&AssetKey, &str)> {
+        self.outcomes.iter().filter_map(|(k, o)| match o {
+            Outcome::Skipped(why) => Some((k, why.as_str())),
             _ => None,
         })
     }
@@ -136,7 +169,13 @@ pub async fn run(
         Some(p) => Some(basin_core::partition::DayRange::parse(p).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let run = ModelRun { run_id: recorder.id().to_string(), full_refresh, partition };
+    let run = ModelRun {
+        run_id: recorder.id().to_string(),
+        full_refresh,
+        partition,
+        max_shrink: project.config.run.max_shrink.unwrap_or(basin_core::config::DEFAULT_MAX_SHRINK),
+        allow_shrink: recorder.run().tags.get(ALLOW_SHRINK_TAG).is_some_and(|v| v == "true"),
+    };
     let cancel = recorder.canceled();
     tokio::pin!(cancel);
     let mut canceled = false;
@@ -169,6 +208,7 @@ pub async fn run(
         say(format!("run {} — {} asset(s), up to {concurrency} at once", run.run_id, order.len()));
     }
 
+    let shared = std::sync::Arc::new(project.clone());
     let mut outcomes: BTreeMap<AssetKey, Outcome> = BTreeMap::new();
     let mut pending: Vec<AssetKey> = order.clone();
     let mut running: JoinSet<(AssetKey, Built)> = JoinSet::new();
@@ -179,11 +219,12 @@ pub async fn run(
         while i < pending.len() && running.len() < concurrency {
             let key = &pending[i];
             let ups = &waits_for[key];
-            if let Some(bad) =
-                ups.iter().find(|u| matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_))))
-            {
+            if let Some(bad) = ups.iter().find(|u| {
+                matches!(outcomes.get(**u), Some(Outcome::Failed(_) | Outcome::Skipped(_) | Outcome::CheckFailed(..)))
+            }) {
                 let reason = match &outcomes[*bad] {
                     Outcome::Failed(_) => format!("upstream {bad} failed"),
+                    Outcome::CheckFailed(_, why) => format!("upstream check failed: {bad} {why}"),
                     _ => format!("upstream {bad} was skipped"),
                 };
                 say(format!("  skip   {key}: {reason}"));
@@ -204,25 +245,18 @@ pub async fn run(
                     s.enable_steady_tick(Duration::from_millis(120));
                     spinners.insert(key.clone(), s);
                 }
+                let store = recorder.store().clone();
                 if let Some(table) = project.bronze.get(&key).cloned() {
-                    let (project, connections) = (project.clone(), connections.clone());
+                    let (project, connections) = (shared.clone(), connections.clone());
                     let bar = spinners.get(&key).cloned();
                     running.spawn(async move {
                         let ingested =
                             crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id, bar).await;
                         let result = match ingested {
-                            Ok(i) => {
-                                let registered = match lake.table(&table.key).await {
-                                    Ok(Some(t)) => match lake.register_table(&ctx, &table.key, &t).await {
-                                        Ok(()) => lake.register_current_state(&ctx, &table.key).await,
-                                        Err(e) => Err(e),
-                                    },
-                                    Ok(None) => Ok(()),
-                                    Err(e) => Err(e),
-                                }
-                                .map_err(|e| (error_chain(&e), e.failure_category()));
-                                registered.map(|()| crate::ingest::materialized(&i))
-                            }
+                            Ok(i) => crate::checks::after_ingest(&project, &lake, &ctx, store.as_ref(), &i)
+                                .await
+                                .map(|checked| (crate::ingest::materialized(&i), checked))
+                                .map_err(|e| (error_chain(&e), e.failure_category())),
                             Err(e) => Err((error_chain(e.as_ref()), category_of(&e))),
                         };
                         (table.key.clone(), result)
@@ -230,9 +264,17 @@ pub async fn run(
                     continue;
                 }
                 let model = project.models[&key].clone();
+                let project = shared.clone();
                 running.spawn(async move {
-                    let result =
-                        run.materialize(&lake, &ctx, &model).await.map_err(|e| (error_chain(&e), e.failure_category()));
+                    let result = match run.materialize(&lake, &ctx, &model).await {
+                        Ok(m) => {
+                            let checked =
+                                crate::checks::evaluate(&project, store.as_ref(), &ctx, &model.key, Some(m.rows), None)
+                                    .await;
+                            Ok((m, checked))
+                        }
+                        Err(e) => Err((error_chain(&e), e.failure_category())),
+                    };
                     (model.key.clone(), result)
                 });
                 continue;
@@ -266,13 +308,25 @@ pub async fn run(
             b.inc(1);
         }
         match result {
-            Ok(m) => {
+            Ok((m, checked)) => {
                 if full {
                     say(format!("  built  {key} ({}) in {}", describe(&m), secs(m.duration)));
                 }
                 record_built(recorder, project, &m).await;
+                crate::checks::record(recorder, &key, m.version, &checked).await;
+                for line in crate::checks::failure_lines(&key, &checked) {
+                    say(line);
+                }
                 refresh_views_over(&views_outside, &ctx, &key).await;
-                outcomes.insert(key, Outcome::Built(m));
+                match checked.blocking_reason() {
+                    Some(why) => {
+                        failures.push((key.clone(), format!("check failed: {why}"), FailureCategory::CheckFailed));
+                        outcomes.insert(key, Outcome::CheckFailed(m, why));
+                    }
+                    None => {
+                        outcomes.insert(key, Outcome::Built(m));
+                    }
+                }
             }
             Err((e, category)) => {
                 say(format!("  FAIL   {key}: {e}"));
@@ -286,7 +340,7 @@ pub async fn run(
         b.finish_and_clear();
     }
 
-    let report = Report { outcomes, failures, canceled };
+    let report = Report { run_id: run.run_id.clone(), outcomes, failures, canceled };
     if full {
         print_summary(&report, &order, started.elapsed());
     }
@@ -426,6 +480,18 @@ fn print_summary(report: &Report, order: &[AssetKey], elapsed: Duration) {
                 built += 1;
                 rows += m.rows;
                 println!("{:<8} {:<40} {:>10} {:>9}  {}", "ok", key.to_string(), m.rows, secs(m.duration), describe(m));
+            }
+            Outcome::CheckFailed(m, why) => {
+                failed += 1;
+                rows += m.rows;
+                println!(
+                    "{:<8} {:<40} {:>10} {:>9}  {}; check failed: {why}",
+                    "CHECK",
+                    key.to_string(),
+                    m.rows,
+                    secs(m.duration),
+                    describe(m)
+                );
             }
             Outcome::Failed(e) => {
                 failed += 1;

@@ -171,7 +171,7 @@ pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
     }
     println!();
     println!("{:<12}  {:<5}  {:<18}  {:<32}  message", "time (UTC)", "level", "event", "asset");
-    for e in store.events(id).await? {
+    for e in store.events(&run.id).await? {
         println!(
             "{:<12}  {:<5}  {:<18}  {:<32}  {}",
             e.at.format("%H:%M:%S%.3f"),
@@ -180,6 +180,22 @@ pub async fn show(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
             e.asset.as_deref().unwrap_or(""),
             e.message
         );
+    }
+    let filter = basin_meta::CheckFilter { run_id: Some(run.id.clone()), ..Default::default() };
+    let checks = store.check_results(&filter).await?;
+    if !checks.is_empty() {
+        println!();
+        println!("{:<6}  {:<5}  {:<32}  {:<40}  {:<28}  threshold", "check", "sev", "asset", "name", "observed");
+        for c in &checks {
+            let result = if c.passed { "pass" } else { "FAIL" };
+            println!(
+                "{result:<6}  {:<5}  {:<32}  {:<40}  {:<28}  {}",
+                c.severity, c.asset, c.check_name, c.observed, c.threshold
+            );
+            for s in c.samples.iter().take(5) {
+                println!("{:<6}  {:<5}  {:<32}  e.g. {s}", "", "", "");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! an in-memory object store.
 
 mod bronze;
+mod checks;
 mod materialize;
 mod sources;
 mod support;

@@ -58,7 +58,7 @@ pub async fn run_on(
 ) -> basin_engine::Result<Vec<Materialized>> {
     let keys: Vec<AssetKey> = keys.iter().map(|k| AssetKey::parse(k).unwrap()).collect();
     let session = lake.session(&[], None).await?;
-    let run = ModelRun { run_id: "test-run".into(), full_refresh, partition: None };
+    let run = ModelRun { full_refresh, ..ModelRun::new("test-run") };
     let mut out = Vec::new();
     for model in project.ordered(keys.iter()) {
         out.push(run.materialize(lake, &session.ctx, model).await?);

@@ -31,6 +31,9 @@ pub const CHANGED_CUSTOMER: i64 = 1;
 const ROWS_PER_INSERT: usize = 500;
 
 /// The first day whose invoices are in the history, and the first simulated night.
+/// A charge type the catalogue does not have (`--inject-fault`).
+pub const UNKNOWN_CHARGE_TYPE: i64 = 9999;
+
 pub fn history_start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
 }
@@ -1008,6 +1011,23 @@ impl Generator {
     }
 
     /// Move the source on by night `night` (2, 3, …): the changes of the day before it.
+    /// The defect of `basin demo --inject-fault`: the newest invoice items (not landed yet)
+    /// charge for [`UNKNOWN_CHARGE_TYPE`], as after a botched migration of the charge
+    /// catalogue. How many items it changed.
+    pub async fn inject_fault(&self, target: &mut Target) -> Result<i64> {
+        const ITEMS: i64 = 12;
+        let last = target
+            .int(&format!("SELECT {} FROM invoice_item", target.big("COALESCE(MAX(invoice_item_id), 0)")))
+            .await?;
+        target
+            .exec(&format!(
+                "UPDATE invoice_item SET charge_type_id = {UNKNOWN_CHARGE_TYPE} WHERE invoice_item_id > {}",
+                last - ITEMS
+            ))
+            .await?;
+        Ok(ITEMS.min(last))
+    }
+
     pub async fn night(&self, target: &mut Target, night: u32) -> Result<Written> {
         let d = target.dialect;
         let mut written = Written::default();

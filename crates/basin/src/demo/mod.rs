@@ -47,6 +47,8 @@ pub struct Options {
     /// A MySQL/MariaDB or PostgreSQL URL to generate the source into, instead of SQLite.
     pub source: Option<String>,
     pub concurrency: Option<usize>,
+    /// Plant a defect before the last night's run.
+    pub inject_fault: bool,
 }
 
 /// Write the reference project into `dir`, which must not hold a project yet. The source URL
@@ -177,6 +179,14 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             let written = generator.night(&mut target, night).await?;
             print_written(&written, t.elapsed().as_secs_f64());
         }
+        if options.inject_fault && night == options.days {
+            let items = generator.inject_fault(&mut target).await?;
+            println!(
+                "  planted a defect (--inject-fault): the {items} newest invoice items point at charge type {}, which \
+                 does not exist",
+                generate::UNKNOWN_CHARGE_TYPE
+            );
+        }
         let (project, lake) = crate::cli::open(dir)?;
         let keys: Vec<AssetKey> = project.graph.keys().cloned().collect();
         let concurrency = options.concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
@@ -190,6 +200,24 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Problems)
                 .await?;
         print_night(&report, t.elapsed().as_secs_f64());
+        if options.inject_fault && report.check_failures().next().is_some() {
+            println!("\n== the planted defect was caught; nothing downstream of it was built:");
+            for (key, why) in report.check_failures() {
+                println!("  check failed  {key}: {why}");
+            }
+            for (key, why) in report.skipped() {
+                println!("  skipped       {key}: {why}");
+            }
+            println!(
+                "\n  The failing rows are in the run's check results:\n\n                   cd {}\n  basin runs show {}\n                   basin sql \"SELECT asset, check_name, observed, samples FROM basin.check_results WHERE NOT passed\"\n                   basin check silver.fact_invoice_item",
+                dir.display(),
+                report.run_id()
+            );
+            if report.failed_otherwise() {
+                return Ok(ExitCode::FAILURE);
+            }
+            continue; // The last night: the summary follows.
+        }
         if report.failed() {
             eprintln!("night {night} did not build everything; the project is in {}", dir.display());
             return Ok(ExitCode::FAILURE);

@@ -176,3 +176,27 @@ async fn the_source_can_be_generated_into_mariadb_and_postgresql() {
         assert_ne!(zero, "0", "{}: zero and missing birth dates are NULL", server.kind());
     }
 }
+
+#[test]
+fn an_injected_fault_is_caught_by_a_check_and_gold_is_not_built_on_it() {
+    let b = demo_in_temp_dir(&["--scale", "0.01", "--days", "2", "--inject-fault"]);
+    let out = b.cmd(&["runs", "--limit", "5"]).success().stdout;
+    assert!(out.lines().filter(|l| l.contains("check_failed")).count() == 1, "{out}");
+    // Every check of the clean first night passed; on the second only the planted defect fails.
+    let failing = b.sql(
+        "SELECT asset, check_name, observed FROM basin.check_results WHERE NOT passed AND severity = 'error' \
+         ORDER BY at",
+    );
+    assert_eq!(failing.len(), 2, "{failing:?}");
+    assert!(
+        failing[1].starts_with(
+            "silver.fact_invoice_item,relationships(charge_type_id -> silver.dim_charge_type.charge_type_id),"
+        ) && failing[1].contains("without a match in silver.dim_charge_type"),
+        "{failing:?}"
+    );
+    let samples = b.sql("SELECT samples FROM basin.check_results WHERE NOT passed AND severity = 'error'");
+    assert!(samples[1].contains("charge_type_id=9999"), "{samples:?}");
+    // Gold kept the first night's version: the second night did not build on bad lines.
+    let history = b.cmd(&["history", "gold.revenue_by_month_partner"]).success().stdout;
+    assert_eq!(history.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(), 1, "{history}");
+}

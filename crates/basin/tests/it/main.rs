@@ -2,6 +2,7 @@
 //! tables on disk, and the Python `deltalake` package as an independent reader.
 
 mod backfill;
+mod checks;
 mod cli;
 mod crash;
 mod daemon;

@@ -2,6 +2,10 @@
 materialized = "table"
 owner = "finance"
 description = "Average revenue per billed customer and month."
+
+[[checks]]
+type = "expression"
+expression = "billed_customers > 0 AND arpu >= 0"
 */
 SELECT
     CAST(date_trunc('month', invoice_date) AS DATE)                  AS month,

@@ -2,6 +2,10 @@
 materialized = "table"
 owner = "finance"
 description = "Invoiced revenue (net of VAT) per month and partner: the sum of invoice line items."
+
+[[checks]]
+type = "not_null"
+columns = ["month", "revenue"]
 */
 WITH lines AS (
     SELECT

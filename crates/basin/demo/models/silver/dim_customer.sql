@@ -18,6 +18,22 @@ tags = ["pii:name"]
 tags = ["pii:name"]
 [columns.birth_date]
 tags = ["pii:dob"]
+
+[[checks]]
+type = "unique"
+columns = ["customer_id", "valid_from"]
+
+[[checks]]
+type = "accepted_values"
+column = "status"
+values = ["active", "suspended", "closed"]
+
+# Contact data may be missing for a few customers, not for many.
+[[checks]]
+type = "null_rate"
+columns = ["email"]
+max = 0.01
+severity = "warn"
 */
 SELECT
     c.customer_id,

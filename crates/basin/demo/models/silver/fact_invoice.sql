@@ -2,6 +2,29 @@
 materialized = "table"
 owner = "finance"
 description = "One row per invoice header: invoice + invoice_status + invoice_data, with the customer's partner."
+
+[[checks]]
+type = "unique"
+columns = ["invoice_id"]
+
+[[checks]]
+type = "not_null"
+columns = ["invoice_id", "customer_id", "invoice_date"]
+
+[[checks]]
+type = "accepted_values"
+column = "status_code"
+values = ["DRAFT", "OPEN", "PAID", "OVERDUE", "CANCELLED"]
+
+# A data contract: what gold and BI tools rely on. Extra columns are fine; a renamed or
+# retyped one fails the build's check instead of surprising a dashboard.
+[[checks]]
+type = "schema"
+[checks.contract]
+invoice_date = "DATE NOT NULL"
+total_net = "DECIMAL(18,4)"
+total_gross = "DECIMAL(18,4)"
+is_paid = "BOOLEAN"
 */
 SELECT
     i.invoice_id,

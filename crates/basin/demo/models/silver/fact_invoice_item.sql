@@ -2,6 +2,17 @@
 materialized = "table"
 owner = "finance"
 description = "One row per invoice line item, with its invoice date and charge type."
+
+[[checks]]
+type = "not_null"
+columns = ["invoice_item_id", "invoice_id", "amount"]
+
+# Every line charges for a known charge type: a line with an unknown one would vanish from
+# revenue by charge type (`basin demo --inject-fault` plants such lines).
+[[checks]]
+type = "relationships"
+column = "charge_type_id"
+to = "silver.dim_charge_type"
 */
 SELECT
     it.invoice_item_id,
@@ -9,6 +20,7 @@ SELECT
     i.invoice_date,
     i.customer_id,
     it.service_id,
+    it.charge_type_id,
     ct.code                               AS charge_code,
     ct.name                               AS charge_type,
     CAST(it.quantity AS DECIMAL(18, 3))   AS quantity,
