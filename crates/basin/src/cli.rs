@@ -456,6 +456,27 @@ async fn asset_key(project: &Project, lake: &Lake, name: &str) -> anyhow::Result
     bail!("no asset `{key}` in the project or the lake")
 }
 
+/// CSV has no lists: list columns (PostgreSQL arrays, check samples) as their text, `[a, b]`.
+fn nested_as_text(batch: &arrow::array::RecordBatch) -> anyhow::Result<arrow::array::RecordBatch> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let nested = |t: &DataType| matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_));
+    if !batch.schema().fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if nested(f.data_type()) {
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+            columns.push(arrow::compute::cast(c, &DataType::Utf8)?);
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    Ok(arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)?)
+}
+
 async fn sql(
     project: &Project,
     lake: &Lake,
@@ -503,7 +524,7 @@ async fn sql(
         Format::Csv => {
             let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
             for b in &batches {
-                w.write(b)?;
+                w.write(&nested_as_text(b)?)?;
             }
         }
         Format::Json => {
