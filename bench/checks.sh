@@ -9,13 +9,7 @@
 set -euo pipefail
 SCALE=${1:-10}
 cd "$(dirname "$0")/.."
-BASIN=$(realpath "${BASIN_BIN:-target/release/basin}")
-[ -x "$BASIN" ] || { echo "build it first: cargo build --release -p basin (or set BASIN_BIN)"; exit 1; }
-DIR=bench/.demo-$SCALE
-if [ ! -d "$DIR/lake/bronze" ]; then
-  echo "generating the demo at scale $SCALE and landing it in bronze (once)…"
-  "$BASIN" demo --dir "$DIR" --scale "$SCALE" --days 1 > "$DIR.log" 2>&1 || { tail -20 "$DIR.log"; exit 1; }
-fi
+. bench/demo-lake.sh
 # The reference project's models as this binary ships them (an older demo dir may predate
 # its checks), and a copy of them without checks.
 TMP=$(mktemp -d)

@@ -359,6 +359,65 @@ async fn eager_assets_follow_their_upstream_once_per_change() {
     assert_eq!(worker.built.lock().unwrap().len(), 3);
 }
 
+fn check(asset: &str, passed: bool) -> basin_meta::CheckResult {
+    basin_meta::CheckResult {
+        run_id: None,
+        asset: asset.into(),
+        check_name: "not_null(id)".into(),
+        check_type: "not_null".into(),
+        severity: "error".into(),
+        passed,
+        observed: if passed { "0 rows".into() } else { "3 rows".into() },
+        threshold: "0 rows".into(),
+        samples: Vec::new(),
+        delta_version: Some(1),
+        duration_ms: 1,
+        at: Utc::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eager_assets_wait_while_an_upstream_error_check_fails() {
+    let (_dir, clock, store) = store_at("2026-01-15T02:00:00Z").await;
+    let worker = Arc::new(Builds { store: store.clone(), built: Mutex::new(Vec::new()) });
+    let eager = vec![basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] }];
+    let mut d = Daemon::new(
+        store.clone(),
+        Arc::new(clock.clone()),
+        settings(),
+        Vec::new(),
+        Launcher::InProcess(worker.clone()),
+    )
+    .with_automation(eager);
+    let step = chrono::Duration::seconds(1);
+    let ingest = store
+        .create_run(basin_meta::NewRun {
+            started_by: Some("cli".into()),
+            ..basin_meta::NewRun::new(vec!["source:v3".into()], "in_process")
+        })
+        .await
+        .unwrap();
+    // bronze.a lands with a failing error check: silver.b is not built on it.
+    store.record_materialization(&materialization(&ingest.id, "bronze.a")).await.unwrap();
+    store.add_check_results(&[check("bronze.a", false)]).await.unwrap();
+    run_until(&mut d, &clock, at("2026-01-15T02:00:10Z"), step).await;
+    assert!(worker.built.lock().unwrap().is_empty(), "bad data must not spread");
+    // A failing warn check does not hold it; a new version passing its checks releases it.
+    clock.advance(step);
+    store.record_materialization(&materialization(&ingest.id, "bronze.a")).await.unwrap();
+    store.add_check_results(&[check("bronze.a", true)]).await.unwrap();
+    store
+        .add_check_results(&[basin_meta::CheckResult {
+            severity: "warn".into(),
+            check_name: "row_count".into(),
+            ..check("bronze.a", false)
+        }])
+        .await
+        .unwrap();
+    run_until(&mut d, &clock, at("2026-01-15T02:00:20Z"), step).await;
+    assert_eq!(*worker.built.lock().unwrap(), ["silver.b"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_cron_assets_run_once_per_tick_after_their_upstream_caught_up() {
     let (_dir, clock, store) = store_at("2026-01-15T05:00:00Z").await;
