@@ -82,6 +82,12 @@ pub enum Error {
          --allow-shrink"
     )]
     Shrink { table: AssetKey, before: u64, after: u64, min_rows: u64, max_shrink: f64 },
+
+    #[error(
+        "the source returned no rows for {table}, whose last snapshot had {previous}: nothing was landed. If the \
+         table really is empty now, run again with --allow-shrink"
+    )]
+    EmptySnapshot { table: AssetKey, previous: u64 },
 }
 
 impl Error {
@@ -162,7 +168,7 @@ impl Error {
             | Error::Partition { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
-            Error::BronzeImmutable { .. } | Error::Shrink { .. } => ErrorKind::Conflict,
+            Error::BronzeImmutable { .. } | Error::Shrink { .. } | Error::EmptySnapshot { .. } => ErrorKind::Conflict,
             Error::Source { source, .. } => match source.as_ref() {
                 basin_connectors::Error::Connect { .. } | basin_connectors::Error::Query { .. } => {
                     ErrorKind::Unavailable

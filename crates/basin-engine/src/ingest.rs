@@ -81,11 +81,19 @@ pub struct IngestOptions {
     pub retry_delay: Duration,
     /// Counters this read updates as it goes.
     pub progress: Option<Arc<Progress>>,
+    /// Land an empty `full` snapshot even when the previous one had rows (`--allow-shrink`).
+    pub allow_empty: bool,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions { parallel: 1, retries: 0, retry_delay: Duration::from_secs(1), progress: None }
+        IngestOptions {
+            parallel: 1,
+            retries: 0,
+            retry_delay: Duration::from_secs(1),
+            progress: None,
+            allow_empty: false,
+        }
     }
 }
 
@@ -149,6 +157,14 @@ pub async fn ingest_table(
     let (commit, source_rows, zero_dates) = match table.mode {
         Mode::Full => {
             let before = connector.count(&table.name, None).await.map_err(source_err)?;
+            // A source that suddenly returns nothing is refused before anything is read or
+            // landed: its last snapshot stays the table's current state.
+            if before == 0 && !options.allow_empty {
+                let previous = last_snapshot_rows(lake, &table.key).await?;
+                if previous > 0 {
+                    return Err(Error::EmptySnapshot { table: table.key.clone(), previous });
+                }
+            }
             let primary_key = match table.primary_key.as_slice() {
                 [] => connector.primary_key(&table.name).await.map_err(source_err)?,
                 pk => pk.to_vec(),
@@ -269,6 +285,12 @@ pub async fn ingest_table(
         chunks,
         attempts: 1,
     })
+}
+
+/// Rows of the latest full snapshot of a bronze table (its latest commit's), 0 without one.
+async fn last_snapshot_rows(lake: &Lake, key: &basin_core::AssetKey) -> Result<u64> {
+    let Some(table) = lake.table(key).await? else { return Ok(0) };
+    Ok(crate::materialize::last_commit_rows(&table).await)
 }
 
 /// The first source error of a read, kept for the table's error.

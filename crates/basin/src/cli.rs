@@ -149,6 +149,10 @@ enum Command {
     Ingest {
         #[arg(required = true)]
         tables: Vec<String>,
+        /// Land a full snapshot of zero rows even when the previous one had rows (refused
+        /// otherwise, before anything is read).
+        #[arg(long)]
+        allow_shrink: bool,
     },
     /// Run a SQL query over the lake; the query is read from stdin when not given.
     Sql {
@@ -302,9 +306,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon => crate::daemon::run(load(&start_dir)?).await,
         Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
         Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
-        Command::Ingest { tables } => {
+        Command::Ingest { tables, allow_shrink } => {
             let (project, lake) = open(&start_dir)?;
-            let ok = crate::ingest::run(&project, &lake, &tables).await?;
+            let ok = crate::ingest::run(&project, &lake, &tables, allow_shrink).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Sql { query, format, as_of } => {

@@ -119,14 +119,20 @@ pub async fn ingest_one(
     connections: &Connections,
     table: &SourceTable,
     run_id: &str,
+    allow_empty: bool,
     bar: Option<ProgressBar>,
 ) -> anyhow::Result<Ingested> {
     let source = &project.sources[&table.source];
     let connector = connections.get(source).await?;
     let (retries, retry_delay) = source.retries();
     let progress = Arc::new(Progress::default());
-    let options =
-        IngestOptions { parallel: source.max_connections(), retries, retry_delay, progress: Some(progress.clone()) };
+    let options = IngestOptions {
+        parallel: source.max_connections(),
+        retries,
+        retry_delay,
+        progress: Some(progress.clone()),
+        allow_empty,
+    };
     // On a terminal: rows, rows/s and chunks of this table, refreshed while it reads.
     let ticker = bar.map(|bar| {
         let key = table.key.to_string();
@@ -150,8 +156,11 @@ pub async fn ingest_one(
     Ok(result?)
 }
 
-pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Result<bool> {
+pub async fn run(project: &Project, lake: &Lake, args: &[String], allow_shrink: bool) -> anyhow::Result<bool> {
     let mut new = basin_meta::NewRun::new(args.to_vec(), "in_process");
+    if allow_shrink {
+        new.tags.insert(crate::run::ALLOW_SHRINK_TAG.into(), "true".into());
+    }
     let sources: std::collections::BTreeSet<&str> = args.iter().map(|a| a.split('.').next().unwrap_or(a)).collect();
     if let [only] = sources.into_iter().collect::<Vec<_>>()[..] {
         new.tags.insert("source".into(), only.to_string());
@@ -185,7 +194,7 @@ pub async fn run(project: &Project, lake: &Lake, args: &[String]) -> anyhow::Res
             async move {
                 let asset = t.key.to_string();
                 recorder.event("asset_started", Level::Info, Some(&asset), "started").await;
-                let r = ingest_one(project, lake, &connections, &t, &run_id, bar.clone()).await;
+                let r = ingest_one(project, lake, &connections, &t, &run_id, allow_shrink, bar.clone()).await;
                 if let Some(bar) = bar {
                     bar.finish_and_clear();
                 }

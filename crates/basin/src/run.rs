@@ -250,8 +250,16 @@ pub async fn run(
                     let (project, connections) = (shared.clone(), connections.clone());
                     let bar = spinners.get(&key).cloned();
                     running.spawn(async move {
-                        let ingested =
-                            crate::ingest::ingest_one(&project, &lake, &connections, &table, &run.run_id, bar).await;
+                        let ingested = crate::ingest::ingest_one(
+                            &project,
+                            &lake,
+                            &connections,
+                            &table,
+                            &run.run_id,
+                            run.allow_shrink,
+                            bar,
+                        )
+                        .await;
                         let result = match ingested {
                             Ok(i) => crate::checks::after_ingest(&project, &lake, &ctx, store.as_ref(), &i)
                                 .await

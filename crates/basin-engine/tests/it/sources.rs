@@ -25,8 +25,13 @@ fn project(db: &TestDb, tables: &str) -> (TestProject, Source) {
     (p, source)
 }
 
-const FAST_RETRY: IngestOptions =
-    IngestOptions { parallel: 3, retries: 2, retry_delay: Duration::from_millis(50), progress: None };
+const FAST_RETRY: IngestOptions = IngestOptions {
+    parallel: 3,
+    retries: 2,
+    retry_delay: Duration::from_millis(50),
+    progress: None,
+    allow_empty: false,
+};
 
 async fn chunked_reads_land_every_row_once(server: Server, fill: &str) {
     let Some(db) = TestDb::create(server, "chunks").await else { return };

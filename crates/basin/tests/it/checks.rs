@@ -211,6 +211,23 @@ async fn source_table_checks_and_reconcile_run_with_each_ingest() {
         b.sql("SELECT check_name, passed, observed FROM basin.check_results ORDER BY check_name"),
         ["check_name,passed,observed", "not_null(email),false,1 row", "reconcile,true,\"source 3, read 3\""]
     );
+    // The source empties: refused before anything is read, the last snapshot stays current.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::raw_sql("DELETE FROM customer").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let ran = b.cmd(&["ingest", "crm"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stdout.contains("the source returned no rows for bronze.crm__customer, whose last snapshot had 3"),
+        "{}",
+        ran.stdout
+    );
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze_current.crm__customer"), ["n", "3"]);
+    b.cmd(&["ingest", "crm", "--allow-shrink"]).success();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::raw_sql("INSERT INTO customer VALUES (1, 'a@x.io'), (2, NULL)").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
     // In a run, the silver model downstream is skipped.
     let ran = b.cmd(&["run", "+silver.customers"]);
     assert!(!ran.ok);
