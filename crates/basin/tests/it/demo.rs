@@ -58,6 +58,14 @@ async fn three_nights_conserve_revenue_and_bronze_matches_the_source() {
     let db = b.path().join("source/v3.db");
     let mut source = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
 
+    // Every check of the reference project ran on every layer and passed, warnings included.
+    assert_eq!(
+        b.sql("SELECT asset, check_name, observed FROM basin.check_results WHERE NOT passed"),
+        ["asset,check_name,observed"]
+    );
+    let checked = b.sql("SELECT DISTINCT split_part(asset, '.', 1) AS layer FROM basin.check_results ORDER BY layer");
+    assert_eq!(checked, ["layer", "bronze", "gold", "silver"]);
+
     // Revenue is conserved: every invoice line in the source is in gold, to the last 0.0001.
     let amounts: Vec<String> = sqlx::query("SELECT CAST(amount AS TEXT) FROM invoice_item")
         .fetch_all(&mut source)
