@@ -83,6 +83,15 @@ pub struct RunSection {
 /// Share of its rows a full replace may drop when neither the model nor `[run]` says.
 pub const DEFAULT_MAX_SHRINK: f64 = 0.5;
 
+/// What is wrong with a `max_shrink` value (`setting` is its name where it was written).
+pub fn max_shrink_problem(setting: &str, value: Option<f64>, at: Location) -> Option<Diagnostic> {
+    let m = value.filter(|m| !(0.0..=1.0).contains(m))?;
+    Some(
+        Diagnostic::error(at, format!("`{setting}` is a share of rows from 0 to 1, not {m}"))
+            .with_hint("e.g. 0.5: a full replace may drop up to half of a table's rows"),
+    )
+}
+
 /// Missed heartbeats after which a run's worker is taken for dead.
 pub const DEAD_AFTER_BEATS: u32 = 3;
 
@@ -220,17 +229,7 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
             ),
         }
     }
-    if let Some(m) = config.run.max_shrink
-        && !(0.0..=1.0).contains(&m)
-    {
-        out.push(
-            Diagnostic::error(
-                find(text, "max_shrink"),
-                format!("`run.max_shrink` is a share of rows from 0 to 1, not {m}"),
-            )
-            .with_hint("e.g. 0.5: a full replace may drop up to half of a table's rows"),
-        );
-    }
+    out.extend(max_shrink_problem("run.max_shrink", config.run.max_shrink, find(text, "max_shrink")));
     check_daemon(text, &config, out);
     if config.project.name.trim().is_empty() {
         out.push(

@@ -406,14 +406,7 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             crate::failure::FailureCategory::ALL.map(|c| c.as_str()).join(", ")
         )));
     }
-    if let Some(m) = config.max_shrink
-        && !(0.0..=1.0).contains(&m)
-    {
-        out.push(
-            Diagnostic::error(locate("max_shrink"), format!("`max_shrink` is a share of rows from 0 to 1, not {m}"))
-                .with_hint("e.g. 0.5: a full replace may drop up to half of the table's rows"),
-        );
-    }
+    out.extend(crate::config::max_shrink_problem("max_shrink", config.max_shrink, locate("max_shrink")));
     ok.then(|| Model {
         key: AssetKey::new(schema, name),
         file: file.to_string(),

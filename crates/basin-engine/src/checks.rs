@@ -69,11 +69,14 @@ pub async fn evaluate(
     // The shared scan's time, split among the checks it served.
     let scan_share = scan_started.elapsed() / scanned.len().max(1) as u32;
     for spec in checks {
+        if let (Check::Reconcile { .. }, None) = (&spec.check, c.reconciliation) {
+            continue; // Only an ingestion has counts to reconcile.
+        }
         let start = Instant::now();
         let share = if scanned.iter().any(|s| s.name == spec.name) { scan_share } else { Duration::ZERO };
         let found = match &shared {
             Ok(values) if values.contains_key(&spec.name) => Ok(values[&spec.name].clone()),
-            Ok(_) | Err(_) if !scan_terms(&spec.check).is_empty() => {
+            _ if !scan_terms(&spec.check).is_empty() => {
                 // The shared scan failed (one bad expression spoils it): this check alone.
                 shared_scan(ctx, &table, &[spec]).await.map(|mut v| v.remove(&spec.name).unwrap_or_default())
             }
@@ -87,9 +90,6 @@ pub async fn evaluate(
             Ok(j) => j,
             Err(e) => (false, format!("cannot evaluate: {e}"), "a check that runs".to_string(), Vec::new()),
         };
-        if let (Check::Reconcile { .. }, None) = (&spec.check, c.reconciliation) {
-            continue; // Only an ingestion has counts to reconcile.
-        }
         out.push(CheckOutcome {
             name: spec.name.clone(),
             kind: spec.kind,

@@ -1,10 +1,11 @@
 //! Ingesting one source table into bronze: read the source's bounds, stream the rows through
 //! the bronze writer, and count what the source holds beside what was read. The `reconcile`
-//! check (on every bronze table, 1% unless configured) judges the two numbers after the commit:
-//! - `full`: `COUNT(*)` of the table;
-//! - `incremental`: `COUNT(*)` over the same window as the read.
-//! - `incremental`: the window is `[watermark − lag, MAX(cursor)]`, fixed before reading, so
-//!   the new watermark is known before the commit that stores it with the rows.
+//! check (on every bronze table, 1% unless configured) judges the two numbers after the commit.
+//! - `full`: the count is `COUNT(*)` of the table; a count of zero where the last snapshot had
+//!   rows is refused before reading (unless allowed);
+//! - `incremental`: the window is `[watermark − lag, MAX(cursor)]`, fixed before reading (the
+//!   count is over the same window), so the new watermark is known before the commit that
+//!   stores it with the rows.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -287,7 +287,6 @@ pub(crate) fn register_view(ctx: &SessionContext, key: &AssetKey, df: DataFrame,
     register_provider(ctx, key, Arc::new(view))
 }
 
-/// Put `provider` in `ctx` as `<schema>.<name>`, creating the schema, replacing any earlier one.
 /// Register rows held in memory (the metadata store's tables, such as `basin.check_results`)
 /// as `key` in `ctx`.
 pub fn register_batches(
@@ -301,6 +300,7 @@ pub fn register_batches(
     register_provider(ctx, key, Arc::new(table))
 }
 
+/// Put `provider` in `ctx` as `<schema>.<name>`, creating the schema, replacing any earlier one.
 pub(crate) fn register_provider(ctx: &SessionContext, key: &AssetKey, provider: Arc<dyn TableProvider>) -> Result<()> {
     // Models of one run finish concurrently: creating a schema must not replace one that
     // another task created a moment earlier.

@@ -83,6 +83,11 @@ fn daemon(store: &Arc<dyn MetaStore>, clock: &ManualClock, worker: &Arc<Worker>)
     )
 }
 
+/// A daemon without schedules whose in-process runs record what they build.
+fn building(store: &Arc<dyn MetaStore>, clock: &ManualClock, worker: &Arc<Builds>) -> Daemon {
+    Daemon::new(store.clone(), Arc::new(clock.clone()), settings(), Vec::new(), Launcher::InProcess(worker.clone()))
+}
+
 /// Move the clock in `step`s up to `until`, ticking after each step and letting the
 /// in-process workers finish.
 async fn run_until(d: &mut Daemon, clock: &ManualClock, until: DateTime<Utc>, step: chrono::Duration) {
@@ -305,14 +310,7 @@ async fn eager_assets_follow_their_upstream_once_per_change() {
         basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] },
         basin_orchestrator::Eager { asset: "gold.c".into(), upstream: vec!["silver.b".into(), "bronze.z".into()] },
     ];
-    let mut d = Daemon::new(
-        store.clone(),
-        Arc::new(clock.clone()),
-        settings(),
-        Vec::new(),
-        Launcher::InProcess(worker.clone()),
-    )
-    .with_automation(eager);
+    let mut d = building(&store, &clock, &worker).with_automation(eager);
     let step = chrono::Duration::seconds(1);
     // Nothing upstream has been materialised: nothing to do.
     run_until(&mut d, &clock, at("2026-01-15T02:00:05Z"), step).await;
@@ -347,14 +345,10 @@ async fn eager_assets_follow_their_upstream_once_per_change() {
     assert_eq!(automated.len(), 2);
     // A restarted daemon does not repeat what was handled.
     drop(d);
-    let mut d = Daemon::new(
-        store.clone(),
-        Arc::new(clock.clone()),
-        settings(),
-        Vec::new(),
-        Launcher::InProcess(worker.clone()),
-    )
-    .with_automation(vec![basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] }]);
+    let mut d = building(&store, &clock, &worker).with_automation(vec![basin_orchestrator::Eager {
+        asset: "silver.b".into(),
+        upstream: vec!["bronze.a".into()],
+    }]);
     run_until(&mut d, &clock, at("2026-01-15T02:00:50Z"), step).await;
     assert_eq!(worker.built.lock().unwrap().len(), 3);
 }
@@ -381,14 +375,7 @@ async fn eager_assets_wait_while_an_upstream_error_check_fails() {
     let (_dir, clock, store) = store_at("2026-01-15T02:00:00Z").await;
     let worker = Arc::new(Builds { store: store.clone(), built: Mutex::new(Vec::new()) });
     let eager = vec![basin_orchestrator::Eager { asset: "silver.b".into(), upstream: vec!["bronze.a".into()] }];
-    let mut d = Daemon::new(
-        store.clone(),
-        Arc::new(clock.clone()),
-        settings(),
-        Vec::new(),
-        Launcher::InProcess(worker.clone()),
-    )
-    .with_automation(eager);
+    let mut d = building(&store, &clock, &worker).with_automation(eager);
     let step = chrono::Duration::seconds(1);
     let ingest = store
         .create_run(basin_meta::NewRun {
@@ -435,14 +422,7 @@ async fn on_cron_assets_run_once_per_tick_after_their_upstream_caught_up() {
         })
         .unwrap(),
     };
-    let mut d = Daemon::new(
-        store.clone(),
-        Arc::new(clock.clone()),
-        settings(),
-        Vec::new(),
-        Launcher::InProcess(worker.clone()),
-    )
-    .with_cron_automation(vec![on_cron]);
+    let mut d = building(&store, &clock, &worker).with_cron_automation(vec![on_cron]);
     let other = store
         .create_run(basin_meta::NewRun {
             started_by: Some("cli".into()),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use basin_core::check::{CheckKind, Severity};
+use basin_core::check::{Check, CheckKind, CheckSpec, Severity};
 use basin_core::{AssetKey, Project};
 use basin_engine::Lake;
 use basin_engine::checks::{CheckContext, CheckOutcome};
@@ -33,19 +33,27 @@ impl Checked {
 }
 
 /// What checks of `key` know about its materialisations: rows written now (`None` outside a
-/// build) and earlier, and when it was last built.
+/// build) and earlier, and when it was last built. The store is read only when a check
+/// judges the history (`volume_change`, `freshness` of the last build).
 async fn context(
     project: &Project,
     store: &dyn MetaStore,
     key: &AssetKey,
+    specs: &[CheckSpec],
     written: Option<u64>,
     reconciliation: Option<(u64, u64)>,
 ) -> CheckContext {
     let asset = key.to_string();
-    let history = store.materializations(Some(&asset), 31).await.unwrap_or_else(|e| {
-        tracing::warn!(%asset, "cannot read materialisations for checks: {e}");
+    let needs_history =
+        specs.iter().any(|s| matches!(s.check, Check::VolumeChange { .. } | Check::Freshness { column: None, .. }));
+    let history = if needs_history {
+        store.materializations(Some(&asset), 31).await.unwrap_or_else(|e| {
+            tracing::warn!(%asset, "cannot read materialisations for checks: {e}");
+            Vec::new()
+        })
+    } else {
         Vec::new()
-    });
+    };
     let now = chrono::Utc::now();
     let key_columns = match (project.models.get(key), project.bronze.get(key)) {
         (Some(m), _) => m.config.unique_key.0.clone(),
@@ -67,7 +75,7 @@ async fn context(
 
 /// The relation checks of `key` read: a bronze table's current state (the latest snapshot, or
 /// the latest version of each key), a model's table or view.
-async fn relation(project: &Project, ctx: &SessionContext, key: &AssetKey) -> AssetKey {
+fn relation(project: &Project, ctx: &SessionContext, key: &AssetKey) -> AssetKey {
     if project.bronze.contains_key(key) {
         let current = AssetKey::new(basin_engine::bronze::CURRENT_SCHEMA, &key.name);
         if ctx.table_exist(format!("{}.{}", current.schema, current.name)).unwrap_or(false) {
@@ -87,8 +95,8 @@ pub async fn evaluate(
     reconciliation: Option<(u64, u64)>,
 ) -> Checked {
     let Some(specs) = project.checks.get(key).filter(|s| !s.is_empty()) else { return Checked::default() };
-    let c = context(project, store, key, written, reconciliation).await;
-    let on = relation(project, ctx, key).await;
+    let c = context(project, store, key, specs, written, reconciliation).await;
+    let on = relation(project, ctx, key);
     Checked { outcomes: basin_engine::checks::evaluate(ctx, &on, specs, &c).await }
 }
 

@@ -30,10 +30,10 @@ pub const CHANGED_CUSTOMER: i64 = 1;
 /// Rows per INSERT statement.
 const ROWS_PER_INSERT: usize = 500;
 
-/// The first day whose invoices are in the history, and the first simulated night.
 /// A charge type the catalogue does not have (`--inject-fault`).
 pub const UNKNOWN_CHARGE_TYPE: i64 = 9999;
 
+/// The first day whose invoices are in the history, and the first simulated night.
 pub fn history_start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date")
 }
@@ -1010,7 +1010,6 @@ impl Generator {
         Ok(())
     }
 
-    /// Move the source on by night `night` (2, 3, …): the changes of the day before it.
     /// The defect of `basin demo --inject-fault`: the newest invoice items (not landed yet)
     /// charge for [`UNKNOWN_CHARGE_TYPE`], as after a botched migration of the charge
     /// catalogue. How many items it changed.
@@ -1028,6 +1027,7 @@ impl Generator {
         Ok(ITEMS.min(last))
     }
 
+    /// Move the source on by night `night` (2, 3, …): the changes of the day before it.
     pub async fn night(&self, target: &mut Target, night: u32) -> Result<Written> {
         let d = target.dialect;
         let mut written = Written::default();

@@ -208,11 +208,16 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             for (key, why) in report.skipped() {
                 println!("  skipped       {key}: {why}");
             }
-            println!(
-                "\n  The failing rows are in the run's check results:\n\n                   cd {}\n  basin runs show {}\n                   basin sql \"SELECT asset, check_name, observed, samples FROM basin.check_results WHERE NOT passed\"\n                   basin check silver.fact_invoice_item",
-                dir.display(),
-                report.run_id()
-            );
+            println!("\n  The failing rows are in the run's check results:\n");
+            for line in [
+                format!("cd {}", dir.display()),
+                format!("basin runs show {}", report.run_id()),
+                "basin sql \"SELECT asset, check_name, observed, samples FROM basin.check_results WHERE NOT passed\""
+                    .to_string(),
+                "basin check silver.fact_invoice_item".to_string(),
+            ] {
+                println!("  {line}");
+            }
             if report.failed_otherwise() {
                 return Ok(ExitCode::FAILURE);
             }

@@ -238,3 +238,22 @@ async fn source_table_checks_and_reconcile_run_with_each_ingest() {
         ran.stderr
     );
 }
+
+#[test]
+fn max_shrink_outside_zero_to_one_is_refused_where_it_is_written() {
+    let b = Basin::empty();
+    b.write("basin.toml", "[project]\nname = \"t\"\n[run]\nmax_shrink = 1.5\n");
+    b.write("models/silver/t.sql", "/* basin\nmax_shrink = -0.1\n*/\nSELECT 1 AS v");
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr.contains("basin.toml:4:1: error: `run.max_shrink` is a share of rows from 0 to 1, not 1.5"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("models/silver/t.sql:2:1: error: `max_shrink` is a share of rows from 0 to 1, not -0.1"),
+        "{}",
+        ran.stderr
+    );
+}
