@@ -31,6 +31,13 @@ pub struct ProjectConfig {
     /// Checks for every asset a `selection` picks (`[[default_checks]]`).
     #[serde(default)]
     pub default_checks: Vec<crate::check::CheckConfig>,
+    /// `basin serve`: addresses, TLS, who may connect and what each role sees.
+    #[serde(default)]
+    pub serve: crate::serve::ServeSection,
+    #[serde(default)]
+    pub users: BTreeMap<String, crate::serve::UserConfig>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, crate::serve::RoleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +199,9 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["schedules"] => fields_of::<ScheduleConfig>(),
         ["sensors"] => fields_of::<crate::daemon::SensorConfig>(),
         ["default_checks"] => fields_of::<crate::check::CheckConfig>(),
+        ["serve"] => fields_of::<crate::serve::ServeSection>(),
+        ["users", _] => fields_of::<crate::serve::UserConfig>(),
+        ["roles", _] => fields_of::<crate::serve::RoleConfig>(),
         _ => return None,
     })
 }
@@ -231,6 +241,7 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
     }
     out.extend(max_shrink_problem("run.max_shrink", config.run.max_shrink, find(text, "max_shrink")));
     check_daemon(text, &config, out);
+    crate::serve::check(&config.serve, &config.users, &config.roles, |needle| find(text, needle), out);
     if config.project.name.trim().is_empty() {
         out.push(
             Diagnostic::error(find(text, "name"), "`project.name` is empty")

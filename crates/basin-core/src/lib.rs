@@ -15,6 +15,7 @@ pub mod partition;
 pub mod project;
 pub mod scaffold;
 pub mod selection;
+pub mod serve;
 pub mod source;
 pub mod sql_refs;
 mod toml_check;

@@ -212,6 +212,9 @@ impl ProjectConfig {
             schedules: Vec::new(),
             sensors: Vec::new(),
             default_checks: Vec::new(),
+            serve: Default::default(),
+            users: Default::default(),
+            roles: Default::default(),
         }
     }
 }

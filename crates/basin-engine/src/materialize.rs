@@ -748,3 +748,13 @@ pub(crate) async fn last_commit_rows(table: &DeltaTable) -> u64 {
     let Some(Ok(info)) = history.next().await else { return 0 };
     crate::history::commit_rows(&info).unwrap_or(0)
 }
+
+/// Every `view` model with its SQL, in dependency order (a view after the views it reads).
+pub fn view_definitions(project: &basin_core::Project) -> Vec<(AssetKey, String)> {
+    project
+        .ordered(project.graph.keys())
+        .into_iter()
+        .filter(|m| m.config.materialized == Materialization::View)
+        .map(|m| (m.key.clone(), query_of(m)))
+        .collect()
+}

@@ -327,6 +327,24 @@ pub struct CheckResult {
     pub at: DateTime<Utc>,
 }
 
+/// One statement served by the SQL endpoint (`basin serve`), as `basin.query_log` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLogEntry {
+    pub at: DateTime<Utc>,
+    pub user: String,
+    pub role: String,
+    /// `postgres` (the wire protocol) or `http`.
+    pub protocol: String,
+    pub query: String,
+    pub duration_ms: i64,
+    pub rows: i64,
+    /// Bytes the query's scans read from the lake's files, where measured.
+    pub bytes_scanned: Option<i64>,
+    /// The SQLSTATE and message of a failed statement.
+    pub sqlstate: Option<String>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckFilter {
     pub asset: Option<String>,
@@ -435,6 +453,10 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// Each asset's checks whose latest result is a failure of severity `error`.
     async fn failing_checks(&self) -> Result<Vec<CheckResult>>;
     async fn record_materialization(&self, m: &Materialization) -> Result<()>;
+    /// Record statements served by the SQL endpoint (each keeps its own `at`).
+    async fn add_query_log(&self, entries: &[QueryLogEntry]) -> Result<()>;
+    /// The SQL endpoint's statements, newest first.
+    async fn query_log(&self, limit: i64) -> Result<Vec<QueryLogEntry>>;
     /// Newest first; of one asset, or of all.
     async fn materializations(&self, asset: Option<&str>, limit: i64) -> Result<Vec<Materialization>>;
 

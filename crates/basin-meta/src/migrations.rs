@@ -115,6 +115,29 @@ macro_rules! v2 {
     };
 }
 
+macro_rules! v3 {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE query_log (
+                id ",
+            $id,
+            ",
+                at BIGINT NOT NULL,
+                user_name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                protocol TEXT NOT NULL,
+                query TEXT NOT NULL,
+                duration_ms BIGINT NOT NULL,
+                rows_returned BIGINT NOT NULL,
+                bytes_scanned BIGINT,
+                sqlstate TEXT,
+                error TEXT
+            );
+            CREATE INDEX query_log_by_time ON query_log (at);"
+        )
+    };
+}
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -127,6 +150,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "check results",
         sqlite: v2!("INTEGER PRIMARY KEY AUTOINCREMENT"),
         postgres: v2!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    },
+    Migration {
+        version: 3,
+        name: "query log",
+        sqlite: v3!("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres: v3!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
     },
 ];
 

@@ -22,7 +22,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, Type};
 use crate::migrations::{LEDGER, MIGRATIONS, latest};
 use crate::{
     Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Level, Materialization,
-    MetaStore, NewEvent, NewRun, QueueLimits, Result, Run, RunFilter, RunStatus,
+    MetaStore, NewEvent, NewRun, QueryLogEntry, QueueLimits, Result, Run, RunFilter, RunStatus,
 };
 
 /// Advisory-lock keys (PostgreSQL) for the decisions only one process may take at a time.
@@ -256,6 +256,9 @@ fn check_result_from<'r>(r: &'r impl Get<'r>) -> Result<CheckResult> {
         at: from_micros("at", r.int("at")?)?,
     })
 }
+
+const QUERY_LOG_COLUMNS: &str =
+    "at, user_name, role, protocol, query, duration_ms, rows_returned, bytes_scanned, sqlstate, error";
 
 const CHECK_COLUMNS: &str = "run_id, asset, check_name, check_type, severity, passed, observed, threshold, samples, \
                              delta_version, duration_ms, at";
@@ -973,6 +976,56 @@ impl MetaStore for SqlStore {
         on_pool!(self, p => {
             let rows = sqlx::query(AssertSqlSafe(text)).fetch_all(p).await.map_err(sql("read failing checks"))?;
             rows.iter().map(check_result_from).collect()
+        })
+    }
+
+    async fn add_query_log(&self, entries: &[QueryLogEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let text =
+            format!("INSERT INTO query_log ({QUERY_LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        in_tx!(self, None, tx => {
+            for q in entries {
+                sqlx::query(AssertSqlSafe(text.clone()))
+                    .bind(micros(q.at))
+                    .bind(&q.user)
+                    .bind(&q.role)
+                    .bind(&q.protocol)
+                    .bind(&q.query)
+                    .bind(q.duration_ms)
+                    .bind(q.rows)
+                    .bind(q.bytes_scanned)
+                    .bind(q.sqlstate.as_deref())
+                    .bind(q.error.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("record the query log"))?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn query_log(&self, limit: i64) -> Result<Vec<QueryLogEntry>> {
+        let text = format!("SELECT {QUERY_LOG_COLUMNS} FROM query_log ORDER BY id DESC LIMIT $1");
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(text)).bind(limit).fetch_all(p).await.map_err(sql("read the query log"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(QueryLogEntry {
+                        at: from_micros("at", r.int("at")?)?,
+                        user: r.text("user_name")?,
+                        role: r.text("role")?,
+                        protocol: r.text("protocol")?,
+                        query: r.text("query")?,
+                        duration_ms: r.int("duration_ms")?,
+                        rows: r.int("rows_returned")?,
+                        bytes_scanned: r.opt_int("bytes_scanned")?,
+                        sqlstate: r.opt_text("sqlstate")?,
+                        error: r.opt_text("error")?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -199,7 +199,7 @@ pub fn failure_lines(key: &AssetKey, checked: &Checked) -> Vec<String> {
 /// store the results (without a run), print them. Whether every `error` check passed.
 pub async fn check(project: &Project, lake: &Lake, keys: &[AssetKey]) -> anyhow::Result<bool> {
     let store: Arc<dyn MetaStore> = crate::record::open_store(project).await?;
-    let session = lake.session(&crate::run::view_definitions(project), None).await?;
+    let session = lake.session(&basin_engine::materialize::view_definitions(project), None).await?;
     let ctx = session.ctx;
     let (mut evaluated, mut failed, mut warned) = (0, 0, 0);
     println!("{:<7} {:<36} {:<40} {:<28} threshold", "result", "asset", "check", "observed");
@@ -244,61 +244,4 @@ pub async fn check(project: &Project, lake: &Lake, keys: &[AssetKey]) -> anyhow:
         if has_reconcile { format!(" {skipped}") } else { String::new() }
     );
     Ok(failed == 0)
-}
-
-/// Every stored check result as `basin.check_results` in `ctx`: asset, check, type, severity,
-/// passed, observed, threshold, samples, the Delta version checked, the run, duration, time.
-pub async fn register_results(ctx: &SessionContext, store: &dyn MetaStore) -> anyhow::Result<()> {
-    use arrow::array::TimestampMicrosecondArray;
-    use arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, ListBuilder, StringArray, StringBuilder};
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    let rows = store.check_results(&basin_meta::CheckFilter::default()).await?;
-    let text = |f: &dyn Fn(&CheckResult) -> Option<String>| -> ArrayRef {
-        Arc::new(rows.iter().map(f).collect::<StringArray>())
-    };
-    let mut samples = ListBuilder::new(StringBuilder::new());
-    for r in &rows {
-        for s in &r.samples {
-            samples.values().append_value(s);
-        }
-        samples.append(true);
-    }
-    let samples = samples.finish();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("asset", DataType::Utf8, false),
-        Field::new("check_name", DataType::Utf8, false),
-        Field::new("check_type", DataType::Utf8, false),
-        Field::new("severity", DataType::Utf8, false),
-        Field::new("passed", DataType::Boolean, false),
-        Field::new("observed", DataType::Utf8, false),
-        Field::new("threshold", DataType::Utf8, false),
-        Field::new("samples", samples.data_type().clone(), false),
-        Field::new("delta_version", DataType::Int64, true),
-        Field::new("run_id", DataType::Utf8, true),
-        Field::new("duration_ms", DataType::Int64, false),
-        Field::new("at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        text(&|r| Some(r.asset.clone())),
-        text(&|r| Some(r.check_name.clone())),
-        text(&|r| Some(r.check_type.clone())),
-        text(&|r| Some(r.severity.clone())),
-        Arc::new(rows.iter().map(|r| Some(r.passed)).collect::<BooleanArray>()),
-        text(&|r| Some(r.observed.clone())),
-        text(&|r| Some(r.threshold.clone())),
-        Arc::new(samples),
-        Arc::new(rows.iter().map(|r| r.delta_version).collect::<Int64Array>()),
-        text(&|r| r.run_id.clone()),
-        Arc::new(rows.iter().map(|r| Some(r.duration_ms)).collect::<Int64Array>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.at.timestamp_micros()))
-                .collect::<TimestampMicrosecondArray>()
-                .with_timezone("UTC"),
-        ),
-    ];
-    let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns)?;
-    basin_engine::lake::register_batches(ctx, &AssetKey::new("basin", "check_results"), schema, vec![batch])?;
-    Ok(())
 }

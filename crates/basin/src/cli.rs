@@ -163,6 +163,20 @@ enum Command {
         #[arg(long)]
         as_of: Option<String>,
     },
+    /// Serve every asset over the PostgreSQL wire protocol and HTTP, to the users and roles
+    /// of `basin.toml` (`[serve]`, `[users.*]`, `[roles.*]`).
+    Serve {
+        /// Address of the PostgreSQL endpoint (overrides `serve.listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Address of the HTTP API (overrides `serve.http_listen`).
+        #[arg(long)]
+        http_listen: Option<String>,
+        /// Read a password from stdin and print its SCRAM-SHA-256 verifier, for a user's
+        /// `password` in basin.toml; serves nothing.
+        #[arg(long)]
+        hash_password: bool,
+    },
     /// Roll an asset back to an earlier version or time, as a new commit (history is kept).
     Restore {
         asset: String,
@@ -310,6 +324,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (project, lake) = open(&start_dir)?;
             let ok = crate::ingest::run(&project, &lake, &tables, allow_shrink).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Serve { hash_password: true, .. } => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("cannot read the password from stdin")?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            if password.is_empty() {
+                bail!("no password on stdin");
+            }
+            println!("{}", basin_server::auth::Verifier::new(password));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen, http_listen, .. } => {
+            let (mut project, lake) = open(&start_dir)?;
+            if let Some(l) = listen {
+                project.config.serve.listen = l;
+            }
+            if let Some(l) = http_listen {
+                project.config.serve.http_listen = l;
+            }
+            let store = crate::record::open_store(&project).await?;
+            let server = basin_server::Server::new(&project, lake, store)?;
+            let listening = basin_server::bind(&project.config.serve, &project.dir).await?;
+            eprintln!(
+                "serving {} over PostgreSQL at {} and HTTP at http://{}",
+                project.config.project.name, listening.pg, listening.http
+            );
+            eprintln!("  psql -h {} -p {} -U <user>", listening.pg.ip(), listening.pg.port());
+            listening.serve(server).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sql { query, format, as_of } => {
             let (project, lake) = open(&start_dir)?;
@@ -488,15 +532,19 @@ async fn sql(
     format: Format,
     as_of: Option<&AsOf>,
 ) -> anyhow::Result<ExitCode> {
-    let views = crate::run::view_definitions(project);
+    let views = basin_engine::materialize::view_definitions(project);
     let session = lake.session(&views, as_of).await?;
     for (key, reason) in &session.unavailable_views {
         tracing::debug!(%key, reason, "view not available");
     }
-    // The metadata store's tables, when the query reads one.
-    if query.to_ascii_lowercase().contains("check_results") {
+    // The metadata store's tables (`basin.runs`, `basin.check_results`, …), read when named.
+    if query.to_ascii_lowercase().contains("basin.") {
         let store = crate::record::open_store(project).await?;
-        crate::checks::register_results(&session.ctx, store.as_ref()).await?;
+        let catalog = session.ctx.catalog("basin").expect("the lake's catalog");
+        catalog.register_schema(
+            basin_server::system::SCHEMA,
+            std::sync::Arc::new(basin_server::system::SystemSchema::new(store)),
+        )?;
     }
     let df = match session.ctx.sql(query).await {
         Ok(df) => df,

@@ -24,16 +24,6 @@ pub fn new_run_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Every view model's `(key, sql)` in dependency order, for sessions over the lake.
-pub fn view_definitions(project: &Project) -> Vec<(AssetKey, String)> {
-    project
-        .ordered(project.graph.keys())
-        .into_iter()
-        .filter(|m| m.config.materialized == Materialization::View)
-        .map(|m| (m.key.clone(), basin_engine::materialize::query_of(m)))
-        .collect()
-}
-
 /// A build's result: what it committed and what its checks found, or its error and failure
 /// category.
 type Built = Result<(Materialized, Checked), (String, FailureCategory)>;
@@ -187,7 +177,7 @@ pub async fn run(
     let waits_for: BTreeMap<&AssetKey, Vec<&AssetKey>> =
         order.iter().map(|k| (k, waits_for(project, k, &selected))).collect();
     // Views outside the selection are registered too, so selected models can read them.
-    let session = lake.session(&view_definitions(project), None).await?;
+    let session = lake.session(&basin_engine::materialize::view_definitions(project), None).await?;
     let ctx = session.ctx;
 
     let tty = std::io::stderr().is_terminal();

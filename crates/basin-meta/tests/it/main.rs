@@ -80,7 +80,32 @@ on_both!(
     schedule_ticks_and_retries_are_queued_once,
     a_backfill_s_runs_are_recorded_together_and_claimed_in_order,
     check_results_are_kept_and_the_latest_failures_found,
+    the_query_log_keeps_each_statement,
 );
+
+async fn the_query_log_keeps_each_statement(db: Db) {
+    let clock = ManualClock::new(t0());
+    let store = db.open(&clock).await;
+    let entry = |query: &str, at, error: Option<(&str, &str)>| basin_meta::QueryLogEntry {
+        at,
+        user: "ana".into(),
+        role: "analyst".into(),
+        protocol: "postgres".into(),
+        query: query.into(),
+        duration_ms: 3,
+        rows: if error.is_some() { 0 } else { 42 },
+        bytes_scanned: if error.is_some() { None } else { Some(1024) },
+        sqlstate: error.map(|e| e.0.to_string()),
+        error: error.map(|e| e.1.to_string()),
+    };
+    let first = entry("SELECT 1", t0(), None);
+    let second =
+        entry("SELECT * FROM nope", t0() + Duration::seconds(2), Some(("42P01", "relation nope does not exist")));
+    store.add_query_log(&[first.clone(), second.clone()]).await.unwrap();
+    store.add_query_log(&[]).await.unwrap();
+    assert_eq!(store.query_log(10).await.unwrap(), [second.clone(), first], "newest first, every field kept");
+    assert_eq!(store.query_log(1).await.unwrap(), [second]);
+}
 
 async fn check_results_are_kept_and_the_latest_failures_found(db: Db) {
     let clock = ManualClock::new(t0());

@@ -10,5 +10,6 @@ mod demo;
 mod ingest;
 mod interop;
 mod runs;
+mod serve;
 mod support;
 mod validate;

@@ -1,0 +1,81 @@
+//! The query log: one entry per statement, written to the metadata store in batches by a
+//! background task so that logging never waits on the store while a client waits.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use basin_meta::{MetaStore, QueryLogEntry};
+use datafusion_postgres::pgwire::error::ErrorInfo;
+use tokio::sync::mpsc;
+
+pub type Sender = mpsc::UnboundedSender<QueryLogEntry>;
+
+/// Start the task writing entries; it ends when every sender is gone.
+pub fn start(store: Arc<dyn MetaStore>) -> (Sender, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<QueryLogEntry>();
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 512).await > 0 {
+            if let Err(e) = store.add_query_log(&batch).await {
+                tracing::warn!(error = %e, entries = batch.len(), "could not record the query log");
+            }
+            batch.clear();
+        }
+    });
+    (tx, task)
+}
+
+/// A statement being served: logged when the last reference to it goes (its rows sent, or
+/// its error returned).
+pub struct Pending {
+    sender: Sender,
+    started: Instant,
+    at: chrono::DateTime<chrono::Utc>,
+    user: String,
+    role: String,
+    protocol: &'static str,
+    query: String,
+    pub rows: AtomicI64,
+    error: Mutex<Option<(String, String)>>,
+}
+
+impl Pending {
+    pub fn new(sender: Sender, user: &str, role: &str, protocol: &'static str, query: &str) -> Pending {
+        Pending {
+            sender,
+            started: Instant::now(),
+            at: chrono::Utc::now(),
+            user: user.to_string(),
+            role: role.to_string(),
+            protocol,
+            query: query.to_string(),
+            rows: AtomicI64::new(0),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Record the statement's (first) error.
+    pub fn fail(&self, info: &ErrorInfo) {
+        self.error.lock().expect("lock").get_or_insert_with(|| (info.code.clone(), info.message.clone()));
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let error = self.error.lock().expect("lock").take();
+        let _ = self.sender.send(QueryLogEntry {
+            at: self.at,
+            user: std::mem::take(&mut self.user),
+            role: std::mem::take(&mut self.role),
+            protocol: self.protocol.to_string(),
+            query: std::mem::take(&mut self.query),
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            rows: self.rows.load(Ordering::Relaxed),
+            bytes_scanned: None,
+            sqlstate: error.as_ref().map(|e| e.0.clone()),
+            error: error.map(|e| e.1),
+        });
+    }
+}

@@ -1,0 +1,470 @@
+//! The PostgreSQL wire endpoint: SCRAM-SHA-256 at startup, then each statement through the
+//! connecting role's session (datafusion-postgres does the protocol and the catalog
+//! emulation), with SQLSTATEs on errors, cancel requests and statement timeouts honoured
+//! while rows stream, and every statement in the query log.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser;
+use datafusion_postgres::DfSessionService;
+use datafusion_postgres::pgwire;
+use futures::future::{BoxFuture, FutureExt};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, SendableRowStream};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, ConnectionManager, ErrorHandler, PgWireConnectionState,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use crate::auth::{Exchange, ScramError};
+use crate::errors::error_info;
+use crate::policy::Role;
+use crate::{Server, log::Pending};
+
+/// Metadata key holding the authenticated connection's role.
+const ROLE: &str = "basin.role";
+
+pub struct PgHandlers {
+    server: Arc<Server>,
+    manager: Arc<ConnectionManager>,
+    queries: Arc<Queries>,
+    cancels: Arc<Cancels>,
+}
+
+/// Each connection's cancel signal, by its process id and secret key. pgwire's own handle
+/// stops a statement while it is planned; this one also while its rows stream.
+#[derive(Default)]
+struct Cancels(std::sync::Mutex<HashMap<(i32, SecretKey), tokio::sync::watch::Sender<u64>>>);
+
+/// Unregisters a connection's cancel signal when the connection ends.
+struct CancelRegistration {
+    cancels: Arc<Cancels>,
+    key: (i32, SecretKey),
+}
+
+impl Drop for CancelRegistration {
+    fn drop(&mut self) {
+        self.cancels.0.lock().expect("lock").remove(&self.key);
+    }
+}
+
+/// The receiving end of a connection's cancel signal.
+struct CancelSignal(tokio::sync::watch::Receiver<u64>);
+
+struct CancelRequests {
+    manager: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for CancelRequests {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let key = (request.pid, request.secret_key.clone());
+        if let Some(signal) = self.cancels.0.lock().expect("lock").get(&key) {
+            signal.send_modify(|n| *n += 1);
+        }
+        self.manager.cancel(request.pid, &request.secret_key).await;
+    }
+}
+
+impl PgHandlers {
+    pub fn new(server: Arc<Server>) -> PgHandlers {
+        let neutral = Arc::new(DfSessionService::new(Arc::new(datafusion::prelude::SessionContext::new())));
+        PgHandlers {
+            queries: Arc::new(Queries {
+                server: server.clone(),
+                parser: Arc::new(RoleParser { server: server.clone(), neutral }),
+            }),
+            server,
+            manager: Arc::new(ConnectionManager::new()),
+            cancels: Default::default(),
+        }
+    }
+}
+
+impl PgWireServerHandlers for PgHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    /// Called once per connection: each gets its own exchange state.
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Startup {
+            server: self.server.clone(),
+            manager: self.manager.clone(),
+            cancels: self.cancels.clone(),
+            exchange: Default::default(),
+        })
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(Errors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::new(CancelRequests { manager: self.manager.clone(), cancels: self.cancels.clone() })
+    }
+}
+
+/// Turns any error left without a SQLSTATE into one with it, before it is sent.
+struct Errors;
+
+impl ErrorHandler for Errors {
+    fn on_error<C: ClientInfo>(&self, _client: &C, error: &mut PgWireError) {
+        if let PgWireError::ApiError(_) = error {
+            let info = error_info(error);
+            *error = PgWireError::UserError(Box::new(info));
+        }
+    }
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
+}
+
+struct Startup {
+    server: Arc<Server>,
+    manager: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
+    exchange: tokio::sync::Mutex<Option<Exchange>>,
+}
+
+impl Startup {
+    async fn admit<C>(&self, client: &mut C, role: &str) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        client.metadata_mut().insert(ROLE.into(), role.to_string());
+        let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
+        client.set_pid_and_secret_key(pid, secret.clone());
+        let (handle, guard) = self.manager.register(pid, secret.clone());
+        client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
+        client.session_extensions().insert(guard);
+        let (signal, receiver) = tokio::sync::watch::channel(0u64);
+        self.cancels.0.lock().expect("lock").insert((pid, secret.clone()), signal);
+        client.session_extensions().insert(CancelRegistration { cancels: self.cancels.clone(), key: (pid, secret) });
+        client.session_extensions().insert(CancelSignal(receiver));
+        if let Some(timeout) = self.server.roles.get(role).and_then(|r| r.statement_timeout) {
+            client.metadata_mut().insert("statement_timeout_ms".into(), timeout.as_millis().to_string());
+        }
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.server_version = "16.0 (Basin)".into();
+        pgwire::api::auth::finish_authentication(client, &parameters).await
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let user = |c: &C| c.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                pgwire::api::auth::protocol_negotiation(client, startup).await?;
+                pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+                let name = user(client);
+                if self.server.users.get(&name).is_none()
+                    && let Some(role) = self.server.unauthenticated_role(client.socket_addr())
+                {
+                    return self.admit(client, &role).await;
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(vec!["SCRAM-SHA-256".into()])))
+                    .await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(msg) => {
+                let name = user(client);
+                let failed = || fatal("28P01", format!("password authentication failed for user \"{name}\""));
+                let protocol = |m: String| fatal("08P01", m);
+                let mut exchange = self.exchange.lock().await;
+                match exchange.take() {
+                    None => {
+                        let initial = msg.into_sasl_initial_response()?;
+                        if initial.auth_method != "SCRAM-SHA-256" {
+                            return Err(protocol(format!("unsupported SASL mechanism {}", initial.auth_method)));
+                        }
+                        let data = initial.data.as_deref().unwrap_or_default();
+                        let text =
+                            std::str::from_utf8(data).map_err(|_| protocol("SCRAM message is not UTF-8".into()))?;
+                        let verifier = self.server.users.get(&name).map(|(v, _)| v.clone());
+                        let (ex, server_first) =
+                            Exchange::start(verifier, self.server.users.decoy(), text).map_err(|e| match e {
+                                ScramError::Protocol(m) => protocol(m),
+                                ScramError::Failed => failed(),
+                            })?;
+                        *exchange = Some(ex);
+                        client
+                            .send(PgWireBackendMessage::Authentication(Authentication::SASLContinue(
+                                server_first.into_bytes().into(),
+                            )))
+                            .await?;
+                    }
+                    Some(ex) => {
+                        let response = msg.into_sasl_response()?;
+                        let text = std::str::from_utf8(&response.data)
+                            .map_err(|_| protocol("SCRAM message is not UTF-8".into()))?;
+                        let server_final = ex.finish(text).map_err(|e| match e {
+                            ScramError::Protocol(m) => protocol(m),
+                            ScramError::Failed => failed(),
+                        })?;
+                        let role = self.server.users.get(&name).map(|(_, r)| r.clone()).ok_or_else(failed)?;
+                        client
+                            .feed(PgWireBackendMessage::Authentication(Authentication::SASLFinal(
+                                server_final.into_bytes().into(),
+                            )))
+                            .await?;
+                        self.admit(client, &role).await?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub struct Queries {
+    server: Arc<Server>,
+    parser: Arc<RoleParser>,
+}
+
+/// Why a running statement stops early.
+#[derive(Clone)]
+struct Stop {
+    /// Changes when the client cancels (a cancel request naming this connection).
+    cancel: Option<tokio::sync::watch::Receiver<u64>>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Stop {
+    fn new<C: ClientInfo>(client: &C) -> Stop {
+        let cancel = client.session_extensions().get::<CancelSignal>().map(|s| {
+            let mut rx = s.0.clone();
+            rx.mark_unchanged();
+            rx
+        });
+        let deadline = statement_timeout(client).map(|d| tokio::time::Instant::now() + d);
+        Stop { cancel, deadline }
+    }
+
+    /// Wait until the statement must stop; the error to send then.
+    async fn wait(self) -> ErrorInfo {
+        let cancel = async {
+            let canceled = match self.cancel {
+                Some(mut rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !canceled {
+                futures::future::pending::<()>().await;
+            }
+        };
+        let timeout = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => futures::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = cancel => ErrorInfo::new("ERROR".into(), "57014".into(), "canceling statement due to user request".into()),
+            _ = timeout => ErrorInfo::new("ERROR".into(), "57014".into(), "canceling statement due to statement timeout".into()),
+        }
+    }
+
+    /// Run `work` unless the statement is stopped first.
+    async fn run<T>(&self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+        tokio::select! {
+            r = work => r,
+            info = self.clone().wait() => Err(PgWireError::UserError(Box::new(info))),
+        }
+    }
+
+    /// `rows`, stopping with an error when the statement is stopped, counting rows into
+    /// `pending` and recording the first error there.
+    fn guard(self, rows: SendableRowStream, pending: Arc<Pending>) -> SendableRowStream {
+        let stop: BoxFuture<'static, ErrorInfo> = self.wait().boxed();
+        let state = (rows, stop, pending, false);
+        Box::pin(futures::stream::unfold(state, |(mut rows, mut stop, pending, done)| async move {
+            if done {
+                return None;
+            }
+            tokio::select! {
+                row = rows.next() => match row {
+                    Some(Ok(row)) => {
+                        pending.rows.fetch_add(1, Ordering::Relaxed);
+                        Some((Ok(row), (rows, stop, pending, false)))
+                    }
+                    Some(Err(e)) => {
+                        let info = error_info(&e);
+                        pending.fail(&info);
+                        Some((Err(PgWireError::UserError(Box::new(info))), (rows, stop, pending, true)))
+                    }
+                    None => None,
+                },
+                info = &mut stop => {
+                    pending.fail(&info);
+                    Some((Err(PgWireError::UserError(Box::new(info))), (rows, stop, pending, true)))
+                }
+            }
+        }))
+    }
+}
+
+/// The statement timeout of the connection (its role's, or what it `SET`).
+fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
+    client
+        .metadata()
+        .get("statement_timeout_ms")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(std::time::Duration::from_millis)
+}
+
+impl Queries {
+    fn identity<C: ClientInfo>(&self, client: &C) -> PgWireResult<(String, Arc<Role>)> {
+        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+        let role = client
+            .metadata()
+            .get(ROLE)
+            .and_then(|r| self.server.roles.get(r))
+            .cloned()
+            .ok_or_else(|| fatal("28000", "the connection has no role".into()))?;
+        Ok((user, role))
+    }
+
+    fn pending(&self, user: &str, role: &Role, query: &str) -> Arc<Pending> {
+        Arc::new(Pending::new(self.server.log.clone(), user, &role.name, "postgres", query))
+    }
+}
+
+fn guard_responses(responses: Vec<Response>, stop: &Stop, pending: &Arc<Pending>) -> Vec<Response> {
+    responses.into_iter().map(|r| guard_response(r, stop, pending)).collect()
+}
+
+fn guard_response(response: Response, stop: &Stop, pending: &Arc<Pending>) -> Response {
+    match response {
+        Response::Query(mut q) => {
+            let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
+            q.data_rows = stop.clone().guard(rows, pending.clone());
+            Response::Query(q)
+        }
+        other => other,
+    }
+}
+
+fn failed(pending: &Pending, e: PgWireError) -> PgWireError {
+    let info = error_info(&e);
+    pending.fail(&info);
+    PgWireError::UserError(Box::new(info))
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (user, role) = self.identity(client)?;
+        let pending = self.pending(&user, &role, query);
+        let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
+        let stop = Stop::new(client);
+        let responses = stop
+            .run(SimpleQueryHandler::do_query(session.service.as_ref(), client, query))
+            .await
+            .map_err(|e| failed(&pending, e))?;
+        Ok(guard_responses(responses, &stop, &pending))
+    }
+}
+
+type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
+
+/// Plans prepared statements in the connecting role's session.
+pub struct RoleParser {
+    server: Arc<Server>,
+    /// Reads parameter and result types off a planned statement (no session needed).
+    neutral: Arc<DfSessionService>,
+}
+
+#[async_trait]
+impl QueryParser for RoleParser {
+    type Statement = Statement;
+
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let role = client
+            .metadata()
+            .get(ROLE)
+            .and_then(|r| self.server.roles.get(r))
+            .cloned()
+            .ok_or_else(|| fatal("28000", "the connection has no role".into()))?;
+        let session = self.server.lakehouse.session(&role).await?;
+        let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
+        parser.parse_sql(client, sql, types).await.map_err(|e| {
+            // A statement that does not plan never executes: log it here.
+            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            failed(&Pending::new(self.server.log.clone(), &user, &role.name, "postgres", sql), e)
+        })
+    }
+
+    fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
+        <DfSessionService as ExtendedQueryHandler>::query_parser(&self.neutral).get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(&self, stmt: &Statement, column_format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        <DfSessionService as ExtendedQueryHandler>::query_parser(&self.neutral).get_result_schema(stmt, column_format)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Statement;
+    type QueryParser = RoleParser;
+
+    fn query_parser(&self) -> Arc<RoleParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Statement>, max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (user, role) = self.identity(client)?;
+        let pending = self.pending(&user, &role, &portal.statement.statement.0);
+        let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
+        let stop = Stop::new(client);
+        let work = <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows);
+        let response = stop.run(work).await.map_err(|e| failed(&pending, e))?;
+        Ok(guard_response(response, &stop, &pending))
+    }
+}

@@ -1,0 +1,151 @@
+//! The lake as the endpoint serves it: a snapshot of the lake's catalog (one Delta version of
+//! every table), replaced when the metadata store records a new materialisation (checked
+//! before every statement) or after `refresh_interval`. A statement plans against one
+//! snapshot, so it reads one consistent version of each table; statements after a build see
+//! the build.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use basin_core::AssetKey;
+use basin_engine::Lake;
+use basin_meta::MetaStore;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::DfSessionService;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
+
+use crate::Error;
+use crate::catalog::{RoleCatalog, Tags};
+use crate::policy::Role;
+use crate::system::SystemSchema;
+
+/// What a role queries through: its session (grants and masks in its catalog) and the
+/// PostgreSQL protocol service over it.
+pub struct RoleSession {
+    pub role: Arc<Role>,
+    pub ctx: Arc<SessionContext>,
+    pub service: Arc<DfSessionService>,
+    /// Plans views for `ctx`'s catalog; kept alive as long as `ctx`.
+    _definer: Arc<SessionContext>,
+}
+
+struct Snapshot {
+    fingerprint: Option<String>,
+    built: Instant,
+    base: SessionContext,
+    roles: Mutex<HashMap<String, Arc<RoleSession>>>,
+}
+
+pub struct Lakehouse {
+    lake: Lake,
+    views: Vec<(AssetKey, String)>,
+    tags: Arc<Tags>,
+    pub store: Arc<dyn MetaStore>,
+    refresh_interval: Duration,
+    current: tokio::sync::RwLock<Option<Arc<Snapshot>>>,
+    rebuilding: tokio::sync::Mutex<()>,
+}
+
+impl Lakehouse {
+    pub fn new(
+        lake: Lake,
+        views: Vec<(AssetKey, String)>,
+        tags: Tags,
+        store: Arc<dyn MetaStore>,
+        refresh_interval: Duration,
+    ) -> Lakehouse {
+        Lakehouse {
+            lake,
+            views,
+            tags: Arc::new(tags),
+            store,
+            refresh_interval,
+            current: tokio::sync::RwLock::new(None),
+            rebuilding: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The newest materialisation the store knows of, as a token that changes with each.
+    async fn fingerprint(&self) -> Result<Option<String>, Error> {
+        let latest = self.store.materializations(None, 1).await?;
+        Ok(latest
+            .first()
+            .map(|m| format!("{}@{:?}@{}@{}", m.asset, m.delta_version, m.run_id, m.at.timestamp_micros())))
+    }
+
+    /// `role`'s session over the current snapshot of the lake.
+    pub async fn session(&self, role: &Arc<Role>) -> Result<Arc<RoleSession>, Error> {
+        let fingerprint = self.fingerprint().await?;
+        let fresh = |s: &Snapshot| s.fingerprint == fingerprint && s.built.elapsed() < self.refresh_interval;
+        let current = self.current.read().await.clone();
+        let snapshot = match current {
+            Some(s) if fresh(&s) => s,
+            _ => {
+                let _one = self.rebuilding.lock().await;
+                let current = self.current.read().await.clone();
+                match current {
+                    Some(s) if fresh(&s) => s,
+                    _ => {
+                        let s = Arc::new(self.build(fingerprint).await?);
+                        *self.current.write().await = Some(s.clone());
+                        s
+                    }
+                }
+            }
+        };
+        if let Some(s) = snapshot.roles.lock().expect("lock").get(&role.name) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(self.role_session(&snapshot.base, role)?);
+        snapshot.roles.lock().expect("lock").insert(role.name.clone(), s.clone());
+        Ok(s)
+    }
+
+    async fn build(&self, fingerprint: Option<String>) -> Result<Snapshot, Error> {
+        let session = self.lake.session(&self.views, None).await?;
+        for (key, reason) in &session.unavailable_views {
+            tracing::warn!(%key, reason, "view not served: its SQL does not plan");
+        }
+        let catalog = session.ctx.catalog("basin").expect("the lake's catalog");
+        catalog.register_schema(crate::system::SCHEMA, Arc::new(SystemSchema::new(self.store.clone())))?;
+        Ok(Snapshot { fingerprint, built: Instant::now(), base: session.ctx, roles: Mutex::new(HashMap::new()) })
+    }
+
+    fn role_session(&self, base: &SessionContext, role: &Arc<Role>) -> Result<RoleSession, Error> {
+        let base_catalog = base.catalog("basin").expect("the lake's catalog");
+        // The role's queries share the lake's object stores, and its memory limit.
+        let mut runtime =
+            RuntimeEnvBuilder::new().with_object_store_registry(base.runtime_env().object_store_registry.clone());
+        if let Some(limit) = role.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let runtime = runtime.build_arc()?;
+        let make = |grants: bool| {
+            let config =
+                SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("basin", "public");
+            let state = SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(config)
+                .with_runtime_env(runtime.clone())
+                .build();
+            let ctx = Arc::new(SessionContext::new_with_state(state));
+            let catalog = Arc::new(RoleCatalog::new(base_catalog.clone(), role.clone(), self.tags.clone(), grants));
+            ctx.register_catalog("basin", catalog.clone());
+            (ctx, catalog)
+        };
+        let (definer, definer_catalog) = make(false);
+        definer_catalog.set_definer(&definer);
+        let (ctx, catalog) = make(true);
+        catalog.set_definer(&definer);
+        setup_pg_catalog(&ctx, "basin", EmptyContextProvider).map_err(|e| Error::Query(*e))?;
+        Ok(RoleSession {
+            role: role.clone(),
+            service: Arc::new(DfSessionService::new(ctx.clone())),
+            ctx,
+            _definer: definer,
+        })
+    }
+}
