@@ -98,6 +98,29 @@ on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
 # selection = "schema:gold"
 # type = "row_count"
 # min = 1
+
+# `basin serve`: every asset over the PostgreSQL wire protocol and HTTP.
+[serve]
+listen = "127.0.0.1:5433"
+http_listen = "127.0.0.1:8080"
+# tls_cert = "certs/server.pem"    # with tls_key: TLS on the wire endpoint
+# tls_key = "certs/server.key"
+# allow_unauthenticated = true     # loopback only: clients without a password get this role
+# unauthenticated_role = "analyst"
+
+# Users: `password` is a SCRAM-SHA-256 verifier (`basin serve --hash-password` prints one),
+# or `password_env` names the variable that holds the password.
+# [users.ana]
+# role = "analyst"
+# password = "SCRAM-SHA-256$4096:…"
+
+# Roles: what they may read ("*", a schema, or schema.table) and how tagged columns look to
+# them (mask_email, redact, last4, hash, null; a tag also covers `pii:…` below it).
+# [roles.analyst]
+# select = ["gold", "silver"]
+# mask = { "pii" = "redact", "pii:email" = "mask_email" }
+# statement_timeout = "30s"
+# memory_limit = "2GiB"
 "#;
 
 /// The example models: file path and content.

@@ -392,6 +392,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
     let seconds = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
         "" | "s" => 1,
         "m" | "min" => 60,
         "h" => 3600,
@@ -506,6 +507,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
         assert!(parse_duration("m").is_err());
     }
 }

@@ -42,17 +42,26 @@ pub struct PgHandlers {
     manager: Arc<ConnectionManager>,
     queries: Arc<Queries>,
     cancels: Arc<Cancels>,
+    keys: Arc<RandomPidSecretKeyGenerator>,
 }
 
 /// Each connection's cancel signal, by its process id and secret key. pgwire's own handle
 /// stops a statement while it is planned; this one also while its rows stream.
 #[derive(Default)]
-struct Cancels(std::sync::Mutex<HashMap<(i32, SecretKey), tokio::sync::watch::Sender<u64>>>);
+struct Cancels(std::sync::Mutex<HashMap<(i32, Vec<u8>), tokio::sync::watch::Sender<u64>>>);
+
+/// A secret key as bytes: a cancel request of protocol 3.0 carries it as a number.
+fn key_bytes(key: &SecretKey) -> Vec<u8> {
+    match key {
+        SecretKey::I32(n) => n.to_be_bytes().to_vec(),
+        SecretKey::Bytes(b) => b.to_vec(),
+    }
+}
 
 /// Unregisters a connection's cancel signal when the connection ends.
 struct CancelRegistration {
     cancels: Arc<Cancels>,
-    key: (i32, SecretKey),
+    key: (i32, Vec<u8>),
 }
 
 impl Drop for CancelRegistration {
@@ -72,7 +81,7 @@ struct CancelRequests {
 #[async_trait]
 impl pgwire::api::cancel::CancelHandler for CancelRequests {
     async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
-        let key = (request.pid, request.secret_key.clone());
+        let key = (request.pid, key_bytes(&request.secret_key));
         if let Some(signal) = self.cancels.0.lock().expect("lock").get(&key) {
             signal.send_modify(|n| *n += 1);
         }
@@ -91,6 +100,7 @@ impl PgHandlers {
             server,
             manager: Arc::new(ConnectionManager::new()),
             cancels: Default::default(),
+            keys: Arc::new(RandomPidSecretKeyGenerator::default()),
         }
     }
 }
@@ -110,6 +120,7 @@ impl PgWireServerHandlers for PgHandlers {
             server: self.server.clone(),
             manager: self.manager.clone(),
             cancels: self.cancels.clone(),
+            keys: self.keys.clone(),
             exchange: Default::default(),
         })
     }
@@ -143,6 +154,8 @@ struct Startup {
     server: Arc<Server>,
     manager: Arc<ConnectionManager>,
     cancels: Arc<Cancels>,
+    /// One generator for the server, so every connection has its own process id.
+    keys: Arc<RandomPidSecretKeyGenerator>,
     exchange: tokio::sync::Mutex<Option<Exchange>>,
 }
 
@@ -154,14 +167,15 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.metadata_mut().insert(ROLE.into(), role.to_string());
-        let (pid, secret) = RandomPidSecretKeyGenerator::default().generate(client);
+        let (pid, secret) = self.keys.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
         let (handle, guard) = self.manager.register(pid, secret.clone());
         client.session_extensions().insert::<Arc<ConnectionHandle>>(handle);
         client.session_extensions().insert(guard);
         let (signal, receiver) = tokio::sync::watch::channel(0u64);
-        self.cancels.0.lock().expect("lock").insert((pid, secret.clone()), signal);
-        client.session_extensions().insert(CancelRegistration { cancels: self.cancels.clone(), key: (pid, secret) });
+        let key = (pid, key_bytes(&secret));
+        self.cancels.0.lock().expect("lock").insert(key.clone(), signal);
+        client.session_extensions().insert(CancelRegistration { cancels: self.cancels.clone(), key });
         client.session_extensions().insert(CancelSignal(receiver));
         if let Some(timeout) = self.server.roles.get(role).and_then(|r| r.statement_timeout) {
             client.metadata_mut().insert("statement_timeout_ms".into(), timeout.as_millis().to_string());

@@ -239,6 +239,9 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
          \x20 basin sql \"SELECT _ingestion_date, _run_id, COUNT(*) FROM bronze.v3__invoice GROUP BY 1, 2 ORDER BY 1, 2\"\n\
          \x20 basin history silver.fact_invoice\n\
          \x20 basin plan\n\n\
+         Or serve it to any PostgreSQL client (local clients connect as analysts, PII masked):\n\n\
+         \x20 basin serve &\n\
+         \x20 psql -h 127.0.0.1 -p 5433 -d basin -c \"SELECT name, email FROM silver.dim_customer LIMIT 5\"\n\n\
          Every model is a SQL file under {cd}/models; the source is described in {cd}/sources/v3.toml.",
         started.elapsed().as_secs_f64()
     );
