@@ -26,7 +26,11 @@ impl Drop for Served {
 }
 
 fn served() -> Served {
-    let b = Basin::empty();
+    served_with(Basin::empty(), "")
+}
+
+/// Serve a project in `b`, with `serve` added to the `[serve]` section.
+fn served_with(b: Basin, serve: &str) -> Served {
     let verifier = {
         let mut c =
             b.command(&["serve", "--hash-password"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
@@ -39,7 +43,7 @@ fn served() -> Served {
     b.write(
         "basin.toml",
         &format!(
-            "[project]\nname = \"t\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n\n\
+            "[project]\nname = \"t\"\n\n[serve]\nlisten = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{serve}\n\n\
              [users.ana]\nrole = \"analyst\"\npassword = \"{verifier}\"\n\n\
              [users.eng]\nrole = \"engineer\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
              [users.tim]\nrole = \"hurried\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
@@ -436,4 +440,28 @@ fn a_malformed_message_closes_only_its_connection_and_many_clients_are_served_at
         assert_eq!(sqlstate(e), "57014");
         assert_eq!(column(&mut tim, "SELECT CAST(1 AS VARCHAR)").await.unwrap(), ["1"], "usable after the timeout");
     });
+}
+
+#[test]
+fn tls_is_offered_when_a_certificate_is_configured() {
+    if !have("openssl", "version") || !have("psql", "--version") {
+        return;
+    }
+    let b = Basin::empty();
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem"])
+        .args(["-days", "1", "-subj", "/CN=localhost"])
+        .current_dir(b.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let s = served_with(b, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    let out = std::process::Command::new("psql")
+        .arg(format!("host=127.0.0.1 port={} dbname=basin user=ana sslmode=require", s.pg_port))
+        .args(["-X", "-A", "-t", "-c", "SELECT name FROM silver.customer WHERE id = 1"])
+        .env("PGPASSWORD", "analyst-pw")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Ann\n");
 }
