@@ -73,3 +73,30 @@ fn missing_environment_variables_are_reported_without_the_secret() {
     );
     assert!(!stderr.contains("hunter2"));
 }
+
+#[test]
+fn serving_settings_are_checked_before_anything_listens() {
+    let b = Basin::empty();
+    b.write(
+        "basin.toml",
+        "[project]\nname = \"t\"\n\n[serve]\nlisten = \"0.0.0.0:5433\"\nallow_unauthenticated = true\n\
+         unauthenticated_role = \"guest\"\n\n[users.ana]\nrole = \"analyts\"\npassword = \"hunter2\"\n\n\
+         [roles.analyst]\nselect = [\"gold\", \"silver.a.b\"]\nmask = { \"pii\" = \"scramble\" }\n\
+         statement_timeout = \"soon\"\n",
+    );
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok, "validate must fail");
+    for problem in [
+        "`serve.allow_unauthenticated` is only allowed when both endpoints listen on a loopback address",
+        "`serve.unauthenticated_role` names role `guest`, which no `[roles.guest]` defines",
+        "`users.ana.role` names role `analyts`, which no `[roles.analyts]` defines",
+        "`users.ana.password` is not a SCRAM-SHA-256 verifier; Basin never stores passwords",
+        "role `analyst` grants `silver.a.b`, which is not a grant",
+        "role `analyst` masks `pii` with `scramble`, which is not a masking function",
+        "invalid `roles.analyst.statement_timeout`",
+    ] {
+        assert!(ran.stderr.contains(problem), "missing: {problem}\n{}", ran.stderr);
+    }
+    let serve = b.cmd(&["serve"]);
+    assert!(!serve.ok && serve.stderr.contains("problem(s)"), "serve refuses the project: {}", serve.stderr);
+}
