@@ -188,12 +188,12 @@ async fn sql(
         crate::Error::Query(q) => fail(q),
         other => fail(datafusion::error::DataFusionError::External(Box::new(other))),
     })?;
-    let work = async {
+    let work = crate::meter::scope(pending.bytes.clone(), async {
         let df = session.ctx.sql(&query).await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         Ok::<_, datafusion::error::DataFusionError>((schema, batches))
-    };
+    });
     let (schema, batches) = match role.statement_timeout {
         Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
             let info = datafusion_postgres::pgwire::error::ErrorInfo::new(

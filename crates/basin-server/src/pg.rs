@@ -478,7 +478,8 @@ impl ExtendedQueryHandler for Queries {
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
         let work = <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows);
-        let response = stop.run(work).await.map_err(|e| failed(&pending, e))?;
+        let response =
+            stop.run(crate::meter::scope(pending.bytes.clone(), work)).await.map_err(|e| failed(&pending, e))?;
         Ok(guard_response(response, &stop, &pending))
     }
 }

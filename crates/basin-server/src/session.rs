@@ -130,6 +130,7 @@ impl Lakehouse {
                 .with_default_features()
                 .with_config(config)
                 .with_runtime_env(runtime.clone())
+                .with_physical_optimizer_rule(Arc::new(crate::meter::MeterRule))
                 .build();
             let ctx = Arc::new(SessionContext::new_with_state(state));
             let catalog = Arc::new(RoleCatalog::new(base_catalog.clone(), role.clone(), self.tags.clone(), grants));

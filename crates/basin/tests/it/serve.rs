@@ -221,6 +221,13 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
         let entries: Vec<(String, Option<String>, i64)> = log.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
         assert!(entries.contains(&("ana".into(), Some("42501".into()), 0)), "{entries:?}");
         assert!(entries.contains(&("eng".into(), None, 1)), "{entries:?}");
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(bytes_scanned) FROM basin.query_log WHERE user_name = 'eng' AND query LIKE '%silver.secret%'",
+        )
+        .fetch_one(&mut eng)
+        .await
+        .unwrap();
+        assert!(bytes.unwrap_or(0) > 0, "the scan of silver.secret read its Parquet file: {bytes:?}");
     });
 
     // HTTP: the same users, grants and masks.
