@@ -3,27 +3,20 @@
 //!
 //! The new row count is only known once the write has streamed every row, so the write's
 //! physical plan is wrapped (by a physical optimizer rule on the write's own session) in
-//! [`GuardExec`], which counts the rows of all partitions and turns the end of the last one
+//! a pass-through exec, which counts the rows of all partitions and turns the end of the last one
 //! into an error when too few came. The writer then aborts before its commit; the files it
 //! already wrote are not in any version (`VACUUM` removes them).
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
-    ReplaceChildrenOptions,
-};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use futures::StreamExt;
 
 /// How far a replace may shrink a table, and what the write found.
@@ -75,7 +68,7 @@ struct GuardRule(Arc<ShrinkGuard>);
 
 impl PhysicalOptimizerRule for GuardRule {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(GuardExec::new(plan, self.0.clone())))
+        Ok(Arc::new(crate::observe::ObservedExec::new(plan, self.0.clone())))
     }
 
     fn name(&self) -> &str {
@@ -87,87 +80,23 @@ impl PhysicalOptimizerRule for GuardRule {
     }
 }
 
-/// Passes its input through, counting rows; fails the last partition to end when the total
-/// is below the guard's minimum.
-#[derive(Debug, Clone)]
-struct GuardExec {
-    input: Arc<dyn ExecutionPlan>,
-    guard: Arc<ShrinkGuard>,
-    properties: Arc<PlanProperties>,
-}
-
-impl GuardExec {
-    fn new(input: Arc<dyn ExecutionPlan>, guard: Arc<ShrinkGuard>) -> Self {
-        let properties = input.properties().clone();
-        GuardExec { input, guard, properties }
-    }
-}
-
-impl DisplayAs for GuardExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ShrinkGuardExec: min_rows={}", self.guard.min_rows)
-    }
-}
-
-impl ExecutionPlan for GuardExec {
-    fn name(&self) -> &str {
-        "ShrinkGuardExec"
+impl crate::observe::Observer for ShrinkGuard {
+    fn label(&self) -> String {
+        format!("ShrinkGuardExec: min_rows={}", self.min_rows)
     }
 
-    fn schema(&self) -> SchemaRef {
-        self.input.schema()
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
+    /// Count the rows of every partition; fail the last partition to end when the total is
+    /// below the minimum.
+    fn observe(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-        options: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal("ShrinkGuardExec takes one input".into()));
-        }
-        let input = children.swap_remove(0);
-        Ok(Arc::new(match options.children_properties {
-            ChildrenPropertiesMode::Keep => GuardExec { input, ..(*self).clone() },
-            ChildrenPropertiesMode::Recompute => GuardExec::new(input, self.guard.clone()),
-        }))
-    }
-
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute))
-    }
-
-    fn with_new_children_and_same_properties(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(children, ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep))
-    }
-
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        let schema = self.input.schema();
-        let partitions = self.input.output_partitioning().partition_count();
-        let guard = self.guard.clone();
-        let counting = self.input.execute(partition, context)?.map({
+        input: &Arc<dyn ExecutionPlan>,
+        _partition: usize,
+        stream: SendableRecordBatchStream,
+    ) -> SendableRecordBatchStream {
+        let schema = input.schema();
+        let partitions = input.output_partitioning().partition_count();
+        let guard = self;
+        let counting = stream.map({
             let guard = guard.clone();
             move |batch| {
                 if let Ok(b) = &batch {
@@ -189,6 +118,6 @@ impl ExecutionPlan for GuardExec {
             None
         })
         .filter_map(futures::future::ready);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counting.chain(end))))
+        Box::pin(RecordBatchStreamAdapter::new(schema, counting.chain(end)))
     }
 }

@@ -10,6 +10,7 @@ pub mod history;
 pub mod ingest;
 pub mod lake;
 pub mod materialize;
+pub mod observe;
 mod schema;
 
 pub use error::{Error, Result};

@@ -39,7 +39,7 @@ pub struct Pending {
     query: String,
     pub rows: AtomicI64,
     /// Bytes the statement's scans read.
-    pub bytes: Arc<AtomicI64>,
+    pub bytes: Arc<crate::meter::Meter>,
     error: Mutex<Option<(String, String)>>,
 }
 
@@ -54,7 +54,7 @@ impl Pending {
             protocol,
             query: query.to_string(),
             rows: AtomicI64::new(0),
-            bytes: Arc::new(AtomicI64::new(0)),
+            bytes: Default::default(),
             error: Mutex::new(None),
         }
     }
@@ -76,7 +76,7 @@ impl Drop for Pending {
             query: std::mem::take(&mut self.query),
             duration_ms: self.started.elapsed().as_millis() as i64,
             rows: self.rows.load(Ordering::Relaxed),
-            bytes_scanned: Some(self.bytes.load(Ordering::Relaxed)),
+            bytes_scanned: Some(self.bytes.0.load(Ordering::Relaxed)),
             sqlstate: error.as_ref().map(|e| e.0.clone()),
             error: error.map(|e| e.1),
         });

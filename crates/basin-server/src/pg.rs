@@ -48,7 +48,10 @@ pub struct PgHandlers {
 /// Each connection's cancel signal, by its process id and secret key. pgwire's own handle
 /// stops a statement while it is planned; this one also while its rows stream.
 #[derive(Default)]
-struct Cancels(std::sync::Mutex<HashMap<(i32, Vec<u8>), tokio::sync::watch::Sender<u64>>>);
+struct Cancels(std::sync::Mutex<HashMap<CancelKey, tokio::sync::watch::Sender<u64>>>);
+
+/// A connection's process id and secret key.
+type CancelKey = (i32, Vec<u8>);
 
 /// A secret key as bytes: a cancel request of protocol 3.0 carries it as a number.
 fn key_bytes(key: &SecretKey) -> Vec<u8> {
@@ -61,7 +64,7 @@ fn key_bytes(key: &SecretKey) -> Vec<u8> {
 /// Unregisters a connection's cancel signal when the connection ends.
 struct CancelRegistration {
     cancels: Arc<Cancels>,
-    key: (i32, Vec<u8>),
+    key: CancelKey,
 }
 
 impl Drop for CancelRegistration {
@@ -357,18 +360,19 @@ fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
         .map(std::time::Duration::from_millis)
 }
 
-impl Queries {
-    fn identity<C: ClientInfo>(&self, client: &C) -> PgWireResult<(String, Arc<Role>)> {
-        let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
-        let role = client
-            .metadata()
-            .get(ROLE)
-            .and_then(|r| self.server.roles.get(r))
-            .cloned()
-            .ok_or_else(|| fatal("28000", "the connection has no role".into()))?;
-        Ok((user, role))
-    }
+/// The connection's user and the role it authenticated as.
+fn identity<C: ClientInfo>(server: &Server, client: &C) -> PgWireResult<(String, Arc<Role>)> {
+    let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+    let role = client
+        .metadata()
+        .get(ROLE)
+        .and_then(|r| server.roles.get(r))
+        .cloned()
+        .ok_or_else(|| fatal("28000", "the connection has no role".into()))?;
+    Ok((user, role))
+}
 
+impl Queries {
     fn pending(&self, user: &str, role: &Role, query: &str) -> Arc<Pending> {
         Arc::new(Pending::new(self.server.log.clone(), user, &role.name, "postgres", query))
     }
@@ -404,7 +408,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (user, role) = self.identity(client)?;
+        let (user, role) = identity(&self.server, client)?;
         let pending = self.pending(&user, &role, query);
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
@@ -433,17 +437,11 @@ impl QueryParser for RoleParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let role = client
-            .metadata()
-            .get(ROLE)
-            .and_then(|r| self.server.roles.get(r))
-            .cloned()
-            .ok_or_else(|| fatal("28000", "the connection has no role".into()))?;
+        let (user, role) = identity(&self.server, client)?;
         let session = self.server.lakehouse.session(&role).await?;
         let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
         parser.parse_sql(client, sql, types).await.map_err(|e| {
             // A statement that does not plan never executes: log it here.
-            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
             failed(&Pending::new(self.server.log.clone(), &user, &role.name, "postgres", sql), e)
         })
     }
@@ -473,7 +471,7 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (user, role) = self.identity(client)?;
+        let (user, role) = identity(&self.server, client)?;
         let pending = self.pending(&user, &role, &portal.statement.statement.0);
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);

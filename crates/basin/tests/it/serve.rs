@@ -48,6 +48,8 @@ fn served_with(b: Basin, serve: &str) -> Served {
              [users.eng]\nrole = \"engineer\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
              [users.tim]\nrole = \"hurried\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
              [roles.hurried]\nselect = [\"*\"]\nstatement_timeout = \"300ms\"\n\n\
+             [users.sam]\nrole = \"small\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
+             [roles.small]\nselect = [\"*\"]\nmemory_limit = \"2MiB\"\n\n\
              [roles.analyst]\nselect = [\"silver.customer\", \"gold\"]\nmask = {{ \"pii:email\" = \"mask_email\" }}\n\n\
              [roles.engineer]\nselect = [\"*\"]\n"
         ),
@@ -446,6 +448,14 @@ fn a_malformed_message_closes_only_its_connection_and_many_clients_are_served_at
             .unwrap_err();
         assert_eq!(sqlstate(e), "57014");
         assert_eq!(column(&mut tim, "SELECT CAST(1 AS VARCHAR)").await.unwrap(), ["1"], "usable after the timeout");
+        // A role's memory limit refuses a statement that needs more (53200), not the server.
+        let mut sam = sqlx::PgConnection::connect(&url(&s, "sam", ENGINEER_PASSWORD)).await.unwrap();
+        let e =
+            sqlx::query("SELECT COUNT(*) FROM (SELECT x, COUNT(*) FROM generate_series(1, 3000000) t(x) GROUP BY x) s")
+                .fetch_all(&mut sam)
+                .await
+                .unwrap_err();
+        assert_eq!(sqlstate(e), "53200");
     });
 }
 
