@@ -136,7 +136,11 @@ enum Command {
     },
     /// The scheduler: queues schedule ticks, launches queued runs within the queue's limits,
     /// watches their workers, retries and times them out. Runs until interrupted.
-    Daemon,
+    Daemon {
+        /// Also serve the lake (`basin serve`'s endpoints, `[serve]`) from the daemon's process.
+        #[arg(long)]
+        serve: bool,
+    },
     /// Do one queued run (what the daemon launches; also for `launcher = "command"`).
     Worker {
         #[arg(long, required_unless_present = "standby")]
@@ -317,7 +321,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let ok = crate::backfill::work(&project, &lake, &id).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Daemon => crate::daemon::run(load(&start_dir)?).await,
+        Command::Daemon { serve } => crate::daemon::run(load(&start_dir)?, serve).await,
         Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
         Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
         Command::Ingest { tables, allow_shrink } => {
@@ -345,14 +349,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 project.config.serve.http_listen = l;
             }
             let store = crate::record::open_store(&project).await?;
-            let server = basin_server::Server::new(&project, lake, store)?;
-            let listening = basin_server::bind(&project.config.serve, &project.dir).await?;
-            eprintln!(
-                "serving {} over PostgreSQL at {} and HTTP at http://{}",
-                project.config.project.name, listening.pg, listening.http
-            );
-            eprintln!("  psql -h {} -p {} -U <user>", listening.pg.ip(), listening.pg.port());
-            listening.serve(server).await?;
+            serve(&project, lake, store).await?.await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql { query, format, as_of } => {
@@ -472,6 +469,22 @@ pub(crate) fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
     let project = load(start)?;
     let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
     Ok((project, lake))
+}
+
+/// Bind `basin serve`'s endpoints for `project` and say where; the future that serves them.
+pub(crate) async fn serve(
+    project: &Project,
+    lake: Lake,
+    store: std::sync::Arc<dyn basin_meta::MetaStore>,
+) -> anyhow::Result<impl Future<Output = Result<(), basin_server::Error>> + use<>> {
+    let server = basin_server::Server::new(project, lake, store)?;
+    let listening = basin_server::bind(&project.config.serve, &project.dir).await?;
+    eprintln!(
+        "serving {} over PostgreSQL at {} and HTTP at http://{}",
+        project.config.project.name, listening.pg, listening.http
+    );
+    eprintln!("  psql -h {} -p {} -d basin -U <user>", listening.pg.ip(), listening.pg.port());
+    Ok(listening.serve(server))
 }
 
 /// Load and validate the project, printing its diagnostics; refuse an invalid one.

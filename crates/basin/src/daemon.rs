@@ -173,8 +173,17 @@ pub fn settings(project: &Project) -> anyhow::Result<Settings> {
 }
 
 /// `basin daemon`: tick until SIGINT or SIGTERM.
-pub async fn run(project: Project) -> anyhow::Result<ExitCode> {
+pub async fn run(project: Project, serve: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&project).await?;
+    if serve {
+        let lake = basin_engine::Lake::open(&project.storage_root(), &project.config.storage.options)?;
+        let endpoint = crate::cli::serve(&project, lake, store.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(e) = endpoint.await {
+                tracing::error!(error = %e, "the SQL endpoint stopped");
+            }
+        });
+    }
     let schedules: Vec<Schedule> =
         project.config.schedules.iter().map(Schedule::parse).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     let launcher = launcher(&project)?;

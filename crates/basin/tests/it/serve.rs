@@ -26,11 +26,11 @@ impl Drop for Served {
 }
 
 fn served() -> Served {
-    served_with(Basin::empty(), "")
+    served_with(Basin::empty(), "", &["serve"])
 }
 
-/// Serve a project in `b`, with `serve` added to the `[serve]` section.
-fn served_with(b: Basin, serve: &str) -> Served {
+/// Serve a project in `b` by running `command`, with `serve` added to the `[serve]` section.
+fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
     let verifier = {
         let mut c =
             b.command(&["serve", "--hash-password"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
@@ -66,7 +66,7 @@ fn served_with(b: Basin, serve: &str) -> Served {
     );
     b.cmd(&["run"]).success();
     let mut child =
-        b.command(&["serve"]).env("BASIN_TEST_ENGINEER_PW", ENGINEER_PASSWORD).stderr(Stdio::piped()).spawn().unwrap();
+        b.command(command).env("BASIN_TEST_ENGINEER_PW", ENGINEER_PASSWORD).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let banner = loop {
         let line = lines.next().expect("basin serve ended before it listened").unwrap();
@@ -472,7 +472,7 @@ fn tls_is_offered_when_a_certificate_is_configured() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let s = served_with(b, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"");
+    let s = served_with(b, "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"", &["serve"]);
     let out = std::process::Command::new("psql")
         .arg(format!("host=127.0.0.1 port={} dbname=basin user=ana sslmode=require", s.pg_port))
         .args(["-X", "-A", "-t", "-c", "SELECT name FROM silver.customer WHERE id = 1"])
@@ -481,4 +481,13 @@ fn tls_is_offered_when_a_certificate_is_configured() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Ann\n");
+}
+
+#[test]
+fn the_daemon_serves_the_lake_from_its_own_process() {
+    let s = served_with(Basin::empty(), "", &["daemon", "--serve"]);
+    rt().block_on(async {
+        let mut ana = sqlx::PgConnection::connect(&url(&s, "ana", "analyst-pw")).await.unwrap();
+        assert_eq!(column(&mut ana, "SELECT email FROM silver.customer WHERE id = 2").await.unwrap(), ["****@x.org"]);
+    });
 }
