@@ -473,7 +473,8 @@ impl ExtendedQueryHandler for Queries {
     {
         let (user, role) = identity(&self.server, client)?;
         let pending = self.pending(&user, &role, &portal.statement.statement.0);
-        let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
+        // Planned at Parse against a fresh snapshot; executing it needs no second look at the store.
+        let session = self.server.lakehouse.held_session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
         let work = <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows);
         let response =

@@ -25,7 +25,6 @@ use crate::system::SystemSchema;
 /// What a role queries through: its session (grants and masks in its catalog) and the
 /// PostgreSQL protocol service over it.
 pub struct RoleSession {
-    pub role: Arc<Role>,
     pub ctx: Arc<SessionContext>,
     pub service: Arc<DfSessionService>,
     /// Plans views for `ctx`'s catalog; kept alive as long as `ctx`.
@@ -76,6 +75,16 @@ impl Lakehouse {
             .map(|m| format!("{}@{:?}@{}@{}", m.asset, m.delta_version, m.run_id, m.at.timestamp_micros())))
     }
 
+    /// `role`'s session over the snapshot already held, without asking the store whether the
+    /// lake moved: for executing a statement planned a moment ago (its plan holds its tables).
+    pub async fn held_session(&self, role: &Arc<Role>) -> Result<Arc<RoleSession>, Error> {
+        let current = self.current.read().await.clone();
+        match current {
+            Some(snapshot) => self.role_session_of(&snapshot, role),
+            None => self.session(role).await,
+        }
+    }
+
     /// `role`'s session over the current snapshot of the lake.
     pub async fn session(&self, role: &Arc<Role>) -> Result<Arc<RoleSession>, Error> {
         let fingerprint = self.fingerprint().await?;
@@ -96,6 +105,10 @@ impl Lakehouse {
                 }
             }
         };
+        self.role_session_of(&snapshot, role)
+    }
+
+    fn role_session_of(&self, snapshot: &Snapshot, role: &Arc<Role>) -> Result<Arc<RoleSession>, Error> {
         if let Some(s) = snapshot.roles.lock().expect("lock").get(&role.name) {
             return Ok(s.clone());
         }
@@ -142,11 +155,6 @@ impl Lakehouse {
         let (ctx, catalog) = make(true);
         catalog.set_definer(&definer);
         setup_pg_catalog(&ctx, "basin", EmptyContextProvider).map_err(|e| Error::Query(*e))?;
-        Ok(RoleSession {
-            role: role.clone(),
-            service: Arc::new(DfSessionService::new(ctx.clone())),
-            ctx,
-            _definer: definer,
-        })
+        Ok(RoleSession { service: Arc::new(DfSessionService::new(ctx.clone())), ctx, _definer: definer })
     }
 }

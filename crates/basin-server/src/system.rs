@@ -126,7 +126,7 @@ impl<'a, T> Columns<'a, T> {
     }
 }
 
-pub fn check_results(rows: &[basin_meta::CheckResult]) -> DfResult<RecordBatch> {
+fn check_results(rows: &[basin_meta::CheckResult]) -> DfResult<RecordBatch> {
     Columns::new(rows)
         .text("asset", |r| Some(r.asset.clone()))
         .text("check_name", |r| Some(r.check_name.clone()))
