@@ -1,5 +1,5 @@
-//! `files` sources: CSV (header and type inference), JSON lines and Parquet files on the local
-//! filesystem, one table per glob pattern. A `full` table reads every matching file, in path
+//! `files` sources: CSV (header, types inferred or declared per column), JSON lines and Parquet
+//! files on the local filesystem, one table per glob pattern. A `full` table reads every matching file, in path
 //! order, as one snapshot; an `incremental` one reads only files not ingested before. Each
 //! row carries the file it came from in `_file`. A malformed
 //! line fails the table naming the file and the line.
@@ -10,8 +10,8 @@ use std::io::{BufReader, Seek};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use basin_core::source::{FileFormat, Source, SourceTable};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -32,6 +32,8 @@ struct FileTable {
     format: FileFormat,
     delimiter: u8,
     header: bool,
+    /// Columns with a declared type (`[tables.columns.x] type = …`), replacing the inferred one.
+    declared: Vec<(String, DataType)>,
 }
 
 impl FileTable {
@@ -39,7 +41,15 @@ impl FileTable {
         let pattern = t.path.clone()?;
         let format = t.format.or_else(|| FileFormat::from_path(&pattern))?;
         let delimiter = t.delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b',');
-        Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true) })
+        let declared = t
+            .columns
+            .iter()
+            .filter_map(|(name, c)| {
+                let ty = basin_core::source::ColumnType::parse(c.data_type.as_deref()?).ok()?;
+                Some((name.clone(), crate::types::declared_type(ty)))
+            })
+            .collect();
+        Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true), declared })
     }
 }
 
@@ -109,9 +119,27 @@ impl FilesConnector {
                 .clone(),
         };
         let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        for (name, data_type) in &t.declared {
+            let field = fields.iter_mut().find(|f| f.name() == name).ok_or_else(|| {
+                let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
+                bad(format!("column `{name}` has a declared type but the file has no such column (it has {})", names.join(", ")))
+            })?;
+            *field = Field::new(name, data_type.clone(), true);
+        }
         fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
         Ok(Arc::new(Schema::new(fields)))
     }
+}
+
+/// The schema a file is parsed with: the table's without `_file`, and UTC timestamps parsed as
+/// plain ones (arrow's parsers know offsets, not zone names; a value with an offset is
+/// converted to UTC, one without is taken as UTC) and labelled UTC by [`with_file`].
+fn reading_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields = schema.fields()[..schema.fields().len() - 1].iter().map(|f| match f.data_type() {
+        DataType::Timestamp(unit, Some(_)) => f.as_ref().clone().with_data_type(DataType::Timestamp(*unit, None)),
+        _ => f.as_ref().clone(),
+    });
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// The folder a glob pattern's wildcards start below.
@@ -140,7 +168,7 @@ fn read_file(
     // Line numbers in errors count from the file's first line, header included.
     let batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow::error::ArrowError>>> = match t.format {
         FileFormat::Csv => Box::new(
-            arrow::csv::ReaderBuilder::new(schema)
+            arrow::csv::ReaderBuilder::new(schema.clone())
                 .with_header(t.header)
                 .with_delimiter(t.delimiter)
                 .with_batch_size(BATCH_ROWS)
@@ -148,7 +176,7 @@ fn read_file(
                 .map_err(|e| e.to_string())?,
         ),
         FileFormat::Jsonl => Box::new(
-            arrow::json::ReaderBuilder::new(schema)
+            arrow::json::ReaderBuilder::new(schema.clone())
                 .with_batch_size(BATCH_ROWS)
                 .build(BufReader::new(file))
                 .map_err(|e| e.to_string())?,
@@ -162,12 +190,52 @@ fn read_file(
         ),
     };
     for batch in batches {
-        let batch = batch.map_err(|e| e.to_string())?;
+        let batch = match batch {
+            Ok(batch) => batch,
+            // Some of arrow's parsers (decimals, dates) do not say where the value was.
+            Err(e) if t.format == FileFormat::Csv && !e.to_string().contains("line") => {
+                return Err(bad_csv_value(t, path, &schema).unwrap_or_else(|| e.to_string()));
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         if !each(batch) {
             break;
         }
     }
     Ok(())
+}
+
+/// The first value of a CSV file that does not parse as its column's type, with its line: the
+/// file read again as text, each column cast leniently, the first value that became NULL.
+fn bad_csv_value(t: &FileTable, path: &PathBuf, schema: &SchemaRef) -> Option<String> {
+    let text = Arc::new(Schema::new(
+        schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>(),
+    ));
+    let reader = arrow::csv::ReaderBuilder::new(text)
+        .with_header(t.header)
+        .with_delimiter(t.delimiter)
+        .with_batch_size(BATCH_ROWS)
+        .build(File::open(path).ok()?)
+        .ok()?;
+    let mut line = if t.header { 1 } else { 0 };
+    for batch in reader {
+        let batch = batch.ok()?;
+        let mut first: Option<(usize, String)> = None;
+        for (i, f) in schema.fields().iter().enumerate() {
+            let raw = batch.column(i);
+            let Ok(parsed) = arrow::compute::cast(raw, f.data_type()) else { continue };
+            let bad = (0..batch.num_rows()).find(|&r| parsed.is_null(r) && !raw.is_null(r) && raw.as_string::<i32>().value(r) != "");
+            if let Some(r) = bad.filter(|r| first.as_ref().is_none_or(|(at, _)| r < at)) {
+                let value = raw.as_string::<i32>().value(r);
+                first = Some((r, format!("`{value}` in column `{}` is not a {}", f.name(), f.data_type())));
+            }
+        }
+        if let Some((r, problem)) = first {
+            return Some(format!("{problem}, at line {}", line + r + 1));
+        }
+        line += batch.num_rows();
+    }
+    None
 }
 
 /// A file's batch with the `_file` column added and columns matched to the table's schema.
@@ -179,6 +247,11 @@ fn with_file(batch: RecordBatch, schema: &SchemaRef, file: &str) -> std::result:
             .ok_or_else(|| format!("column `{}` of the table's first file is missing", f.name()))?;
         columns.push(if c.data_type() == f.data_type() {
             c.clone()
+        } else if let (DataType::Timestamp(TimeUnit::Microsecond, None), DataType::Timestamp(_, Some(tz))) =
+            (c.data_type(), f.data_type())
+        {
+            let utc = c.as_primitive::<TimestampMicrosecondType>().clone().with_timezone(tz.clone());
+            Arc::new(utc)
         } else {
             arrow::compute::cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))?
         });
@@ -258,7 +331,7 @@ impl FilesConnector {
                     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
                     rows += reader.metadata().file_metadata().num_rows() as u64;
                 } else {
-                    let data = Arc::new(Schema::new(schema.fields()[..schema.fields().len() - 1].to_vec()));
+                    let data = reading_schema(&schema);
                     read_file(&t, f, data, |b| {
                         rows += b.num_rows() as u64;
                         true
@@ -276,7 +349,7 @@ impl FilesConnector {
     fn read_files(&self, table: &str, files: Vec<PathBuf>) -> Result<Extract> {
         let first = self.files(table)?.remove(0);
         let schema = self.schema(table, &first)?;
-        let data = Arc::new(Schema::new(schema.fields()[..schema.fields().len() - 1].to_vec()));
+        let data = reading_schema(&schema);
         let t = self.table(table)?.clone();
         let base = base_dir(&t.pattern);
         let (tx, extract, _) = crate::batch::channel(schema.clone());

@@ -52,6 +52,25 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, FieldRef, TimeUnit};
 use chrono::{NaiveDate, NaiveDateTime};
 
+/// The Arrow type of a column type declared for a files table.
+pub fn declared_type(t: basin_core::source::ColumnType) -> DataType {
+    use basin_core::source::ColumnType as C;
+    match t {
+        C::Boolean => DataType::Boolean,
+        C::Int16 => DataType::Int16,
+        C::Int32 => DataType::Int32,
+        C::Int64 => DataType::Int64,
+        C::Float32 => DataType::Float32,
+        C::Float64 => DataType::Float64,
+        C::Decimal(p, s) => DataType::Decimal128(p, s),
+        C::Date => DataType::Date32,
+        C::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+        C::TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        C::Text => DataType::Utf8,
+        C::Binary => DataType::Binary,
+    }
+}
+
 /// The Arrow type of a SQLite column, from its declared type.
 pub fn sqlite_type(declared: &str) -> DataType {
     let t = declared.trim().to_ascii_uppercase();

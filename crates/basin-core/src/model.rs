@@ -151,12 +151,19 @@ pub struct ColumnConfig {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Files tables only: the column's type, instead of the one inferred from the file
+    /// (`type = "decimal(18,4)"`); see [`crate::source::ColumnType`].
+    #[serde(rename = "type")]
+    pub data_type: Option<String>,
 }
+
+/// The keys of a model's `[columns.NAME]`: a model's column types come from its query.
+const MODEL_COLUMN_KEYS: &[&str] = &["description", "tags"];
 
 fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
     match path {
         [] => Some(fields_of::<ModelConfig>()),
-        [c, _] if c == "columns" => Some(fields_of::<ColumnConfig>()),
+        [c, _] if c == "columns" => Some(MODEL_COLUMN_KEYS),
         [r] if r == "retry" => Some(fields_of::<crate::daemon::RetryOverride>()),
         [c] if c == "checks" => Some(fields_of::<crate::check::CheckConfig>()),
         _ => None,

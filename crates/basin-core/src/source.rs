@@ -78,6 +78,73 @@ impl FileFormat {
     }
 }
 
+/// A column type declared for a `files` table (`[tables.columns.amount] type = "decimal(18,4)"`),
+/// replacing the type inferred from the file: the values are parsed as this type, and a value
+/// that is not one fails the table naming the file and line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Boolean,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Precision (1–38) and scale.
+    Decimal(u8, i8),
+    Date,
+    /// A wall-clock time without zone.
+    Timestamp,
+    /// An instant, stored in UTC.
+    TimestampUtc,
+    Text,
+    Binary,
+}
+
+impl ColumnType {
+    /// SQL spellings: `boolean`, `smallint`, `int`/`integer`, `bigint`, `real`/`float4`,
+    /// `double`/`float8`/`double precision`, `decimal(p,s)`/`numeric(p,s)`, `date`,
+    /// `timestamp`/`datetime`, `timestamptz`/`timestamp with time zone`, `text`/`varchar(n)`/
+    /// `char(n)`/`string`, `binary`/`bytea`/`blob`.
+    pub fn parse(text: &str) -> Result<ColumnType, String> {
+        let t = text.trim().to_ascii_lowercase().split_whitespace().collect::<Vec<_>>().join(" ");
+        let (base, args) = match t.split_once('(') {
+            Some((base, rest)) => {
+                let Some(args) = rest.strip_suffix(')') else {
+                    return Err(format!("`{text}` has an unclosed `(`"));
+                };
+                let args: Result<Vec<u32>, _> = args.split(',').map(|a| a.trim().parse::<u32>()).collect();
+                (base.trim().to_string(), Some(args.map_err(|_| format!("`{text}`: the arguments must be numbers"))?))
+            }
+            None => (t.clone(), None),
+        };
+        let plain = |ty: ColumnType| match &args {
+            None => Ok(ty),
+            Some(_) if matches!(ty, ColumnType::Text | ColumnType::Binary) => Ok(ty),
+            Some(_) => Err(format!("`{text}` takes no arguments")),
+        };
+        match base.as_str() {
+            "boolean" | "bool" => plain(ColumnType::Boolean),
+            "smallint" | "int2" => plain(ColumnType::Int16),
+            "int" | "integer" | "int4" => plain(ColumnType::Int32),
+            "bigint" | "int8" => plain(ColumnType::Int64),
+            "real" | "float4" => plain(ColumnType::Float32),
+            "double" | "double precision" | "float8" | "float" => plain(ColumnType::Float64),
+            "date" => plain(ColumnType::Date),
+            "timestamp" | "datetime" | "timestamp without time zone" => plain(ColumnType::Timestamp),
+            "timestamptz" | "timestamp with time zone" => plain(ColumnType::TimestampUtc),
+            "text" | "string" | "varchar" | "char" | "character varying" => plain(ColumnType::Text),
+            "binary" | "varbinary" | "bytea" | "blob" => plain(ColumnType::Binary),
+            "decimal" | "numeric" => match args.as_deref() {
+                Some([p]) if (1..=38).contains(p) => Ok(ColumnType::Decimal(*p as u8, 0)),
+                Some([p, s]) if (1..=38).contains(p) && s <= p => Ok(ColumnType::Decimal(*p as u8, *s as i8)),
+                Some(_) => Err(format!("`{text}`: precision is 1 to 38 and the scale at most the precision")),
+                None => Err(format!("`{text}` needs a precision and scale, e.g. decimal(18,4)")),
+            },
+            _ => Err(format!("`{text}` is not a known column type")),
+        }
+    }
+}
+
 /// How a table is extracted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -364,6 +431,28 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
                 continue;
             }
         }
+        let mut bad_type = false;
+        for (column, c) in &table.columns {
+            let Some(declared) = &c.data_type else { continue };
+            let at = || source.locate(text, &format!("{declared:?}"));
+            if source.config.kind != SourceKind::Files {
+                out.push(
+                    Diagnostic::error(at(), format!("column `{column}` of `{}` declares a `type`", t.name))
+                        .with_hint("only files tables take declared types; a database's come from its catalog"),
+                );
+                bad_type = true;
+            } else if let Err(problem) = ColumnType::parse(declared) {
+                out.push(
+                    Diagnostic::error(at(), format!("column `{column}` of `{}`: {problem}", t.name)).with_hint(
+                        "e.g. type = \"bigint\", \"double\", \"decimal(18,4)\", \"date\", \"timestamp\", \"text\"",
+                    ),
+                );
+                bad_type = true;
+            }
+        }
+        if bad_type {
+            continue;
+        }
         if table.mode == Mode::Incremental && table.cursor.is_none() && source.config.kind != SourceKind::Files {
             out.push(Diagnostic::error(here(), format!("incremental table `{}` needs a `cursor`", t.name)).with_hint(
                 "name a column that grows with every change, e.g. cursor = \"updated_at\" or an increasing id",
@@ -430,6 +519,40 @@ mod tests {
         let mut out = Vec::new();
         let s = read_source("sources/v3.toml", text, &mut out);
         (s, out.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn column_types_parse_sql_spellings() {
+        assert_eq!(ColumnType::parse("BIGINT"), Ok(ColumnType::Int64));
+        assert_eq!(ColumnType::parse(" Decimal( 18 , 4 )"), Ok(ColumnType::Decimal(18, 4)));
+        assert_eq!(ColumnType::parse("numeric(10)"), Ok(ColumnType::Decimal(10, 0)));
+        assert_eq!(ColumnType::parse("timestamp  with time zone"), Ok(ColumnType::TimestampUtc));
+        assert_eq!(ColumnType::parse("varchar(40)"), Ok(ColumnType::Text));
+        assert_eq!(ColumnType::parse("double precision"), Ok(ColumnType::Float64));
+        assert!(ColumnType::parse("decimal").unwrap_err().contains("needs a precision"));
+        assert!(ColumnType::parse("decimal(39,2)").unwrap_err().contains("1 to 38"));
+        assert!(ColumnType::parse("decimal(4,6)").is_err());
+        assert!(ColumnType::parse("int(3)").unwrap_err().contains("no arguments"));
+        assert!(ColumnType::parse("money").unwrap_err().contains("not a known column type"));
+        assert!(ColumnType::parse("decimal(18,4").is_err());
+    }
+
+    #[test]
+    fn declared_types_only_on_files_tables_and_only_known_ones() {
+        let files = "kind = \"files\"\n[[tables]]\nname = \"orders\"\npath = \"in/*.csv\"\n\
+                     [tables.columns.amount]\ntype = \"decimal(18,4)\"\n[tables.columns.id]\ntype = \"bigint\"\n";
+        let (s, msgs) = read(files);
+        assert!(msgs.is_empty(), "{msgs:#?}");
+        assert_eq!(s.unwrap().tables[0].columns["amount"].data_type.as_deref(), Some("decimal(18,4)"));
+
+        let (s, msgs) = read(&files.replace("bigint", "bigintt"));
+        assert_eq!(s.unwrap().tables.len(), 0, "the table is refused");
+        assert!(msgs[0].starts_with("sources/v3.toml:8:8: error: column `id` of `orders`: `bigintt` is not a known"), "{msgs:#?}");
+
+        let db = "kind = \"postgres\"\nurl = \"postgres://h/db\"\n[[tables]]\nname = \"orders\"\n\
+                  [tables.columns.amount]\ntype = \"decimal(18,4)\"\n";
+        let (_, msgs) = read(db);
+        assert!(msgs[0].contains("column `amount` of `orders` declares a `type`"), "{msgs:#?}");
     }
 
     #[test]

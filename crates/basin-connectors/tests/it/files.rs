@@ -95,3 +95,58 @@ async fn a_malformed_line_names_the_file_and_line() {
     let c = FilesConnector::connect(&none).unwrap();
     assert!(matches!(c.count("none", None).await, Err(Error::NoSuchTable { .. })));
 }
+
+#[tokio::test]
+async fn declared_column_types_replace_the_inferred_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    // Inference would make `sku` an integer (losing the leading zeros) and `amount` a float.
+    std::fs::write(
+        dir.path().join("items.csv"),
+        "sku,amount,sold_on,sold_at\n007,0.1000,2024-02-29,2024-02-29T23:59:59\n123,12345678901234.5678,2024-03-01,2024-03-01 00:00:00\n",
+    )
+    .unwrap();
+    let source = project(
+        dir.path(),
+        "[[tables]]\nname = \"items\"\npath = \"items.csv\"\n\
+         [tables.columns.sku]\ntype = \"text\"\n[tables.columns.amount]\ntype = \"decimal(18,4)\"\n\
+         [tables.columns.sold_at]\ntype = \"timestamptz\"\n",
+    );
+    let c = FilesConnector::connect(&source).unwrap();
+    let (batches, _) = read_all(&c, "items", None).await;
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    use arrow::datatypes::{DataType, TimeUnit};
+    let types: Vec<DataType> = b.schema().fields().iter().map(|f| f.data_type().clone()).collect();
+    assert_eq!(
+        types,
+        [
+            DataType::Utf8,
+            DataType::Decimal128(18, 4),
+            DataType::Date32,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Utf8
+        ]
+    );
+    assert_eq!(cell(&b, "sku", 0), "007");
+    assert_eq!(cell(&b, "amount", 1), "12345678901234.5678", "exact, no float rounding");
+    assert_eq!(cell(&b, "sold_at", 0), "2024-02-29T23:59:59Z");
+
+    // A value that is not of the declared type fails the table, naming file and line.
+    std::fs::write(dir.path().join("items.csv"), "sku,amount,sold_on,sold_at\n1,2.5,2024-01-01,2024-01-01\n2,n/a,2024-01-02,2024-01-02\n")
+        .unwrap();
+    let err = futures::TryStreamExt::try_collect::<Vec<_>>(c.extract("items", None).await.unwrap().batches)
+        .await
+        .unwrap_err();
+    let Error::File { file, problem, .. } = &err else { panic!("{err}") };
+    assert!(file.ends_with("items.csv"), "{file}");
+    assert!(problem.contains("n/a") && problem.contains("line 3"), "{problem}");
+
+    // A declared column the file does not have is named, with the columns it does have.
+    let source = project(
+        dir.path(),
+        "[[tables]]\nname = \"items\"\npath = \"items.csv\"\n[tables.columns.price]\ntype = \"double\"\n",
+    );
+    let c = FilesConnector::connect(&source).unwrap();
+    let err = c.count("items", None).await.unwrap_err().to_string();
+    assert!(err.contains("column `price` has a declared type but the file has no such column"), "{err}");
+    assert!(err.contains("sku, amount, sold_on, sold_at"), "{err}");
+}
