@@ -267,6 +267,14 @@ mod tests {
     }
 
     #[test]
+    fn a_model_column_cannot_declare_a_type() {
+        let mut out = Vec::new();
+        parse_header("m.sql", "/* basin\n[columns.amount]\ntype = \"decimal(18,4)\"\n*/\nSELECT 1", &mut out);
+        let msgs: Vec<String> = out.iter().map(|d| d.to_string()).collect();
+        assert!(msgs.iter().any(|m| m.contains("unknown key `columns.amount.type`")), "{msgs:#?}");
+    }
+
+    #[test]
     fn unique_key_accepts_one_or_many() {
         let mut out = Vec::new();
         let c = parse_header("m.sql", "/* basin\nunique_key = \"id\"\n*/", &mut out).unwrap();
