@@ -80,11 +80,28 @@ impl MysqlConnector {
             .timezone(Some("+00:00".to_string()));
         // One connection first, so that a wrong password or an unreachable host fails at once
         // with the server's own message, instead of after the pool's acquire timeout.
-        MySqlConnection::connect_with(&options).await.map_err(connect_err)?.close().await.map_err(connect_err)?;
+        let mut first = MySqlConnection::connect_with(&options).await.map_err(connect_err)?;
+        let version: String =
+            sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)").fetch_one(&mut first).await.map_err(connect_err)?;
+        first.close().await.map_err(connect_err)?;
+        let mariadb = version.to_ascii_lowercase().contains("mariadb");
         let pool = MySqlPoolOptions::new()
             .max_connections(source.max_connections() as u32)
             // Chunks and tables queue for a connection; the limit is the source's, not a timeout.
             .acquire_timeout(std::time::Duration::from_secs(600))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if mariadb {
+                        // An increment reads the rows past the watermark through the cursor's
+                        // index; with multi-range read MariaDB fetches them in primary-key
+                        // order (sequential pages) instead of one random page per row. MySQL
+                        // has MRR on by default (and no `mrr_sort_keys`).
+                        sqlx::Executor::execute(conn, "SET SESSION optimizer_switch = 'mrr=on,mrr_sort_keys=on'")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         Ok(MysqlConnector {
             name: source.name.clone(),
