@@ -1,18 +1,23 @@
 //! `files` sources: CSV (header, types inferred or declared per column), JSON lines and Parquet
-//! files on the local filesystem, one table per glob pattern. A `full` table reads every matching file, in path
-//! order, as one snapshot; an `incremental` one reads only files not ingested before. Each
-//! row carries the file it came from in `_file`. A malformed
-//! line fails the table naming the file and the line.
+//! files, on the local filesystem or an object store (`s3://`, `gs://`, `az://`, `file://`…),
+//! one table per glob pattern. A `full` table reads every matching file, in path order, as one
+//! snapshot; an `incremental` one reads only files not ingested before. Each row carries the
+//! file it came from in `_file`. A malformed line fails the table naming the file and the line.
+//! A file on an object store is downloaded to a temporary file as it is read, one at a time,
+//! so memory does not grow with its size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Seek};
-use std::path::PathBuf;
+use std::io::{BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use basin_core::source::{FileFormat, Source, SourceTable};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::error::{Error, Result};
@@ -34,12 +39,27 @@ struct FileTable {
     header: bool,
     /// Columns with a declared type (`[tables.columns.x] type = …`), replacing the inferred one.
     declared: Vec<(String, DataType)>,
+    place: Place,
+}
+
+/// Where a table's files are.
+#[derive(Debug, Clone)]
+enum Place {
+    Local,
+    /// An object store: `root` is the URL up to the key (`s3://bucket/`), `base` the key's part
+    /// before the first wildcard's folder, `keys` the pattern on whole keys.
+    Store {
+        store: Arc<dyn ObjectStore>,
+        root: String,
+        base: String,
+        keys: glob::Pattern,
+    },
 }
 
 impl FileTable {
-    fn of(t: &SourceTable) -> Option<FileTable> {
-        let pattern = t.path.clone()?;
-        let format = t.format.or_else(|| FileFormat::from_path(&pattern))?;
+    fn of(t: &SourceTable, options: &[(String, String)]) -> Result<Option<FileTable>, String> {
+        let Some(pattern) = t.path.clone() else { return Ok(None) };
+        let Some(format) = t.format.or_else(|| FileFormat::from_path(&pattern)) else { return Ok(None) };
         let delimiter = t.delimiter.as_deref().and_then(|d| d.bytes().next()).unwrap_or(b',');
         let declared = t
             .columns
@@ -49,13 +69,89 @@ impl FileTable {
                 Some((name.clone(), crate::types::declared_type(ty)))
             })
             .collect();
-        Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true), declared })
+        let place = match pattern.split_once("://") {
+            None => Place::Local,
+            Some((scheme, rest)) => {
+                // The key pattern is not parsed as a URL: `?` and `[` are wildcards here.
+                let (authority, key) = rest.split_once('/').unwrap_or((rest, ""));
+                let root = format!("{scheme}://{authority}/");
+                let url = url::Url::parse(&root).map_err(|e| format!("`{root}` is not a valid URL: {e}"))?;
+                let (store, _) = object_store::parse_url_opts(&url, options.iter().cloned())
+                    .map_err(|e| format!("cannot open `{root}`: {e}"))?;
+                let keys = glob::Pattern::new(key).map_err(|e| format!("invalid pattern `{key}`: {e}"))?;
+                let base = base_dir(key).to_string_lossy().into_owned();
+                Place::Store { store: Arc::from(store), root, base, keys }
+            }
+        };
+        Ok(Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true), declared, place }))
+    }
+
+    /// The folder (local) or key prefix (object store) the pattern's wildcards start below.
+    fn base(&self) -> String {
+        match &self.place {
+            Place::Local => base_dir(&self.pattern).to_string_lossy().into_owned(),
+            Place::Store { root, base, .. } => format!("{root}{base}"),
+        }
+    }
+
+    /// A file's name below [`FileTable::base`], as incremental runs record it.
+    fn relative(&self, file: &str) -> String {
+        match &self.place {
+            Place::Local => {
+                let base = base_dir(&self.pattern);
+                Path::new(file).strip_prefix(&base).unwrap_or(Path::new(file)).to_string_lossy().into_owned()
+            }
+            Place::Store { .. } => {
+                let base = self.base();
+                file.strip_prefix(&base).map(|r| r.trim_start_matches('/')).unwrap_or(file).to_string()
+            }
+        }
+    }
+
+    fn absolute(&self, relative: &str) -> String {
+        match &self.place {
+            Place::Local => base_dir(&self.pattern).join(relative).to_string_lossy().into_owned(),
+            Place::Store { .. } => {
+                let base = self.base();
+                if base.ends_with('/') { format!("{base}{relative}") } else { format!("{base}/{relative}") }
+            }
+        }
+    }
+
+    /// A local path to read `file` from: the file itself, or a download of the object (removed
+    /// when the returned guard is dropped).
+    async fn local(&self, file: &str) -> std::result::Result<(PathBuf, Option<tempfile::TempPath>), String> {
+        let Place::Store { store, root, .. } = &self.place else { return Ok((PathBuf::from(file), None)) };
+        let key = StorePath::from(file.strip_prefix(root.as_str()).unwrap_or(file));
+        let mut stream = store.get(&key).await.map_err(|e| e.to_string())?.into_stream();
+        let suffix = file.rsplit_once('.').map(|(_, ext)| format!(".{ext}")).unwrap_or_default();
+        let mut copy =
+            tempfile::Builder::new().prefix("basin-").suffix(&suffix).tempfile().map_err(|e| e.to_string())?;
+        while let Some(chunk) = stream.try_next().await.map_err(|e| e.to_string())? {
+            copy.write_all(&chunk).map_err(|e| format!("cannot keep a local copy: {e}"))?;
+        }
+        copy.flush().map_err(|e| format!("cannot keep a local copy: {e}"))?;
+        let path = copy.into_temp_path();
+        Ok((path.to_path_buf(), Some(path)))
     }
 }
 
 impl FilesConnector {
     pub fn connect(source: &Source) -> Result<Self> {
-        let tables = source.tables.iter().filter_map(|t| Some((t.name.clone(), FileTable::of(t)?))).collect();
+        let options: Vec<(String, String)> =
+            source.config.options.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.expose().to_string())).collect();
+        let mut tables = BTreeMap::new();
+        for t in &source.tables {
+            let table = FileTable::of(t, &options).map_err(|problem| Error::File {
+                source_name: source.name.clone(),
+                table: t.name.clone(),
+                file: t.path.clone().unwrap_or_default(),
+                problem,
+            })?;
+            if let Some(table) = table {
+                tables.insert(t.name.clone(), table);
+            }
+        }
         Ok(FilesConnector { name: source.name.clone(), tables })
     }
 
@@ -75,15 +171,33 @@ impl FilesConnector {
         }
     }
 
-    /// The files a table's pattern matches, in path order; `NoSuchTable` when none do.
-    fn files(&self, table: &str) -> Result<Vec<PathBuf>> {
+    /// The files a table's pattern matches (local paths or object URLs), in path order;
+    /// `NoSuchTable` when none do.
+    async fn files(&self, table: &str) -> Result<Vec<String>> {
         let t = self.table(table)?;
         let bad = self.file_err(table, &t.pattern);
-        let mut files: Vec<PathBuf> = glob::glob(&t.pattern)
-            .map_err(|e| bad(format!("invalid pattern: {e}")))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        files.retain(|f| f.is_file());
+        let mut files: Vec<String> = match &t.place {
+            Place::Local => {
+                let mut paths: Vec<PathBuf> = glob::glob(&t.pattern)
+                    .map_err(|e| bad(format!("invalid pattern: {e}")))?
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| bad(e.to_string()))?;
+                paths.retain(|f| f.is_file());
+                paths.into_iter().map(|p| p.to_string_lossy().into_owned()).collect()
+            }
+            Place::Store { store, root, base, keys } => {
+                let prefix = (!base.is_empty()).then(|| StorePath::from(base.as_str()));
+                let listed: Vec<object_store::ObjectMeta> =
+                    store.list(prefix.as_ref()).try_collect().await.map_err(|e| bad(format!("cannot list: {e}")))?;
+                // `*` stays within one folder, as on a filesystem; `**` crosses folders.
+                let within = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+                listed
+                    .into_iter()
+                    .filter(|o| keys.matches_with(o.location.as_ref(), within))
+                    .map(|o| format!("{root}{}", o.location))
+                    .collect()
+            }
+        };
         files.sort();
         if files.is_empty() {
             return Err(Error::NoSuchTable {
@@ -95,10 +209,11 @@ impl FilesConnector {
     }
 
     /// The schema of the table's first file, with `_file` added.
-    fn schema(&self, table: &str, first: &PathBuf) -> Result<SchemaRef> {
+    async fn schema(&self, table: &str, first: &str) -> Result<SchemaRef> {
         let t = self.table(table)?;
-        let bad = self.file_err(table, &first.display().to_string());
-        let mut file = File::open(first).map_err(|e| bad(e.to_string()))?;
+        let bad = self.file_err(table, first);
+        let (path, _copy) = t.local(first).await.map_err(&bad)?;
+        let mut file = File::open(&path).map_err(|e| bad(e.to_string()))?;
         let inferred = match t.format {
             FileFormat::Csv => {
                 let format = arrow::csv::reader::Format::default().with_header(t.header).with_delimiter(t.delimiter);
@@ -122,7 +237,10 @@ impl FilesConnector {
         for (name, data_type) in &t.declared {
             let field = fields.iter_mut().find(|f| f.name() == name).ok_or_else(|| {
                 let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
-                bad(format!("column `{name}` has a declared type but the file has no such column (it has {})", names.join(", ")))
+                bad(format!(
+                    "column `{name}` has a declared type but the file has no such column (it has {})",
+                    names.join(", ")
+                ))
             })?;
             *field = Field::new(name, data_type.clone(), true);
         }
@@ -224,7 +342,8 @@ fn bad_csv_value(t: &FileTable, path: &PathBuf, schema: &SchemaRef) -> Option<St
         for (i, f) in schema.fields().iter().enumerate() {
             let raw = batch.column(i);
             let Ok(parsed) = arrow::compute::cast(raw, f.data_type()) else { continue };
-            let bad = (0..batch.num_rows()).find(|&r| parsed.is_null(r) && !raw.is_null(r) && raw.as_string::<i32>().value(r) != "");
+            let bad = (0..batch.num_rows())
+                .find(|&r| parsed.is_null(r) && !raw.is_null(r) && raw.as_string::<i32>().value(r) != "");
             if let Some(r) = bad.filter(|r| first.as_ref().is_none_or(|(at, _)| r < at)) {
                 let value = raw.as_string::<i32>().value(r);
                 first = Some((r, format!("`{value}` in column `{}` is not a {}", f.name(), f.data_type())));
@@ -267,8 +386,8 @@ impl Connector for FilesConnector {
     }
 
     async fn columns(&self, table: &str) -> Result<Vec<String>> {
-        let files = self.files(table)?;
-        Ok(self.schema(table, &files[0])?.fields().iter().map(|f| f.name().clone()).collect())
+        let files = self.files(table).await?;
+        Ok(self.schema(table, &files[0]).await?.fields().iter().map(|f| f.name().clone()).collect())
     }
 
     async fn primary_key(&self, _table: &str) -> Result<Vec<String>> {
@@ -277,7 +396,7 @@ impl Connector for FilesConnector {
 
     /// Rows in every matching file (Parquet from its footer; CSV and JSON lines by reading).
     async fn count(&self, table: &str, _window: Option<&Window>) -> Result<u64> {
-        let files = self.files(table)?;
+        let files = self.files(table).await?;
         self.count_files(table, files).await
     }
 
@@ -286,103 +405,104 @@ impl Connector for FilesConnector {
     }
 
     async fn extract_range(&self, table: &str, _window: Option<&Window>, _range: Option<&KeyRange>) -> Result<Extract> {
-        let files = self.files(table)?;
-        self.read_files(table, files)
+        let files = self.files(table).await?;
+        self.read_files(table, files).await
     }
 
-    /// Paths relative to the pattern's fixed part (`landing/` of `landing/*.csv`), so that
+    /// Names relative to the pattern's fixed part (`landing/` of `landing/*.csv`), so that
     /// moving the project or the landing folder does not make old files look new.
     async fn list_files(&self, table: &str) -> Result<Option<Vec<String>>> {
-        let base = base_dir(&self.table(table)?.pattern);
-        Ok(Some(
-            self.files(table)?
-                .iter()
-                .map(|f| f.strip_prefix(&base).unwrap_or(f).to_string_lossy().into_owned())
-                .collect(),
-        ))
+        let t = self.table(table)?;
+        Ok(Some(self.files(table).await?.iter().map(|f| t.relative(f)).collect()))
     }
 
     async fn extract_files(&self, table: &str, files: &[String]) -> Result<(Extract, u64)> {
-        let base = base_dir(&self.table(table)?.pattern);
-        let files: Vec<PathBuf> = files.iter().map(|f| base.join(f)).collect();
+        let t = self.table(table)?;
+        let files: Vec<String> = files.iter().map(|f| t.absolute(f)).collect();
         let rows = self.count_files(table, files.clone()).await?;
-        Ok((self.read_files(table, files)?, rows))
+        Ok((self.read_files(table, files).await?, rows))
     }
 }
 
 impl FilesConnector {
-    async fn count_files(&self, table: &str, files: Vec<PathBuf>) -> Result<u64> {
-        let schema = self.schema(table, &files[0])?;
-        let t = self.table(table)?.clone();
-        let name = self.name.clone();
-        let table = table.to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut rows = 0u64;
-            for f in &files {
-                let shown = f.display().to_string();
-                let bad = |problem| Error::File {
-                    source_name: name.clone(),
-                    table: table.clone(),
-                    file: shown.clone(),
-                    problem,
-                };
-                if t.format == FileFormat::Parquet {
-                    let file = File::open(f).map_err(|e| bad(e.to_string()))?;
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
-                    rows += reader.metadata().file_metadata().num_rows() as u64;
-                } else {
-                    let data = reading_schema(&schema);
-                    read_file(&t, f, data, |b| {
-                        rows += b.num_rows() as u64;
-                        true
-                    })
-                    .map_err(bad)?;
-                }
-            }
-            Ok(rows)
-        })
-        .await
-        .expect("the counting task does not panic")
-    }
-
-    /// Stream `files` (their schema taken from the table's first matching file).
-    fn read_files(&self, table: &str, files: Vec<PathBuf>) -> Result<Extract> {
-        let first = self.files(table)?.remove(0);
-        let schema = self.schema(table, &first)?;
+    async fn count_files(&self, table: &str, files: Vec<String>) -> Result<u64> {
+        let schema = self.schema(table, &files[0]).await?;
         let data = reading_schema(&schema);
         let t = self.table(table)?.clone();
-        let base = base_dir(&t.pattern);
+        let mut rows = 0u64;
+        for f in &files {
+            let bad = self.file_err(table, f);
+            let (path, _copy) = t.local(f).await.map_err(&bad)?;
+            let (t, data) = (t.clone(), data.clone());
+            let counted = tokio::task::spawn_blocking(move || {
+                if t.format == FileFormat::Parquet {
+                    let file = File::open(&path).map_err(|e| e.to_string())?;
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+                    return Ok(reader.metadata().file_metadata().num_rows() as u64);
+                }
+                let mut rows = 0u64;
+                read_file(&t, &path, data, |b| {
+                    rows += b.num_rows() as u64;
+                    true
+                })?;
+                Ok(rows)
+            })
+            .await
+            .expect("the counting task does not panic");
+            rows += counted.map_err(bad)?;
+        }
+        Ok(rows)
+    }
+
+    /// Stream `files` (their schema taken from the table's first matching file), one at a time.
+    async fn read_files(&self, table: &str, files: Vec<String>) -> Result<Extract> {
+        let first = self.files(table).await?.remove(0);
+        let schema = self.schema(table, &first).await?;
+        let data = reading_schema(&schema);
+        let t = self.table(table)?.clone();
         let (tx, extract, _) = crate::batch::channel(schema.clone());
         let (name, table) = (self.name.clone(), table.to_string());
-        tokio::task::spawn_blocking(move || {
-            for f in &files {
-                let shown = f.display().to_string();
-                // `_file` is the path below the pattern's folder, as incremental runs track it.
-                let relative = f.strip_prefix(&base).unwrap_or(f).to_string_lossy().into_owned();
-                let mut open = true;
-                let read = read_file(&t, f, data.clone(), |b| {
-                    let batch = with_file(b, &schema, &relative);
-                    let failed = batch.is_err();
-                    let sent = tx.blocking_send(batch.map_err(|problem| Error::File {
-                        source_name: name.clone(),
-                        table: table.clone(),
-                        file: shown.clone(),
-                        problem,
-                    }));
-                    open = sent.is_ok() && !failed;
-                    open
-                });
-                if let Err(problem) = read {
-                    let _ = tx.blocking_send(Err(Error::File {
-                        source_name: name.clone(),
-                        table: table.clone(),
-                        file: shown.clone(),
-                        problem,
-                    }));
-                    return;
-                }
-                if !open {
-                    return;
+        tokio::spawn(async move {
+            for f in files {
+                let fail =
+                    |problem| Error::File { source_name: name.clone(), table: table.clone(), file: f.clone(), problem };
+                let (path, copy) = match t.local(&f).await {
+                    Ok(local) => local,
+                    Err(problem) => {
+                        let _ = tx.send(Err(fail(problem))).await;
+                        return;
+                    }
+                };
+                // `_file` is the name below the pattern's folder, as incremental runs track it.
+                let relative = t.relative(&f);
+                let (t2, data, schema, tx2) = (t.clone(), data.clone(), schema.clone(), tx.clone());
+                let (source_name, table_name, file) = (name.clone(), table.clone(), f.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    let _copy = copy;
+                    let mut open = true;
+                    let read = read_file(&t2, &path, data, |b| {
+                        let batch = with_file(b, &schema, &relative);
+                        let failed = batch.is_err();
+                        let sent = tx2.blocking_send(batch.map_err(|problem| Error::File {
+                            source_name: source_name.clone(),
+                            table: table_name.clone(),
+                            file: file.clone(),
+                            problem,
+                        }));
+                        open = sent.is_ok() && !failed;
+                        open
+                    });
+                    read.map(|()| open)
+                })
+                .await
+                .expect("the reading task does not panic");
+                match read {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(problem) => {
+                        let _ = tx.send(Err(fail(problem))).await;
+                        return;
+                    }
                 }
             }
         });

@@ -204,6 +204,10 @@ pub struct SourceConfig {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// `files` sources on an object store: its options (credentials, `region`, `endpoint`…,
+    /// as for `[storage.options]`), `${ENV}` interpolated.
+    #[serde(default)]
+    pub options: BTreeMap<String, Secret>,
     /// At most this many connections to the source at once.
     pub max_connections: Option<usize>,
     /// MySQL: read TINYINT(1) columns as booleans (values other than 0 and 1 fail the table).
@@ -388,6 +392,24 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
             }
         },
     }
+    if !config.options.is_empty() && config.kind != SourceKind::Files {
+        out.push(
+            Diagnostic::error(at("options"), format!("a `{}` source takes no `options`", config.kind.as_str()))
+                .with_hint("`options` are object-store settings of a `files` source; credentials go in `url`"),
+        );
+    }
+    for (key, value) in config.options.iter_mut() {
+        match interpolate_env(value.expose(), |v| std::env::var(v).ok()) {
+            Ok(v) => *value = Secret::new(v),
+            Err(var) => out.push(
+                Diagnostic::error(
+                    at(&format!("${{{var}")),
+                    format!("`options.{key}` uses environment variable `{var}`, which is not set"),
+                )
+                .with_hint(format!("export {var}=… before running Basin")),
+            ),
+        }
+    }
     if let Err(e) = check_duration(config.retry_delay.as_deref()) {
         out.push(Diagnostic::error(at("retry_delay"), format!("invalid `retry_delay`: {e}")).with_hint("e.g. \"1s\""));
         config.retry_delay = None;
@@ -442,11 +464,9 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
                 );
                 bad_type = true;
             } else if let Err(problem) = ColumnType::parse(declared) {
-                out.push(
-                    Diagnostic::error(at(), format!("column `{column}` of `{}`: {problem}", t.name)).with_hint(
-                        "e.g. type = \"bigint\", \"double\", \"decimal(18,4)\", \"date\", \"timestamp\", \"text\"",
-                    ),
-                );
+                out.push(Diagnostic::error(at(), format!("column `{column}` of `{}`: {problem}", t.name)).with_hint(
+                    "e.g. type = \"bigint\", \"double\", \"decimal(18,4)\", \"date\", \"timestamp\", \"text\"",
+                ));
                 bad_type = true;
             }
         }
@@ -547,7 +567,10 @@ mod tests {
 
         let (s, msgs) = read(&files.replace("bigint", "bigintt"));
         assert_eq!(s.unwrap().tables.len(), 0, "the table is refused");
-        assert!(msgs[0].starts_with("sources/v3.toml:8:8: error: column `id` of `orders`: `bigintt` is not a known"), "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("sources/v3.toml:8:8: error: column `id` of `orders`: `bigintt` is not a known"),
+            "{msgs:#?}"
+        );
 
         let db = "kind = \"postgres\"\nurl = \"postgres://h/db\"\n[[tables]]\nname = \"orders\"\n\
                   [tables.columns.amount]\ntype = \"decimal(18,4)\"\n";

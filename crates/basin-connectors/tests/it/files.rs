@@ -131,8 +131,11 @@ async fn declared_column_types_replace_the_inferred_ones() {
     assert_eq!(cell(&b, "sold_at", 0), "2024-02-29T23:59:59Z");
 
     // A value that is not of the declared type fails the table, naming file and line.
-    std::fs::write(dir.path().join("items.csv"), "sku,amount,sold_on,sold_at\n1,2.5,2024-01-01,2024-01-01\n2,n/a,2024-01-02,2024-01-02\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("items.csv"),
+        "sku,amount,sold_on,sold_at\n1,2.5,2024-01-01,2024-01-01\n2,n/a,2024-01-02,2024-01-02\n",
+    )
+    .unwrap();
     let err = futures::TryStreamExt::try_collect::<Vec<_>>(c.extract("items", None).await.unwrap().batches)
         .await
         .unwrap_err();
@@ -149,4 +152,29 @@ async fn declared_column_types_replace_the_inferred_ones() {
     let err = c.count("items", None).await.unwrap_err().to_string();
     assert!(err.contains("column `price` has a declared type but the file has no such column"), "{err}");
     assert!(err.contains("sku, amount, sold_on, sold_at"), "{err}");
+}
+
+#[tokio::test]
+async fn file_urls_are_read_through_the_object_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in/old")).unwrap();
+    std::fs::write(dir.path().join("in/b.csv"), "id\n2\n").unwrap();
+    std::fs::write(dir.path().join("in/a.csv"), "id\n1\n").unwrap();
+    std::fs::write(dir.path().join("in/old/c.csv"), "id\n3\n").unwrap();
+    let url = format!("file://{}/in/*.csv", dir.path().display());
+    let source = project(dir.path(), &format!("[[tables]]\nname = \"t\"\npath = \"{url}\"\n"));
+    let c = FilesConnector::connect(&source).unwrap();
+    // `*` does not reach into `old/`; names are relative to the pattern's folder.
+    assert_eq!(c.list_files("t").await.unwrap().unwrap(), ["a.csv", "b.csv"]);
+    assert_eq!(c.count("t", None).await.unwrap(), 2);
+    let (batches, _) = read_all(&c, "t", None).await;
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    assert_eq!(
+        (cell(&b, "id", 0), cell(&b, "_file", 0), cell(&b, "_file", 1)),
+        ("1".into(), "a.csv".into(), "b.csv".into())
+    );
+    let (extract, rows) = c.extract_files("t", &["b.csv".to_string()]).await.unwrap();
+    assert_eq!(rows, 1);
+    let only: Vec<_> = futures::TryStreamExt::try_collect(extract.batches).await.unwrap();
+    assert_eq!(cell(&only[0], "id", 0), "2");
 }

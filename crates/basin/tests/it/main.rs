@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod ingest;
 mod interop;
+mod object_store;
 mod runs;
 mod serve;
 mod support;
