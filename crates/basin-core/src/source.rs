@@ -576,6 +576,14 @@ mod tests {
                   [tables.columns.amount]\ntype = \"decimal(18,4)\"\n";
         let (_, msgs) = read(db);
         assert!(msgs[0].contains("column `amount` of `orders` declares a `type`"), "{msgs:#?}");
+
+        let (_, msgs) = read("kind = \"postgres\"\nurl = \"postgres://h/db\"\noptions = { region = \"eu\" }\n");
+        assert!(msgs[0].contains("a `postgres` source takes no `options`"), "{msgs:#?}");
+        let (s, msgs) = read(
+            "kind = \"files\"\noptions = { region = \"${BASIN_UNSET_FOR_TEST:-eu-west-1}\" }\n[[tables]]\nname = \"t\"\npath = \"s3://b/*.csv\"\n",
+        );
+        assert!(msgs.is_empty(), "{msgs:#?}");
+        assert_eq!(s.unwrap().config.options["region"].expose(), "eu-west-1", "interpolated");
     }
 
     #[test]
