@@ -41,6 +41,12 @@ impl Batcher {
         Ok(())
     }
 
+    /// A zero date (`0000-00-00`) read from a binary value: NULL, counted for the run's report.
+    pub fn zero_date(&mut self, column: usize) {
+        let _ = self.columns[column].append(Value::Null);
+        self.zero_dates.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The builder of one column, for values that need more than [`Batcher::append`] (lists).
     pub fn column(&mut self, column: usize) -> &mut ColumnBuilder {
         &mut self.columns[column]

@@ -15,7 +15,7 @@ const TYPES: &[&str] = &[
         miu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED, bi BIGINT,
         flag TINYINT(1), b BOOLEAN, bit1 BIT(1), bit10 BIT(10), bit64 BIT(64), y YEAR,
         d DECIMAL(20,6), dbig DECIMAL(50,10), f FLOAT, db DOUBLE,
-        dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(2),
+        dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(2), dtz DATETIME, dpart DATE,
         c CHAR(3), vc VARCHAR(20), tx TEXT, e ENUM('small','large'), st SET('x','y','z'), js JSON,
         bl BLOB, vb VARBINARY(4)
     ) CHARACTER SET utf8mb4",
@@ -24,6 +24,7 @@ const TYPES: &[&str] = &[
         1, 0, b'1', b'1111111111', b'1111111111111111111111111111111111111111111111111111111111111111', 2155,
         -12345678901234.123456, 1234567890123456789012345678901234567890.0123456789, 1.5, 0.1,
         '0000-00-00', '2024-02-29 23:59:59.999999', '2024-06-01 12:00:00.123', '-838:59:59.00',
+        '0000-00-00 00:00:00', '2024-00-00',
         'é', '😀 emoji', 'ünïcödé', 'large', 'x,z', '{\"a\": [1, 2]}', x'00FF', x'DEADBEEF')",
     "INSERT INTO types (id) VALUES (1)",
 ];
@@ -36,7 +37,7 @@ async fn every_type_maps_without_loss() {
     let c = MysqlConnector::connect(&f.source).await.unwrap();
     assert_eq!(c.primary_key("types").await.unwrap(), ["id"]);
     let (batches, zero_dates) = read_all(&c, "types", None).await;
-    assert_eq!(zero_dates, 1, "the zero date is counted");
+    assert_eq!(zero_dates, 3, "the zero dates (a DATE, a DATETIME, a DATE with month 00) are counted");
     let b = &batches[0];
     assert_eq!(b.num_rows(), 2);
     let schema = b.schema();
@@ -65,6 +66,8 @@ async fn every_type_maps_without_loss() {
         ("dtm", DataType::Timestamp(TimeUnit::Microsecond, None), "2024-02-29T23:59:59.999999"),
         ("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), "2024-06-01T12:00:00.123Z"),
         ("tm", DataType::Utf8, "-838:59:59.00"),
+        ("dtz", DataType::Timestamp(TimeUnit::Microsecond, None), ""),
+        ("dpart", DataType::Date32, ""),
         ("c", DataType::Utf8, "é"),
         ("vc", DataType::Utf8, "😀 emoji"),
         ("tx", DataType::Utf8, "ünïcödé"),
