@@ -331,12 +331,14 @@ fn shown(row: &MySqlRow, i: usize, read: Read) -> Option<String> {
 /// The value of column `i`; `None` for a zero date (`0000-00-00`, or a month or day 00).
 #[inline]
 fn value(row: &MySqlRow, i: usize, read: Read) -> Result<Option<Value<'_>>, sqlx::Error> {
-    if row.try_get_raw(i)?.is_null() {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
         // sqlx calls a zero date NULL; its bytes (a zero length) say which it is.
         let zero_date = matches!(read, Read::Date | Read::DateTime) && row.try_get_unchecked::<&[u8], _>(i).is_ok();
         return Ok(if zero_date { None } else { Some(Value::Null) });
     }
-    let bytes: &[u8] = row.try_get_unchecked(i)?;
+    // One lookup of the column per value: the bytes of the value already found.
+    let bytes = <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(raw).map_err(sqlx::Error::Decode)?;
     let bad = |what: &str| sqlx::Error::Decode(format!("{} bytes are not a binary {what}", bytes.len()).into());
     Ok(Some(match read {
         Read::Bytes => Value::Bytes(bytes),
