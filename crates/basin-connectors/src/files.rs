@@ -343,7 +343,7 @@ fn bad_csv_value(t: &FileTable, path: &PathBuf, schema: &SchemaRef) -> Option<St
             let raw = batch.column(i);
             let Ok(parsed) = arrow::compute::cast(raw, f.data_type()) else { continue };
             let bad = (0..batch.num_rows())
-                .find(|&r| parsed.is_null(r) && !raw.is_null(r) && raw.as_string::<i32>().value(r) != "");
+                .find(|&r| parsed.is_null(r) && !raw.is_null(r) && !raw.as_string::<i32>().value(r).is_empty());
             if let Some(r) = bad.filter(|r| first.as_ref().is_none_or(|(at, _)| r < at)) {
                 let value = raw.as_string::<i32>().value(r);
                 first = Some((r, format!("`{value}` in column `{}` is not a {}", f.name(), f.data_type())));
