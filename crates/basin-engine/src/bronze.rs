@@ -229,6 +229,11 @@ impl<'a> BronzeWriter<'a> {
     /// A session over the existing table, after checking the write is not into the past.
     async fn prepare(&self) -> Result<(SessionContext, Option<DeltaTable>)> {
         let ctx = new_context();
+        // Every row of a bronze write lands in one partition (today's). With one stream,
+        // deltalake writes it as it comes; with more, the plan would be split round-robin and
+        // then hash-repartitioned by `_ingestion_date` (two copies of every row) only to meet
+        // again in a single writer.
+        ctx.state_ref().write().config_mut().options_mut().execution.target_partitions = 1;
         let table = self.lake.table(&self.key).await?;
         if let Some(t) = &table {
             t.update_datafusion_session(&ctx.state()).map_err(Error::delta(&self.key, "register"))?;

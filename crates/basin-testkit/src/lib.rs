@@ -126,7 +126,7 @@ impl Sessions {
                 let mut c = sqlx::MySqlConnection::connect(&self.admin).await.expect("connect as admin");
                 let ids: Vec<(i64,)> = sqlx::query_as(
                     "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
-                     WHERE DB = ? AND INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()",
+                     WHERE DB = ? AND INFO LIKE CONCAT('%', ?, '%') AND COMMAND <> 'Sleep' AND ID <> CONNECTION_ID()",
                 )
                 .bind(&self.name)
                 .bind(needle)
@@ -142,7 +142,7 @@ impl Sessions {
                 let mut c = sqlx::PgConnection::connect(&self.admin).await.expect("connect as admin");
                 let (n,): (i64,) = sqlx::query_as(
                     "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE datname = $1 AND query LIKE '%' || $2 || '%' AND pid <> pg_backend_pid()",
+                     WHERE datname = $1 AND query LIKE '%' || $2 || '%' AND state = 'active' AND pid <> pg_backend_pid()",
                 )
                 .bind(&self.name)
                 .bind(needle)

@@ -85,7 +85,9 @@ fn kill_when_seen(db: &TestDb, needle: &'static str) -> tokio::task::JoinHandle<
     })
 }
 
-async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, needle: &'static str) {
+/// The table is large enough (200 MB) that its read is still running when the killer's poll
+/// sees it; the killer only kills a session running the read, not one idle after it.
+async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, rows: u64, needle: &'static str) {
     let Some(db) = TestDb::create(server, "retry").await else { return };
     db.execute(&["CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(200))", fill]).await;
     let (p, source) = project(&db, "[[tables]]\nname = \"big\"\n");
@@ -107,25 +109,32 @@ async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, nee
     let killer = kill_when_seen(&db, needle);
     let i = ingest_table_retrying(&lake, connector, table, "r2", Utc::now(), FAST_RETRY).await.unwrap();
     assert_eq!(killer.await.unwrap(), 1);
-    assert_eq!((i.attempts, i.rows), (2, 200_000));
-    assert_eq!(query(&lake, "SELECT COUNT(DISTINCT id), COUNT(*) FROM bronze.app__big").await, ["200000|200000"]);
+    assert_eq!((i.attempts, i.rows), (2, rows));
+    assert_eq!(
+        query(&lake, "SELECT COUNT(DISTINCT id), COUNT(*) FROM bronze.app__big").await,
+        [format!("{rows}|{rows}")]
+    );
 }
 
-#[tokio::test]
+// Two workers, as the CLI has: the killer must not wait for the ingest to yield its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_a_killed_read_is_retried_and_lands_once() {
     a_killed_read_is_retried_and_lands_once(
         Server::Mysql,
-        "INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_200000",
+        "INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_1000000",
+        1_000_000,
         "SELECT `id`, `pad` FROM `big`",
     )
     .await;
 }
 
-#[tokio::test]
+// Two workers, as the CLI has: the killer must not wait for the ingest to yield its thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_killed_read_is_retried_and_lands_once() {
     a_killed_read_is_retried_and_lands_once(
         Server::Postgres,
-        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g",
+        "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 1000000) g",
+        1_000_000,
         "COPY (SELECT \"id\", \"pad\" FROM \"big\"",
     )
     .await;
