@@ -80,6 +80,12 @@ pub struct ModelConfig {
     /// present in the new data are replaced.
     #[serde(default)]
     pub partition_by: Columns,
+    /// Columns the table's rows are sorted by when it is written whole (`table`, and the
+    /// first build or `--full-refresh` of the others), so the Parquet page statistics of those
+    /// columns are narrow and a lookup or a range on them reads a page, not the table. For
+    /// tables served to point lookups: `cluster_by = ["invoice_item_id"]`.
+    #[serde(default)]
+    pub cluster_by: Columns,
     /// `daily`: the model is built a day, or a range of days, at a time (`basin run
     /// --partition`, `basin backfill`; yesterday when none is given). Its SQL reads the range
     /// from `$partition_start` and `$partition_end` (the day after the last), and each build

@@ -340,8 +340,18 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
                     .with_hint("set `materialized = \"scd2\"`, or remove it"),
             );
         }
-        Materialization::View if !config.unique_key.0.is_empty() || !config.partition_by.0.is_empty() => {
-            let key = if config.unique_key.0.is_empty() { "partition_by" } else { "unique_key" };
+        Materialization::View
+            if !config.unique_key.0.is_empty()
+                || !config.partition_by.0.is_empty()
+                || !config.cluster_by.0.is_empty() =>
+        {
+            let key = if !config.unique_key.0.is_empty() {
+                "unique_key"
+            } else if !config.partition_by.0.is_empty() {
+                "partition_by"
+            } else {
+                "cluster_by"
+            };
             out.push(
                 Diagnostic::error(locate(key), format!("`{key}` has no meaning for a view"))
                     .with_hint("remove it, or materialize the model as `table` or `incremental`"),

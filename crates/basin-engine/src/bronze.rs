@@ -477,13 +477,13 @@ fn quote(name: &str) -> String {
 }
 
 /// A `PartitionStream` that hands out one record-batch stream, once.
-struct OneShot {
+pub(crate) struct OneShot {
     schema: SchemaRef,
     stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
 }
 
 impl OneShot {
-    fn new(stream: SendableRecordBatchStream) -> Self {
+    pub(crate) fn new(stream: SendableRecordBatchStream) -> Self {
         OneShot { schema: stream.schema(), stream: std::sync::Mutex::new(Some(stream)) }
     }
 }

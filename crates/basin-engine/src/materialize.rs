@@ -107,6 +107,7 @@ impl ModelRun {
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
+        check_columns(key, &df, "cluster_by", &model.config.cluster_by.0)?;
         if let Some(range) = range {
             let (table, action) = self.replace_days(lake, ctx, model, df, range).await?;
             let rows = last_commit_rows(&table).await;
@@ -194,9 +195,27 @@ impl ModelRun {
             Some(t) => t,
             None => lake.table_or_new(key).await?,
         };
-        let state = match &guard {
+        let mut state = match &guard {
             Some(g) => g.session(ctx.state()),
             None => ctx.state(),
+        };
+        let df = match model.config.cluster_by.0.as_slice() {
+            [] => df,
+            columns => {
+                // The sort runs here, as its own plan: inside the write's plan DataFusion would
+                // drop it, since the writer does not ask for an order. Its one sorted stream
+                // goes to one writer: with more, deltalake would interleave their batches.
+                let sort_err = || Error::query(format!("cannot sort {key} by its cluster_by columns"));
+                let order = columns.iter().map(|c| col(quote(c)).sort(true, false)).collect();
+                let sorted = df.sort(order).map_err(sort_err())?.execute_stream().await.map_err(sort_err())?;
+                let provider = datafusion::catalog::streaming::StreamingTable::try_new(
+                    sorted.schema(),
+                    vec![Arc::new(crate::bronze::OneShot::new(sorted))],
+                )
+                .map_err(sort_err())?;
+                state.config_mut().options_mut().execution.target_partitions = 1;
+                ctx.read_table(Arc::new(provider)).map_err(sort_err())?
+            }
         };
         let mut write = table
             .write(Vec::new())

@@ -358,3 +358,40 @@ async fn scd2_needs_a_key_and_refuses_its_own_column_names() {
     assert!(matches!(err, Error::Scd2 { .. }), "{err}");
     assert!(err.to_string().contains("`is_current`"), "{err}");
 }
+
+#[tokio::test]
+async fn cluster_by_writes_the_rows_sorted_in_the_file() {
+    use basin_engine::datafusion::arrow::array::{AsArray, RecordBatch};
+    use basin_engine::datafusion::arrow::datatypes::Int64Type;
+    use basin_engine::datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let p = TestProject::new();
+    // 200,000 ids in scrambled order (7919 is prime to 200,003).
+    p.model(
+        "silver.c",
+        "/* basin\ncluster_by = [\"id\"]\n*/\n\
+         SELECT (value * 7919) % 200003 AS id, value AS v FROM generate_series(1, 200000)",
+    );
+    p.run(&["silver.c"], false).await.unwrap();
+    let dir = p.path().join("lake/silver/c");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    // The file's own order, as a reader that knows nothing of Basin sees it.
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let ids: Vec<i64> =
+        batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+    assert_eq!(ids.len(), 200_000);
+    let unsorted = ids.windows(2).position(|w| w[0] > w[1]);
+    assert_eq!(unsorted, None, "rows are in id order: {:?}", &ids[..20]);
+
+    // A cluster_by column the query does not have is named.
+    p.model("silver.c", "/* basin\ncluster_by = [\"nope\"]\n*/\nSELECT 1 AS id");
+    let err = p.run(&["silver.c"], false).await.unwrap_err().to_string();
+    assert!(err.contains("cluster_by") && err.contains("nope"), "{err}");
+}

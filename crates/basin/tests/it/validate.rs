@@ -100,3 +100,16 @@ fn serving_settings_are_checked_before_anything_listens() {
     let serve = b.cmd(&["serve"]);
     assert!(!serve.ok && serve.stderr.contains("problem(s)"), "serve refuses the project: {}", serve.stderr);
 }
+
+#[test]
+fn cluster_by_is_refused_on_a_view() {
+    let b = Basin::empty();
+    b.write("models/silver/v.sql", "/* basin\nmaterialized = \"view\"\ncluster_by = [\"id\"]\n*/\nSELECT 1 AS id");
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr.contains("models/silver/v.sql:3:1: error: `cluster_by` has no meaning for a view"),
+        "{}",
+        ran.stderr
+    );
+}
