@@ -137,8 +137,12 @@ impl Lakehouse {
         }
         let runtime = runtime.build_arc()?;
         let make = |grants: bool| {
-            let config =
+            let mut config =
                 SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("basin", "public");
+            // A file is split into byte ranges scanned in parallel only when it is large: each
+            // range opens the file and reads its footer and page index again, which for a
+            // served lookup costs more than the page it reads.
+            config.options_mut().optimizer.repartition_file_min_size = 128 * 1024 * 1024;
             let state = SessionStateBuilder::new()
                 .with_default_features()
                 .with_config(config)
