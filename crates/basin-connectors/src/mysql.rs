@@ -43,8 +43,11 @@ pub struct Column {
 /// How a column's binary-protocol bytes become a [`Value`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    /// Text: strings, and DECIMAL (sent as its digits), or a column selected as `CAST(… AS CHAR)`.
+    /// Text: strings, and DECIMAL (sent as its digits).
     Text,
+    /// Text the server makes: TIME, UUID, INET… are selected as `CAST(… AS CHAR)`, since
+    /// their binary forms are not read here.
+    Cast,
     Bytes,
     /// BIT(n): big-endian bytes of an unsigned integer.
     Bit,
@@ -267,13 +270,9 @@ impl Connector for MysqlConnector {
         let list = columns
             .iter()
             .zip(&mapped)
-            .map(|(c, (_, read))| {
-                if *read == Read::Text && !is_string(&c.data_type) {
-                    // The binary form of TIME, UUID, INET… is not read: take the server's text.
-                    format!("CAST({} AS CHAR)", quote(&c.name))
-                } else {
-                    quote(&c.name)
-                }
+            .map(|(c, (_, read))| match read {
+                Read::Cast => format!("CAST({} AS CHAR)", quote(&c.name)),
+                _ => quote(&c.name),
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -342,17 +341,11 @@ fn value(row: &MySqlRow, i: usize, read: Read) -> Result<Option<Value<'_>>, sqlx
     let bad = |what: &str| sqlx::Error::Decode(format!("{} bytes are not a binary {what}", bytes.len()).into());
     Ok(Some(match read {
         Read::Bytes => Value::Bytes(bytes),
-        Read::Text => match std::str::from_utf8(bytes) {
+        Read::Text | Read::Cast => match std::str::from_utf8(bytes) {
             Ok(t) => Value::Text(t),
             Err(_) => Value::Bytes(bytes),
         },
-        Read::Bit => {
-            let v = bytes.iter().fold(0u128, |acc, b| (acc << 8) | *b as u128);
-            match i64::try_from(v) {
-                Ok(v) => Value::Int(v),
-                Err(_) => Value::Decimal(v as i128, 0),
-            }
-        }
+        Read::Bit => unsigned(bytes.iter().fold(0u128, |acc, b| (acc << 8) | *b as u128)),
         Read::Int => Value::Int(match *bytes {
             [a] => a as i8 as i64,
             [a, b] => i16::from_le_bytes([a, b]) as i64,
@@ -360,19 +353,13 @@ fn value(row: &MySqlRow, i: usize, read: Read) -> Result<Option<Value<'_>>, sqlx
             [a, b, c, d, e, f, g, h] => i64::from_le_bytes([a, b, c, d, e, f, g, h]),
             _ => return Err(bad("integer")),
         }),
-        Read::UInt => {
-            let v = match *bytes {
-                [a] => a as u64,
-                [a, b] => u16::from_le_bytes([a, b]) as u64,
-                [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) as u64,
-                [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
-                _ => return Err(bad("integer")),
-            };
-            match i64::try_from(v) {
-                Ok(v) => Value::Int(v),
-                Err(_) => Value::Decimal(v as i128, 0),
-            }
-        }
+        Read::UInt => unsigned(match *bytes {
+            [a] => a as u128,
+            [a, b] => u16::from_le_bytes([a, b]) as u128,
+            [a, b, c, d] => u32::from_le_bytes([a, b, c, d]) as u128,
+            [a, b, c, d, e, f, g, h] => u64::from_le_bytes([a, b, c, d, e, f, g, h]) as u128,
+            _ => return Err(bad("integer")),
+        }),
         Read::Float => match *bytes {
             [a, b, c, d] => Value::Float(f32::from_le_bytes([a, b, c, d]) as f64),
             _ => return Err(bad("FLOAT")),
@@ -415,25 +402,15 @@ fn binary_datetime(bytes: &[u8]) -> Result<Option<chrono::NaiveDateTime>, ()> {
         .ok_or(())
 }
 
-/// Types whose binary form is their text: read as they are, not cast.
-fn is_string(data_type: &str) -> bool {
-    matches!(
-        data_type,
-        "char"
-            | "varchar"
-            | "tinytext"
-            | "text"
-            | "mediumtext"
-            | "longtext"
-            | "enum"
-            | "set"
-            | "json"
-            | "decimal"
-            | "numeric"
-    )
+/// An unsigned value: an integer, or past `i64` an exact DECIMAL(20,0) (BIGINT UNSIGNED, BIT(64)).
+fn unsigned(v: u128) -> Value<'static> {
+    match i64::try_from(v) {
+        Ok(v) => Value::Int(v),
+        Err(_) => Value::Decimal(v as i128, 0),
+    }
 }
 
-/// The Arrow type of a MySQL column, and how its text-protocol bytes are read.
+/// The Arrow type of a MySQL column, and how its binary-protocol bytes are read.
 pub(crate) fn column_mapping(data_type: &str, column_type: &str, tinyint1_as_boolean: bool) -> (DataType, Read) {
     let unsigned = column_type.contains("unsigned");
     let read = match data_type {
@@ -443,7 +420,9 @@ pub(crate) fn column_mapping(data_type: &str, column_type: &str, tinyint1_as_boo
         "double" | "real" => Read::Double,
         "date" => Read::Date,
         "datetime" | "timestamp" => Read::DateTime,
-        _ => Read::Text,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" | "json" | "decimal"
+        | "numeric" => Read::Text,
+        _ => Read::Cast,
     };
     let t = match data_type {
         "tinyint" if column_type.starts_with("tinyint(1)") && !unsigned && tinyint1_as_boolean => DataType::Boolean,
