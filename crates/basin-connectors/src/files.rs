@@ -386,8 +386,8 @@ impl Connector for FilesConnector {
     }
 
     async fn columns(&self, table: &str) -> Result<Vec<String>> {
-        let files = self.files(table).await?;
-        Ok(self.schema(table, &files[0]).await?.fields().iter().map(|f| f.name().clone()).collect())
+        let (_, schema) = self.table_schema(table).await?;
+        Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
     }
 
     async fn primary_key(&self, _table: &str) -> Result<Vec<String>> {
@@ -396,8 +396,8 @@ impl Connector for FilesConnector {
 
     /// Rows in every matching file (Parquet from its footer; CSV and JSON lines by reading).
     async fn count(&self, table: &str, _window: Option<&Window>) -> Result<u64> {
-        let files = self.files(table).await?;
-        self.count_files(table, files).await
+        let (files, schema) = self.table_schema(table).await?;
+        self.count_files(table, &files, &schema).await
     }
 
     async fn max_cursor(&self, table: &str, _cursor: &str) -> Result<Option<String>> {
@@ -405,8 +405,8 @@ impl Connector for FilesConnector {
     }
 
     async fn extract_range(&self, table: &str, _window: Option<&Window>, _range: Option<&KeyRange>) -> Result<Extract> {
-        let files = self.files(table).await?;
-        self.read_files(table, files).await
+        let (files, schema) = self.table_schema(table).await?;
+        self.read_files(table, files, schema)
     }
 
     /// Names relative to the pattern's fixed part (`landing/` of `landing/*.csv`), so that
@@ -419,18 +419,25 @@ impl Connector for FilesConnector {
     async fn extract_files(&self, table: &str, files: &[String]) -> Result<(Extract, u64)> {
         let t = self.table(table)?;
         let files: Vec<String> = files.iter().map(|f| t.absolute(f)).collect();
-        let rows = self.count_files(table, files.clone()).await?;
-        Ok((self.read_files(table, files).await?, rows))
+        let (_, schema) = self.table_schema(table).await?;
+        let rows = self.count_files(table, &files, &schema).await?;
+        Ok((self.read_files(table, files, schema)?, rows))
     }
 }
 
 impl FilesConnector {
-    async fn count_files(&self, table: &str, files: Vec<String>) -> Result<u64> {
+    /// The files the table's pattern matches now, and the table's schema: its first file's.
+    async fn table_schema(&self, table: &str) -> Result<(Vec<String>, SchemaRef)> {
+        let files = self.files(table).await?;
         let schema = self.schema(table, &files[0]).await?;
-        let data = reading_schema(&schema);
+        Ok((files, schema))
+    }
+
+    async fn count_files(&self, table: &str, files: &[String], schema: &SchemaRef) -> Result<u64> {
+        let data = reading_schema(schema);
         let t = self.table(table)?.clone();
         let mut rows = 0u64;
-        for f in &files {
+        for f in files {
             let bad = self.file_err(table, f);
             let (path, _copy) = t.local(f).await.map_err(&bad)?;
             let (t, data) = (t.clone(), data.clone());
@@ -454,10 +461,8 @@ impl FilesConnector {
         Ok(rows)
     }
 
-    /// Stream `files` (their schema taken from the table's first matching file), one at a time.
-    async fn read_files(&self, table: &str, files: Vec<String>) -> Result<Extract> {
-        let first = self.files(table).await?.remove(0);
-        let schema = self.schema(table, &first).await?;
+    /// Stream `files` with the table's `schema`, one file at a time.
+    fn read_files(&self, table: &str, files: Vec<String>, schema: SchemaRef) -> Result<Extract> {
         let data = reading_schema(&schema);
         let t = self.table(table)?.clone();
         let (tx, extract, _) = crate::batch::channel(schema.clone());
