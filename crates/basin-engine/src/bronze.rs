@@ -282,9 +282,7 @@ impl<'a> BronzeWriter<'a> {
                 });
             }
         }
-        let provider = StreamingTable::try_new(schema.clone(), vec![Arc::new(OneShot::new(input))])
-            .map_err(Error::query("cannot stream the extracted rows"))?;
-        let df = ctx.read_table(Arc::new(provider)).map_err(Error::query("cannot stream the extracted rows"))?;
+        let df = read_stream(ctx, input).map_err(Error::query("cannot stream the extracted rows"))?;
         let mut exprs = Vec::new();
         let existing = match table {
             Some(t) => Some(t.snapshot().map_err(Error::delta(&self.key, "load"))?.snapshot().arrow_schema()),
@@ -476,14 +474,23 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A one-partition frame over a stream of batches, read once, in its order.
+pub(crate) fn read_stream(
+    ctx: &SessionContext,
+    stream: SendableRecordBatchStream,
+) -> datafusion::error::Result<DataFrame> {
+    let provider = StreamingTable::try_new(stream.schema(), vec![Arc::new(OneShot::new(stream))])?;
+    ctx.read_table(Arc::new(provider))
+}
+
 /// A `PartitionStream` that hands out one record-batch stream, once.
-pub(crate) struct OneShot {
+struct OneShot {
     schema: SchemaRef,
     stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
 }
 
 impl OneShot {
-    pub(crate) fn new(stream: SendableRecordBatchStream) -> Self {
+    fn new(stream: SendableRecordBatchStream) -> Self {
         OneShot { schema: stream.schema(), stream: std::sync::Mutex::new(Some(stream)) }
     }
 }

@@ -208,13 +208,8 @@ impl ModelRun {
                 let sort_err = || Error::query(format!("cannot sort {key} by its cluster_by columns"));
                 let order = columns.iter().map(|c| col(quote(c)).sort(true, false)).collect();
                 let sorted = df.sort(order).map_err(sort_err())?.execute_stream().await.map_err(sort_err())?;
-                let provider = datafusion::catalog::streaming::StreamingTable::try_new(
-                    sorted.schema(),
-                    vec![Arc::new(crate::bronze::OneShot::new(sorted))],
-                )
-                .map_err(sort_err())?;
                 state.config_mut().options_mut().execution.target_partitions = 1;
-                ctx.read_table(Arc::new(provider)).map_err(sort_err())?
+                crate::bronze::read_stream(ctx, sorted).map_err(sort_err())?
             }
         };
         let mut write = table
