@@ -508,11 +508,9 @@ async fn retry_policies_follow_the_failed_asset_then_the_tag() {
     store.create_run(tagged).await.unwrap();
     store.create_run(basin_meta::NewRun::new(vec!["bronze.files__drop".into()], "in_process")).await.unwrap();
     store.create_run(basin_meta::NewRun::new(vec!["silver.flaky_sql".into()], "in_process")).await.unwrap();
-    for _ in 0..60 {
-        clock.advance(chrono::Duration::seconds(5));
-        d.tick().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Each attempt ends before the clock moves on: this worker does not heartbeat, so a slow
+    // attempt would otherwise be failed as dead (worker_died), which no policy here retries.
+    run_until(&mut d, &clock, at("2026-01-15T00:05:00Z"), chrono::Duration::seconds(5)).await;
     let runs = store.runs(&RunFilter { limit: Some(100), ..Default::default() }).await.unwrap();
     let attempts = |asset: &str| {
         runs.iter().filter(|r| r.selection[0] == asset).inspect(|r| assert!(r.status.is_terminal())).count()
