@@ -40,6 +40,10 @@
 //!
 //! A value that cannot be read as its column's type fails the table, naming the source, table,
 //! column and the row's primary key.
+//!
+//! These are the types read; bronze stores a new column at the widest type of its family
+//! (integers as Int64, decimals at precision 18 or 38), so that a source widening a column in
+//! place does not change the Delta table (`basin_engine::schema::widest`).
 
 use std::sync::Arc;
 

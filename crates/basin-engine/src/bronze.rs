@@ -5,13 +5,20 @@
 //! - a full snapshot replaces exactly today's partition in one commit, so a retry on the same
 //!   day leaves one complete snapshot;
 //! - an incremental batch is appended without the (primary key, cursor) pairs already landed,
-//!   and its watermark is stored in the same commit as its rows.
+//!   and its watermark is stored in the same commit as its rows;
+//! - schema drift: each commit records the source's column types (`basin.source_types`); an
+//!   added column or a widened type is accepted and recorded (`basin.schema_changes`), a
+//!   removed column, an incompatible type or (unless allowed) a narrowed one stops the write.
+//!   New columns are stored at the widest type of their family ([`crate::schema::widest`]),
+//!   so that a widened source type fits the Delta column it already has.
 
+use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use basin_core::AssetKey;
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{JoinType, cast, col, lit};
@@ -26,7 +33,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::lake::{Lake, new_context};
-use crate::schema::fits;
+use crate::schema::{TypeChange, fits, type_change, widest};
 
 pub const INGESTION_DATE: &str = "_ingestion_date";
 pub const RUN_ID: &str = "_run_id";
@@ -76,6 +83,13 @@ pub struct BronzeWriter<'a> {
     overlap: Overlap,
     backfill: Option<Backfill>,
     source_rows: Option<u64>,
+    allow_narrowing: bool,
+}
+
+/// The rows to write, conformed to the table, and what the commit records about their schema.
+struct Conformed {
+    df: DataFrame,
+    metadata: Vec<(String, serde_json::Value)>,
 }
 
 /// Which landed rows an increment may repeat, and so is compared with.
@@ -102,7 +116,16 @@ impl<'a> BronzeWriter<'a> {
             overlap: Overlap::All,
             backfill: None,
             source_rows: None,
+            allow_narrowing: false,
         }
+    }
+
+    /// Accept a source column whose type narrowed (`BIGINT` → `INT`): its values still land in
+    /// the column's wider type. Refused by default, since a narrowing often means the source
+    /// truncated values (`--allow-shrink`).
+    pub fn allow_narrowing(mut self, allow: bool) -> Self {
+        self.allow_narrowing = allow;
+        self
     }
 
     /// The source's `COUNT(*)` over the rows this commit reads, stored with it (as
@@ -133,9 +156,9 @@ impl<'a> BronzeWriter<'a> {
     /// Replace today's partition with a complete snapshot, atomically.
     pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let df = self.with_metadata(&ctx, input, table.as_ref())?;
-        let props = self.commit_properties("full", &[], None, None);
-        self.write(&ctx, table, df, SaveMode::Overwrite, props, None).await
+        let rows = self.with_metadata(&ctx, input, table.as_ref()).await?;
+        let props = self.commit_properties("full", &[], None, rows.metadata);
+        self.write(&ctx, table, rows.df, SaveMode::Overwrite, props, None).await
     }
 
     /// Append an incremental batch, leaving out rows whose (primary key, cursor) already
@@ -147,7 +170,7 @@ impl<'a> BronzeWriter<'a> {
         watermark: Watermark,
     ) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let mut df = self.with_metadata(&ctx, input, table.as_ref())?;
+        let Conformed { mut df, metadata } = self.with_metadata(&ctx, input, table.as_ref()).await?;
         if let Some(existing) = table.as_ref().filter(|_| self.overlap != Overlap::Nothing) {
             // Rows re-read in the lag window that are already in bronze are not landed twice.
             let mut key_cols: Vec<String> = primary_key.to_vec();
@@ -182,7 +205,7 @@ impl<'a> BronzeWriter<'a> {
                 )
                 .map_err(Error::query(format!("cannot compare new rows with {}", self.key)))?;
         }
-        let props = self.commit_properties("incremental", primary_key, Some(&watermark), None);
+        let props = self.commit_properties("incremental", primary_key, Some(&watermark), metadata);
         self.write(&ctx, table, df, SaveMode::Append, props, Some(watermark)).await
     }
 
@@ -190,9 +213,10 @@ impl<'a> BronzeWriter<'a> {
     /// file lands once.
     pub async fn append_files(&self, input: SendableRecordBatchStream, files: &[String]) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let df = self.with_metadata(&ctx, input, table.as_ref())?;
-        let props = self.commit_properties("files", &[], None, Some(("basin.files", json!(files))));
-        self.write(&ctx, table, df, SaveMode::Append, props, None).await
+        let mut rows = self.with_metadata(&ctx, input, table.as_ref()).await?;
+        rows.metadata.push(("basin.files".to_string(), json!(files)));
+        let props = self.commit_properties("files", &[], None, rows.metadata);
+        self.write(&ctx, table, rows.df, SaveMode::Append, props, None).await
     }
 
     /// One commit into today's partition: an overwrite replaces exactly that partition.
@@ -266,13 +290,14 @@ impl<'a> BronzeWriter<'a> {
     }
 
     /// The extracted rows plus the metadata columns, conformed to the existing table: added
-    /// columns are accepted, a removed or incompatible column stops the write.
-    fn with_metadata(
+    /// columns and widened types are accepted (and recorded), a removed column, an
+    /// incompatible type or a narrowed one (unless allowed) stops the write.
+    async fn with_metadata(
         &self,
         ctx: &SessionContext,
         input: SendableRecordBatchStream,
         table: Option<&DeltaTable>,
-    ) -> Result<DataFrame> {
+    ) -> Result<Conformed> {
         let schema = input.schema();
         for m in METADATA_COLUMNS {
             if schema.field_with_name(m).is_ok() {
@@ -288,25 +313,52 @@ impl<'a> BronzeWriter<'a> {
             Some(t) => Some(t.snapshot().map_err(Error::delta(&self.key, "load"))?.snapshot().arrow_schema()),
             None => None,
         };
+        let before = match table {
+            Some(t) => self.recorded_source_types(t).await?,
+            None => BTreeMap::new(),
+        };
+        let (mut added, mut widened, mut narrowed) = (Vec::new(), Vec::new(), Vec::new());
         for field in schema.fields() {
-            let c = col(quote(field.name()));
-            match existing.as_ref().and_then(|s| s.field_with_name(field.name()).ok()) {
-                Some(old) if old.data_type() == field.data_type() => exprs.push(c),
-                Some(old) if fits(field.data_type(), old.data_type()) => {
-                    exprs.push(datafusion::logical_expr::cast(c, old.data_type().clone()).alias(field.name()))
-                }
+            let (name, new) = (field.name(), field.data_type());
+            let c = col(quote(name));
+            let change = before.get(name).and_then(|t| Some((t, type_change(t, new)?)));
+            let drift = |detail: String| Err(Error::SchemaDrift { table: self.key.clone(), detail });
+            match existing.as_ref().and_then(|s| s.field_with_name(name).ok()).map(|f| f.data_type()) {
+                Some(old) if old == new => exprs.push(c),
+                Some(old) if fits(new, old) => exprs.push(cast(c, old.clone()).alias(name)),
                 Some(old) => {
-                    return Err(Error::SchemaDrift {
-                        table: self.key.clone(),
-                        detail: format!(
-                            "column `{}` changed type from {} to {}",
-                            field.name(),
-                            old.data_type(),
-                            field.data_type()
+                    return drift(match change {
+                        Some((from, TypeChange::Widened)) => format!(
+                            "column `{name}` widened in the source from {from} to {new}, beyond the {old} \
+                             this table stores it as (a table created before Basin stored the widest type \
+                             of each family); nothing landed"
                         ),
+                        _ => format!("column `{name}` changed type from {old} to {new}; nothing landed"),
                     });
                 }
-                None => exprs.push(c),
+                None => {
+                    let stored = widest(new);
+                    exprs.push(if &stored == new { c } else { cast(c, stored).alias(name) });
+                    if existing.is_some() {
+                        added.push(json!({ "column": name, "type": new.to_string() }));
+                    }
+                }
+            }
+            match change {
+                Some((from, TypeChange::Widened)) => {
+                    widened.push(json!({ "column": name, "from": from.to_string(), "to": new.to_string() }))
+                }
+                Some((from, TypeChange::Narrowed)) if self.allow_narrowing => {
+                    narrowed.push(json!({ "column": name, "from": from.to_string(), "to": new.to_string() }))
+                }
+                Some((from, TypeChange::Narrowed)) => {
+                    return drift(format!(
+                        "column `{name}` narrowed in the source from {from} to {new}: values may have been \
+                         truncated there. Nothing landed; once checked, run again with --allow-shrink to \
+                         land it (bronze keeps the wider type)"
+                    ));
+                }
+                _ => {}
             }
         }
         if let Some(existing) = &existing {
@@ -329,7 +381,32 @@ impl<'a> BronzeWriter<'a> {
             .alias(EXTRACTED_AT),
         );
         exprs.push(lit(self.source.clone()).alias(SOURCE));
-        df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))
+        let df = df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))?;
+        let types: BTreeMap<&String, String> =
+            schema.fields().iter().map(|f| (f.name(), f.data_type().to_string())).collect();
+        let mut metadata = vec![("basin.source_types".to_string(), json!(types))];
+        if !(added.is_empty() && widened.is_empty() && narrowed.is_empty()) {
+            let changes = json!({ "added": added, "widened": widened, "narrowed": narrowed });
+            metadata.push(("basin.schema_changes".to_string(), changes));
+        }
+        Ok(Conformed { df, metadata })
+    }
+
+    /// The source's column types as the table's latest ingest recorded them; empty if it
+    /// recorded none (a table written before Basin recorded them).
+    async fn recorded_source_types(&self, table: &DeltaTable) -> Result<BTreeMap<String, DataType>> {
+        let mut history = table.history(None);
+        while let Some(info) = history.next().await {
+            let info = info.map_err(Error::delta(&self.key, "history"))?.info;
+            if let Some(types) = info.get("basin.source_types").and_then(|t| t.as_object()) {
+                let parsed = types.iter().filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?)));
+                return Ok(parsed.collect());
+            }
+            if info.get("basin.bronze").is_some() {
+                break;
+            }
+        }
+        Ok(BTreeMap::new())
     }
 
     fn commit_properties(
@@ -337,7 +414,7 @@ impl<'a> BronzeWriter<'a> {
         mode: &str,
         primary_key: &[String],
         watermark: Option<&Watermark>,
-        extra: Option<(&str, serde_json::Value)>,
+        extra: Vec<(String, serde_json::Value)>,
     ) -> CommitProperties {
         let mut metadata = vec![
             ("basin.run_id".to_string(), json!(self.run_id)),
@@ -359,7 +436,7 @@ impl<'a> BronzeWriter<'a> {
             }
             (None, None) => {}
         }
-        metadata.extend(extra.map(|(k, v)| (k.to_string(), v)));
+        metadata.extend(extra);
         if let Some(rows) = self.source_rows {
             metadata.push(("basin.reconciliation".to_string(), json!({ "source_rows": rows })));
         }

@@ -82,8 +82,9 @@ pub struct IngestOptions {
     pub retry_delay: Duration,
     /// Counters this read updates as it goes.
     pub progress: Option<Arc<Progress>>,
-    /// Land an empty `full` snapshot even when the previous one had rows (`--allow-shrink`).
-    pub allow_empty: bool,
+    /// `--allow-shrink`: land an empty `full` snapshot even when the previous one had rows,
+    /// and a source column whose type narrowed.
+    pub allow_shrink: bool,
 }
 
 impl Default for IngestOptions {
@@ -93,7 +94,7 @@ impl Default for IngestOptions {
             retries: 0,
             retry_delay: Duration::from_secs(1),
             progress: None,
-            allow_empty: false,
+            allow_shrink: false,
         }
     }
 }
@@ -138,7 +139,8 @@ pub async fn ingest_table(
     options: IngestOptions,
 ) -> Result<Ingested> {
     let started = Instant::now();
-    let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now);
+    let writer =
+        BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now).allow_narrowing(options.allow_shrink);
     let source_err = |e: basin_connectors::Error| Error::Source { table: table.key.clone(), source: Box::new(e) };
     let progress = options.progress.clone().unwrap_or_default();
     progress.rows.store(0, Ordering::Relaxed);
@@ -160,7 +162,7 @@ pub async fn ingest_table(
             let before = connector.count(&table.name, None).await.map_err(source_err)?;
             // A source that suddenly returns nothing is refused before anything is read or
             // landed: its last snapshot stays the table's current state.
-            if before == 0 && !options.allow_empty {
+            if before == 0 && !options.allow_shrink {
                 let previous = last_snapshot_rows(lake, &table.key).await?;
                 if previous > 0 {
                     return Err(Error::EmptySnapshot { table: table.key.clone(), previous });
@@ -252,6 +254,7 @@ pub async fn ingest_table(
                     _ => None,
                 };
                 let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
+                    .allow_narrowing(options.allow_shrink)
                     .with_overlap(match &window.from {
                         Some(from) => Overlap::From(from.clone()),
                         None => Overlap::Nothing,

@@ -99,8 +99,9 @@ enum Command {
         /// (default: yesterday). Only daily-partitioned models may be selected with it.
         #[arg(long)]
         partition: Option<String>,
-        /// Let a full replace shrink a table by more than `max_shrink`, or empty it (the
-        /// guardrail refuses such a write otherwise, before it commits).
+        /// Let a full replace shrink a table by more than `max_shrink`, or empty it, and a
+        /// bronze table take a source column whose type narrowed (the guardrails refuse such
+        /// writes otherwise, before they commit).
         #[arg(long)]
         allow_shrink: bool,
     },
@@ -153,8 +154,8 @@ enum Command {
     Ingest {
         #[arg(required = true)]
         tables: Vec<String>,
-        /// Land a full snapshot of zero rows even when the previous one had rows (refused
-        /// otherwise, before anything is read).
+        /// Land a full snapshot of zero rows even when the previous one had rows, and rows of a
+        /// source column whose type narrowed (both refused otherwise, before anything lands).
         #[arg(long)]
         allow_shrink: bool,
     },

@@ -119,7 +119,7 @@ pub async fn ingest_one(
     connections: &Connections,
     table: &SourceTable,
     run_id: &str,
-    allow_empty: bool,
+    allow_shrink: bool,
     bar: Option<ProgressBar>,
 ) -> anyhow::Result<Ingested> {
     let source = &project.sources[&table.source];
@@ -131,7 +131,7 @@ pub async fn ingest_one(
         retries,
         retry_delay,
         progress: Some(progress.clone()),
-        allow_empty,
+        allow_shrink,
     };
     // On a terminal: rows, rows/s and chunks of this table, refreshed while it reads.
     let ticker = bar.map(|bar| {

@@ -139,6 +139,111 @@ async fn increments_skip_landed_rows_and_commit_the_watermark_with_them() {
     assert_eq!(t.version(), Some(1));
 }
 
+/// Rows `(id, qty)` with `qty` of `qty_type` (Int32 or Int64) and `amount` as Decimal128(p, 2).
+fn typed(rows: &[(i64, i64)], qty_type: DataType, amount_precision: u8) -> SendableRecordBatchStream {
+    use basin_engine::datafusion::arrow::array::{Decimal128Array, Int32Array};
+    let qty: ArrayRef = match qty_type {
+        DataType::Int32 => Arc::new(Int32Array::from(rows.iter().map(|r| r.1 as i32).collect::<Vec<_>>())),
+        _ => Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+    };
+    let amount = Decimal128Array::from(rows.iter().map(|r| r.1 as i128 * 100 + 25).collect::<Vec<_>>())
+        .with_precision_and_scale(amount_precision, 2)
+        .unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("qty", qty_type, true),
+        Field::new("amount", DataType::Decimal128(amount_precision, 2), true),
+    ]));
+    let columns = vec![
+        Arc::new(Int64Array::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef,
+        qty,
+        Arc::new(amount),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(vec![Ok(batch)])))
+}
+
+fn commit_log(p: &TestProject, version: u64) -> serde_json::Value {
+    let path = p.path().join(format!("lake/bronze/v3__invoice/_delta_log/{version:020}.json"));
+    let log = std::fs::read_to_string(path).unwrap();
+    let info = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|a| a.get("commitInfo").is_some());
+    info.unwrap()["commitInfo"].clone()
+}
+
+/// A source that widens a column in place (`INT` → `BIGINT`, `DECIMAL(10,2)` → `DECIMAL(16,2)`)
+/// keeps loading: bronze stored the widest type of the family from the start, and the commit
+/// records the change. A narrowed column stops the table unless allowed; an incompatible change
+/// always does; nothing lands for a stopped write.
+#[tokio::test]
+async fn widened_types_are_accepted_and_recorded_narrowed_ones_stop_the_table() {
+    let p = TestProject::new();
+    let lake = p.lake();
+    let write = async |run: &str, d: u32, s| BronzeWriter::new(&lake, key(), "v3", run, day(d)).replace_today(s).await;
+    write("r1", 1, typed(&[(1, 7)], DataType::Int32, 10)).await.unwrap();
+    let t = lake.table(&key()).await.unwrap().unwrap();
+    let schema = t.snapshot().unwrap().snapshot().arrow_schema();
+    assert_eq!(schema.field_with_name("qty").unwrap().data_type(), &DataType::Int64);
+    assert_eq!(schema.field_with_name("amount").unwrap().data_type(), &DataType::Decimal128(18, 2));
+    let first = commit_log(&p, 0);
+    assert_eq!(first["basin.source_types"]["qty"], "Int32", "the source's own types are recorded: {first}");
+    assert!(first.get("basin.schema_changes").is_none(), "a first load changes nothing: {first}");
+
+    // Widened in the source: lands beside the old rows, and the commit says what changed.
+    write("r2", 2, typed(&[(2, 3_000_000_000)], DataType::Int64, 16)).await.unwrap();
+    let second = commit_log(&p, 1);
+    let changes = &second["basin.schema_changes"]["widened"];
+    assert_eq!(changes[0], serde_json::json!({ "column": "qty", "from": "Int32", "to": "Int64" }), "{second}");
+    assert_eq!(changes[1]["from"], "Decimal128(10, 2)", "{second}");
+    assert_eq!(
+        query(&lake, "SELECT id, qty, amount FROM bronze.v3__invoice ORDER BY id").await,
+        vec!["1|7|7.25", "2|3000000000|3000000000.25"]
+    );
+    assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(1));
+
+    // Narrowed back: refused, naming the column and both types; nothing lands.
+    let err = write("r3", 3, typed(&[(3, 5)], DataType::Int32, 16)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`qty` narrowed in the source from Int64 to Int32")),
+        "{err:?}"
+    );
+    assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(1), "nothing may land");
+    // Allowed (`--allow-shrink`): lands in the wider column, recorded as narrowed.
+    BronzeWriter::new(&lake, key(), "v3", "r3", day(3))
+        .allow_narrowing(true)
+        .replace_today(typed(&[(3, 5)], DataType::Int32, 16))
+        .await
+        .unwrap();
+    assert_eq!(commit_log(&p, 2)["basin.schema_changes"]["narrowed"][0]["column"], "qty");
+    assert_eq!(query(&lake, "SELECT qty FROM bronze.v3__invoice WHERE id = 3").await, vec!["5"]);
+
+    // Incompatible: a number that became text stops the table.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("qty", DataType::Utf8, true),
+        Field::new("amount", DataType::Decimal128(16, 2), true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![4])),
+        Arc::new(StringArray::from(vec!["four"])),
+        Arc::new(
+            basin_engine::datafusion::arrow::array::Decimal128Array::from(vec![1])
+                .with_precision_and_scale(16, 2)
+                .unwrap(),
+        ),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let text = Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(vec![Ok(batch)])));
+    let err = write("r4", 4, text).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`qty` changed type from Int64 to Utf8")),
+        "{err:?}"
+    );
+    assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(2), "nothing may land");
+}
+
 #[tokio::test]
 async fn added_columns_are_accepted_and_removed_ones_stop_the_table() {
     let p = TestProject::new();
@@ -146,6 +251,9 @@ async fn added_columns_are_accepted_and_removed_ones_stop_the_table() {
     BronzeWriter::new(&lake, key(), "v3", "r1", day(1)).replace_today(stream(&[(1, 1, "a")], false)).await.unwrap();
     BronzeWriter::new(&lake, key(), "v3", "r2", day(2)).replace_today(stream(&[(2, 2, "b")], true)).await.unwrap();
     assert_eq!(query(&lake, "SELECT id, note FROM bronze.v3__invoice ORDER BY id").await, vec!["1|NULL", "2|new"]);
+    let log =
+        std::fs::read_to_string(p.path().join("lake/bronze/v3__invoice/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(log.contains(r#""basin.schema_changes":{"added":[{"column":"note","type":"Utf8"}]"#), "recorded: {log}");
 
     let err = BronzeWriter::new(&lake, key(), "v3", "r3", day(3))
         .replace_today(only_two_columns(&[(3, 3)]))

@@ -30,7 +30,7 @@ const FAST_RETRY: IngestOptions = IngestOptions {
     retries: 2,
     retry_delay: Duration::from_millis(50),
     progress: None,
-    allow_empty: false,
+    allow_shrink: false,
 };
 
 async fn chunked_reads_land_every_row_once(server: Server, fill: &str) {
@@ -191,6 +191,78 @@ async fn mysql_increments_never_duplicate() {
 #[tokio::test]
 async fn postgres_increments_never_duplicate() {
     increments_never_duplicate(Server::Postgres, "timestamptz", "2024-03-01 10:04:00+00", "2024-03-01 10:03:00").await;
+}
+
+/// A source that widens columns in place keeps loading, with the change in the commit; one
+/// that narrows a column stops the table (nothing lands) until the run allows it.
+async fn source_schema_changes(server: Server, widen: &str, narrow: &str) {
+    let Some(db) = TestDb::create(server, "drift").await else { return };
+    db.execute(&[
+        "CREATE TABLE ev (id INT PRIMARY KEY, qty INT, amount DECIMAL(10,2), updated_at TIMESTAMP)",
+        "INSERT INTO ev VALUES (1, 7, 12345678.90, '2024-03-01 10:00:00')",
+    ])
+    .await;
+    let (p, source) =
+        project(&db, "[[tables]]\nname = \"ev\"\nmode = \"incremental\"\ncursor = \"updated_at\"\nlag = \"0s\"");
+    let lake = p.lake();
+    let connector = basin_connectors::connect(&source).await.unwrap();
+    let table = &source.tables[0];
+    let ingest = |run: &'static str, options: IngestOptions| {
+        ingest_table_retrying(&lake, connector.clone(), table, run, Utc::now(), options)
+    };
+    ingest("r1", FAST_RETRY).await.unwrap();
+    db.execute(&[widen, "INSERT INTO ev VALUES (2, 3000000000, 98765432101234.56, '2024-03-01 11:00:00', 'wide')"])
+        .await;
+    assert_eq!(ingest("r2", FAST_RETRY).await.unwrap().rows, 1);
+    assert_eq!(
+        query(&lake, "SELECT id, qty, amount, note FROM bronze_current.app__ev ORDER BY id").await,
+        ["1|7|12345678.90|NULL", "2|3000000000|98765432101234.56|wide"]
+    );
+    let log =
+        std::fs::read_to_string(p.path().join("lake/bronze/app__ev/_delta_log/00000000000000000001.json")).unwrap();
+    assert!(log.contains(r#"{"column":"qty","from":"Int32","to":"Int64"}"#), "the widening is recorded: {log}");
+    assert!(log.contains(r#""added":[{"column":"note","type":"Utf8"}]"#), "{log}");
+
+    // The server narrows a column only when every value fits.
+    db.execute(&[
+        "UPDATE ev SET qty = 3 WHERE id = 2",
+        narrow,
+        "UPDATE ev SET qty = 8, updated_at = '2024-03-01 12:00:00' WHERE id = 1",
+    ])
+    .await;
+    let err = ingest("r3", FAST_RETRY).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("`qty` narrowed in the source from Int64 to Int32"), "{message}");
+    assert!(message.contains("app__ev"), "names the table: {message}");
+    assert!(!err.is_transient(), "not retried: the source has to be looked at");
+    assert_eq!(lake.table(&p_key()).await.unwrap().unwrap().version(), Some(1), "nothing lands");
+    let allowed = IngestOptions { allow_shrink: true, ..FAST_RETRY };
+    assert_eq!(ingest("r4", allowed).await.unwrap().rows, 1);
+    assert_eq!(query(&lake, "SELECT qty FROM bronze_current.app__ev WHERE id = 1").await, ["8"]);
+}
+
+fn p_key() -> basin_core::AssetKey {
+    basin_core::AssetKey::parse("bronze.app__ev").unwrap()
+}
+
+#[tokio::test]
+async fn mysql_source_schema_changes() {
+    source_schema_changes(
+        Server::Mysql,
+        "ALTER TABLE ev MODIFY qty BIGINT, MODIFY amount DECIMAL(16,2), ADD COLUMN note VARCHAR(10)",
+        "ALTER TABLE ev MODIFY qty INT",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_source_schema_changes() {
+    source_schema_changes(
+        Server::Postgres,
+        "ALTER TABLE ev ALTER COLUMN qty TYPE bigint, ALTER COLUMN amount TYPE numeric(16,2), ADD COLUMN note varchar(10)",
+        "ALTER TABLE ev ALTER COLUMN qty TYPE int",
+    )
+    .await;
 }
 
 #[tokio::test]
