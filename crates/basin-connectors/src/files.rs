@@ -3,10 +3,11 @@
 //! one table per glob pattern. A `full` table reads every matching file, in path order, as one
 //! snapshot; an `incremental` one reads only files not ingested before. Each row carries the
 //! file it came from in `_file`. A malformed line fails the table naming the file and the line.
-//! A file on an object store is downloaded to a temporary file as it is read, one at a time,
-//! so memory does not grow with its size.
+//! A file on an object store is downloaded to a temporary file, so memory does not grow with
+//! its size, once per run: the copy made to infer the schema or count the rows is the one read,
+//! and it is removed once read. A Parquet object is counted from its footer, read by range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::{Error, Result};
 use crate::{BATCH_ROWS, Connector, Extract, KeyRange, Window};
@@ -40,7 +42,13 @@ struct FileTable {
     /// Columns with a declared type (`[tables.columns.x] type = …`), replacing the inferred one.
     declared: Vec<(String, DataType)>,
     place: Place,
+    /// Objects downloaded before they are read (to infer the schema, to count rows), by URL;
+    /// reading takes the copy out, so it is removed once read.
+    downloads: Arc<std::sync::Mutex<HashMap<String, Arc<tempfile::TempPath>>>>,
 }
+
+/// A downloaded copy of an object, removed when the last holder drops it.
+type Copy = Option<Arc<tempfile::TempPath>>;
 
 /// Where a table's files are.
 #[derive(Debug, Clone)]
@@ -83,7 +91,15 @@ impl FileTable {
                 Place::Store { store: Arc::from(store), root, base, keys }
             }
         };
-        Ok(Some(FileTable { pattern, format, delimiter, header: t.header.unwrap_or(true), declared, place }))
+        Ok(Some(FileTable {
+            pattern,
+            format,
+            delimiter,
+            header: t.header.unwrap_or(true),
+            declared,
+            place,
+            downloads: Arc::default(),
+        }))
     }
 
     /// The folder (local) or key prefix (object store) the pattern's wildcards start below.
@@ -118,11 +134,54 @@ impl FileTable {
         }
     }
 
-    /// A local path to read `file` from: the file itself, or a download of the object (removed
-    /// when the returned guard is dropped).
-    async fn local(&self, file: &str) -> std::result::Result<(PathBuf, Option<tempfile::TempPath>), String> {
-        let Place::Store { store, root, .. } = &self.place else { return Ok((PathBuf::from(file), None)) };
-        let key = StorePath::from(file.strip_prefix(root.as_str()).unwrap_or(file));
+    /// A local path to read `file` from: the file itself, or a download of the object, kept for
+    /// the read that follows (see [`FileTable::local_to_read`]).
+    async fn local(&self, file: &str) -> std::result::Result<(PathBuf, Copy), String> {
+        let kept = self.downloads.lock().expect("not poisoned").get(file).cloned();
+        if let Some(copy) = kept {
+            return Ok((copy.to_path_buf(), Some(copy)));
+        }
+        let (path, copy) = self.download(file).await?;
+        if let Some(copy) = &copy {
+            self.downloads.lock().expect("not poisoned").insert(file.to_string(), copy.clone());
+        }
+        Ok((path, copy))
+    }
+
+    /// As [`FileTable::local`], for the read: a kept download is handed over, to be removed
+    /// once the read drops it.
+    async fn local_to_read(&self, file: &str) -> std::result::Result<(PathBuf, Copy), String> {
+        let kept = self.downloads.lock().expect("not poisoned").remove(file);
+        match kept {
+            Some(copy) => Ok((copy.to_path_buf(), Some(copy))),
+            None => self.download(file).await,
+        }
+    }
+
+    /// The object's key in its store, if the table is on one.
+    fn key(&self, file: &str) -> Option<(Arc<dyn ObjectStore>, StorePath)> {
+        let Place::Store { store, root, .. } = &self.place else { return None };
+        Some((store.clone(), StorePath::from(file.strip_prefix(root.as_str()).unwrap_or(file))))
+    }
+
+    /// A Parquet object's footer, read by range without downloading the object; `None` for a
+    /// local file.
+    async fn parquet_footer(&self, file: &str) -> std::result::Result<Option<Arc<ParquetMetaData>>, String> {
+        use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+        let Some((store, key)) = self.key(file) else { return Ok(None) };
+        let size = store.head(&key).await.map_err(|e| e.to_string())?.size;
+        let not_parquet = || "not a Parquet file (too short for its footer)".to_string();
+        let tail_start = size.checked_sub(8).ok_or_else(not_parquet)?;
+        let tail = store.get_range(&key, tail_start..size).await.map_err(|e| e.to_string())?;
+        let tail: [u8; 8] = tail.as_ref().try_into().map_err(|_| not_parquet())?;
+        let length = FooterTail::try_new(&tail).map_err(|e| e.to_string())?.metadata_length() as u64;
+        let start = tail_start.checked_sub(length).ok_or_else(not_parquet)?;
+        let footer = store.get_range(&key, start..tail_start).await.map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| e.to_string())?)))
+    }
+
+    async fn download(&self, file: &str) -> std::result::Result<(PathBuf, Copy), String> {
+        let Some((store, key)) = self.key(file) else { return Ok((PathBuf::from(file), None)) };
         let mut stream = store.get(&key).await.map_err(|e| e.to_string())?.into_stream();
         let suffix = file.rsplit_once('.').map(|(_, ext)| format!(".{ext}")).unwrap_or_default();
         let mut copy =
@@ -132,7 +191,7 @@ impl FileTable {
         }
         copy.flush().map_err(|e| format!("cannot keep a local copy: {e}"))?;
         let path = copy.into_temp_path();
-        Ok((path.to_path_buf(), Some(path)))
+        Ok((path.to_path_buf(), Some(Arc::new(path))))
     }
 }
 
@@ -212,9 +271,38 @@ impl FilesConnector {
     async fn schema(&self, table: &str, first: &str) -> Result<SchemaRef> {
         let t = self.table(table)?;
         let bad = self.file_err(table, first);
-        let (path, _copy) = t.local(first).await.map_err(&bad)?;
+        let footer = match t.format {
+            FileFormat::Parquet => t.parquet_footer(first).await.map_err(&bad)?,
+            _ => None,
+        };
+        let inferred = match footer {
+            Some(footer) => {
+                let parquet = footer.file_metadata().schema_descr();
+                parquet::arrow::parquet_to_arrow_schema(parquet, footer.file_metadata().key_value_metadata())
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            None => self.infer_schema(t, &bad, first).await?,
+        };
+        let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+        for (name, data_type) in &t.declared {
+            let field = fields.iter_mut().find(|f| f.name() == name).ok_or_else(|| {
+                let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
+                bad(format!(
+                    "column `{name}` has a declared type but the file has no such column (it has {})",
+                    names.join(", ")
+                ))
+            })?;
+            *field = Field::new(name, data_type.clone(), true);
+        }
+        fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// A file's schema as its format infers it (CSV, JSON lines) or states it (Parquet).
+    async fn infer_schema(&self, t: &FileTable, bad: &impl Fn(String) -> Error, file: &str) -> Result<Schema> {
+        let (path, _copy) = t.local(file).await.map_err(bad)?;
         let mut file = File::open(&path).map_err(|e| bad(e.to_string()))?;
-        let inferred = match t.format {
+        Ok(match t.format {
             FileFormat::Csv => {
                 let format = arrow::csv::reader::Format::default().with_header(t.header).with_delimiter(t.delimiter);
                 format.infer_schema(&mut file, Some(10_000)).map_err(|e| bad(e.to_string()))?.0
@@ -232,20 +320,7 @@ impl FilesConnector {
                 .schema()
                 .as_ref()
                 .clone(),
-        };
-        let mut fields: Vec<Field> = inferred.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
-        for (name, data_type) in &t.declared {
-            let field = fields.iter_mut().find(|f| f.name() == name).ok_or_else(|| {
-                let names: Vec<&str> = inferred.fields().iter().map(|f| f.name().as_str()).collect();
-                bad(format!(
-                    "column `{name}` has a declared type but the file has no such column (it has {})",
-                    names.join(", ")
-                ))
-            })?;
-            *field = Field::new(name, data_type.clone(), true);
-        }
-        fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));
-        Ok(Arc::new(Schema::new(fields)))
+        })
     }
 }
 
@@ -439,6 +514,12 @@ impl FilesConnector {
         let mut rows = 0u64;
         for f in files {
             let bad = self.file_err(table, f);
+            if t.format == FileFormat::Parquet
+                && let Some(footer) = t.parquet_footer(f).await.map_err(&bad)?
+            {
+                rows += footer.file_metadata().num_rows() as u64;
+                continue;
+            }
             let (path, _copy) = t.local(f).await.map_err(&bad)?;
             let (t, data) = (t.clone(), data.clone());
             let counted = tokio::task::spawn_blocking(move || {
@@ -471,7 +552,7 @@ impl FilesConnector {
             for f in files {
                 let fail =
                     |problem| Error::File { source_name: name.clone(), table: table.clone(), file: f.clone(), problem };
-                let (path, copy) = match t.local(&f).await {
+                let (path, copy) = match t.local_to_read(&f).await {
                     Ok(local) => local,
                     Err(problem) => {
                         let _ = tx.send(Err(fail(problem))).await;

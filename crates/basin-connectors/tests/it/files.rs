@@ -178,3 +178,64 @@ async fn file_urls_are_read_through_the_object_store() {
     let only: Vec<_> = futures::TryStreamExt::try_collect(extract.batches).await.unwrap();
     assert_eq!(cell(&only[0], "id", 0), "2");
 }
+
+/// An object is downloaded once per run: the copy made to count its rows is the one read (so
+/// the rows counted are the rows landed, even if the object is replaced meanwhile), and it is
+/// not kept after the read. A Parquet object is counted and described from its footer alone.
+#[tokio::test]
+async fn objects_are_downloaded_once_and_parquet_is_counted_from_its_footer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.csv"), "id\n1\n2\n").unwrap();
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "v",
+        std::sync::Arc::new(arrow::array::Int64Array::from(vec![10, 20, 30])) as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(dir.path().join("in/p.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    std::fs::write(dir.path().join("in/broken.parquet"), "PAR").unwrap();
+    let root = dir.path().display();
+    let source = project(
+        dir.path(),
+        &format!(
+            "[[tables]]\nname = \"t\"\npath = \"file://{root}/in/*.csv\"\n\n\
+             [[tables]]\nname = \"p\"\npath = \"file://{root}/in/p.parquet\"\n\n\
+             [[tables]]\nname = \"broken\"\npath = \"file://{root}/in/broken.parquet\"\n"
+        ),
+    );
+    let c = FilesConnector::connect(&source).unwrap();
+    assert_eq!(c.count("t", None).await.unwrap(), 2);
+    // Replaced after counting: the run reads what it counted.
+    std::fs::write(dir.path().join("in/a.csv"), "id\n9\n").unwrap();
+    let (batches, _) = read_all(&c, "t", None).await;
+    let ids: Vec<String> = batches.iter().flat_map(|b| (0..b.num_rows()).map(|r| cell(b, "id", r))).collect();
+    assert_eq!(ids, ["1", "2"], "the counted copy is the one read");
+    // That copy was removed once read: the next read downloads the object as it is now.
+    let (batches, _) = read_all(&c, "t", None).await;
+    assert_eq!(cell(&batches[0], "id", 0), "9");
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("basin-") && e.path().extension().is_some_and(|x| x == "csv")
+        })
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|s| s == "id\n1\n2\n"))
+        .collect();
+    assert!(left.is_empty(), "a read copy is not left behind: {left:?}");
+
+    assert_eq!(c.count("p", None).await.unwrap(), 3, "from the footer");
+    let (p, _) = read_all(&c, "p", None).await;
+    assert_eq!(
+        (p[0].schema().field(0).data_type().clone(), cell(&p[0], "v", 2)),
+        (arrow::datatypes::DataType::Int64, "30".into())
+    );
+    let err = c.count("broken", None).await.unwrap_err().to_string();
+    assert!(err.contains("broken.parquet") && err.contains("not a Parquet file"), "{err}");
+}
