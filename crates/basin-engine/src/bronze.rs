@@ -402,7 +402,7 @@ impl<'a> BronzeWriter<'a> {
                 let parsed = types.iter().filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?)));
                 return Ok(parsed.collect());
             }
-            if info.get("basin.bronze").is_some() {
+            if info.contains_key("basin.bronze") {
                 break;
             }
         }
