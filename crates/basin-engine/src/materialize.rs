@@ -615,24 +615,47 @@ impl Scd2Sql<'_> {
             .join(", ")
     }
 
+    /// Column `c` for the windows that compare neighbours: string and binary views as plain
+    /// arrays. A window's buffered rows of a view array keep every data buffer they were cut
+    /// from, so that each batch's LAG over them grows (10 s instead of 1 s for a dimension of
+    /// 230,000 rows rebuilt over its history).
+    fn plain(&self, c: &str) -> String {
+        use datafusion::arrow::datatypes::DataType;
+        let types = self.input_types.iter().chain(self.history_types).filter(|(n, _)| n == c);
+        match types.map(|(_, t)| t).find(|t| matches!(t, DataType::Utf8View | DataType::BinaryView)) {
+            Some(DataType::Utf8View) => format!("arrow_cast({}, 'Utf8')", quote(c)),
+            Some(_) => format!("arrow_cast({}, 'Binary')", quote(c)),
+            None => quote(c),
+        }
+    }
+
     /// Every version of the input and of the history's current rows, in key order, with
     /// `__next` (when the following version starts) and `__present` (the key is in the input).
+    ///
+    /// The windows run over all rows in one order (key, then time), each row comparing itself
+    /// with its neighbour's key, not `PARTITION BY` the key: a dimension has a few rows per key,
+    /// and DataFusion's per-partition window state costs more per key than the rows do (3.4 s
+    /// against 0.2 s for 230,000 customers).
     fn versions(&self) -> String {
         let cols = self.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let key = self.key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        // One value per key to compare neighbours by: a struct, never NULL itself, so that the
+        // first row of a NULL key still differs from the row before it (LAG's NULL).
+        let key_value = format!("struct({})", self.key.iter().map(|c| self.plain(c)).collect::<Vec<_>>().join(", "));
         let now = format!("arrow_cast(TIMESTAMP '{}', {MICROS})", self.now);
         let from = match self.updated_at {
             Some(u) => format!("arrow_cast({}, {MICROS})", quote(u)),
             None => now.clone(),
         };
-        let order = format!("PARTITION BY {key} ORDER BY __from, __old DESC");
-        let changed = if self.tracked.is_empty() {
-            "FALSE".to_string()
+        let order = format!("ORDER BY {key}, __from, __old DESC");
+        let first = format!("({key_value} IS DISTINCT FROM LAG({key_value}) OVER ({order}))");
+        let change = if self.tracked.is_empty() {
+            first
         } else {
             // One LAG over a struct of the tracked columns: one window evaluation, not one per
             // column. Structs compare field by field, NULLs included.
-            let fields = self.tracked.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ");
-            format!("(struct({fields}) IS DISTINCT FROM LAG(struct({fields})) OVER ({order}))")
+            let fields = self.tracked.iter().map(|t| self.plain(t)).collect::<Vec<_>>().join(", ");
+            format!("({first} OR (struct({fields}) IS DISTINCT FROM LAG(struct({fields})) OVER ({order})))")
         };
         let old = match self.history {
             Some(h) => format!(
@@ -642,19 +665,26 @@ impl Scd2Sql<'_> {
             ),
             None => format!("SELECT {cols}, {from} AS __from, 1 AS __old FROM {} WHERE FALSE", quote(self.input)),
         };
+        let on =
+            self.key.iter().map(|k| format!("(k.{q} IS NOT DISTINCT FROM p.{q})", q = quote(k))).collect::<Vec<_>>();
+        let kept_cols = self.columns.iter().map(|c| format!("k.{}", quote(c))).collect::<Vec<_>>().join(", ");
         format!(
             "WITH input AS (SELECT {cols}, {from} AS __from, 0 AS __old FROM {input}),
              old AS ({old}),
              u AS (SELECT * FROM old UNION ALL SELECT * FROM input),
-             marked AS (
+             marked AS (SELECT *, {change} AS __change FROM u),
+             kept AS (SELECT * FROM marked WHERE __change),
+             versions AS (
                  SELECT *,
-                     MAX(1 - __old) OVER (PARTITION BY {key}) AS __present,
-                     CASE WHEN ROW_NUMBER() OVER ({order}) = 1 THEN TRUE ELSE ({changed}) END AS __change
-                 FROM u
+                     CASE WHEN LEAD({key_value}) OVER ({order}) IS NOT DISTINCT FROM {key_value}
+                          THEN LEAD(__from) OVER ({order}) END AS __next
+                 FROM kept
              ),
-             kept AS (SELECT * FROM marked WHERE __change)
-             SELECT *, LEAD(__from) OVER ({order}) AS __next FROM kept",
+             present AS (SELECT {key}, MAX(1 - __old) AS __present FROM u GROUP BY {key})
+             SELECT {kept_cols}, k.__from, k.__old, p.__present, k.__change, k.__next
+             FROM versions k JOIN present p ON {on}",
             input = quote(self.input),
+            on = on.join(" AND "),
         )
     }
 

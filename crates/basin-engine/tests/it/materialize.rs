@@ -305,6 +305,25 @@ async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged(
     assert_eq!(p.query("SELECT COUNT(*), SUM(CAST(is_current AS INT)) FROM silver.dim").await, ["6|4"]);
 }
 
+/// Versions are found in one pass over all rows in key order: a key whose neighbour has the
+/// same tracked values, or shares part of a composite key, is still a key of its own.
+#[tokio::test]
+async fn scd2_keeps_neighbouring_keys_apart() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"scd2\"\nunique_key = [\"a\", \"b\"]\ntracked = [\"v\"]\n*/\n";
+    let model = |rows: &str| format!("{header}SELECT * FROM (VALUES {rows}) AS t(a, b, v)");
+    p.model("silver.k", &model("(1, 'x', 'same'), (1, 'y', 'same'), (2, 'x', 'same'), (NULL, 'x', 'same')"));
+    let built = p.run(&["silver.k"], false).await.unwrap();
+    assert_eq!(built[0].rows, 4, "every key is a version, however alike its neighbours");
+    p.model("silver.k", &model("(1, 'x', 'same'), (1, 'y', 'changed'), (2, 'x', 'same'), (NULL, 'x', 'same')"));
+    let built = p.run(&["silver.k"], false).await.unwrap();
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(
+        p.query("SELECT a, b, v, is_current FROM silver.k ORDER BY a, b, valid_from").await,
+        ["1|x|same|true", "1|y|same|false", "1|y|changed|true", "2|x|same|true", "NULL|x|same|true"]
+    );
+}
+
 #[tokio::test]
 async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
     let p = TestProject::new();
