@@ -395,18 +395,11 @@ impl<'a> BronzeWriter<'a> {
     /// The source's column types as the table's latest ingest recorded them; empty if it
     /// recorded none (a table written before Basin recorded them).
     async fn recorded_source_types(&self, table: &DeltaTable) -> Result<BTreeMap<String, DataType>> {
-        let mut history = table.history(None);
-        while let Some(info) = history.next().await {
-            let info = info.map_err(Error::delta(&self.key, "history"))?.info;
-            if let Some(types) = info.get("basin.source_types").and_then(|t| t.as_object()) {
-                let parsed = types.iter().filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?)));
-                return Ok(parsed.collect());
-            }
-            if info.contains_key("basin.bronze") {
-                break;
-            }
-        }
-        Ok(BTreeMap::new())
+        let info = latest_ingest(table, &self.key).await?.unwrap_or_default();
+        let Some(types) = info.get("basin.source_types").and_then(|t| t.as_object()) else {
+            return Ok(BTreeMap::new());
+        };
+        Ok(types.iter().filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?))).collect())
     }
 
     fn commit_properties(
@@ -452,15 +445,9 @@ pub const CURRENT_SCHEMA: &str = "bronze_current";
 /// columns. `None` if no ingest commit says how the table is loaded.
 pub async fn current_state_sql(lake: &Lake, key: &AssetKey, columns: &[String]) -> Result<Option<String>> {
     let Some(table) = lake.table(key).await? else { return Ok(None) };
-    let mut history = table.history(None);
-    let mut how = None;
-    while let Some(info) = history.next().await {
-        if let Some(b) = info.map_err(Error::delta(key, "history"))?.info.get("basin.bronze") {
-            how = Some(b.clone());
-            break;
-        }
-    }
-    let Some(how) = how else { return Ok(None) };
+    let Some(how) = latest_ingest(&table, key).await?.and_then(|mut i| i.remove("basin.bronze")) else {
+        return Ok(None);
+    };
     let data: Vec<String> =
         columns.iter().filter(|c| !METADATA_COLUMNS.contains(&c.as_str())).map(|c| quote(c)).collect();
     let list = data.join(", ");
@@ -471,7 +458,7 @@ pub async fn current_state_sql(lake: &Lake, key: &AssetKey, columns: &[String]) 
         .unwrap_or_default();
     Ok(Some(match (how["mode"].as_str(), how["cursor"].as_str()) {
         // Every key landed once (an append-only source, or a first load): every row is current.
-        (Some("incremental"), Some(_)) if matches!(pk.as_slice(), [_]) && keys_landed_once(&table, &how) => {
+        (Some("incremental"), Some(_)) if keys_landed_once(&table, &how) => {
             format!("SELECT {list} FROM {table_ref}")
         }
         // The row with the key's highest cursor. The writer never lands a (key, cursor) twice,
@@ -533,6 +520,22 @@ pub async fn ingested_files(lake: &Lake, key: &AssetKey) -> Result<std::collecti
     Ok(out)
 }
 
+/// The commit information of the table's latest ingest (the newest commit saying how the
+/// table is loaded, `basin.bronze`); `None` if no commit does.
+async fn latest_ingest(
+    table: &DeltaTable,
+    key: &AssetKey,
+) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?.info;
+        if info.contains_key("basin.bronze") {
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
+}
+
 /// Whether no key of an incremental bronze table has landed twice, so that its current state
 /// is the table itself (no aggregate over every key, no join back), as its Delta file
 /// statistics prove. One ingest run lands each key at most once: a read returns each row of
@@ -547,9 +550,8 @@ fn keys_landed_once(table: &DeltaTable, how: &serde_json::Value) -> bool {
     use datafusion::arrow::datatypes::Int64Type;
     use datafusion::common::Column;
     use datafusion::common::pruning::PruningStatistics;
-    let Some(key) = how["primary_key"].as_array().and_then(|k| k.first()).and_then(|k| k.as_str()) else {
-        return false;
-    };
+    let Some([key]) = how["primary_key"].as_array().map(Vec::as_slice) else { return false };
+    let Some(key) = key.as_str() else { return false };
     let Ok(state) = table.snapshot() else { return false };
     let snapshot = state.snapshot();
     let integer = snapshot.arrow_schema().field_with_name(key).is_ok_and(|f| f.data_type().is_integer());
