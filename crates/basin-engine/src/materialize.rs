@@ -665,22 +665,29 @@ impl Scd2Sql<'_> {
             ),
             None => format!("SELECT {cols}, {from} AS __from, 1 AS __old FROM {} WHERE FALSE", quote(self.input)),
         };
-        // A key is in the input unless its only row is the history's current one (a key has at
-        // most one current row, and its rows are neighbours in this order).
-        let same =
-            |neighbour: &str| format!("({key_value} IS NOT DISTINCT FROM {neighbour}({key_value}) OVER ({order}))");
-        let present = format!("CASE WHEN __old = 0 OR {} OR {} THEN 1 ELSE 0 END", same("LAG"), same("LEAD"));
+        let on =
+            self.key.iter().map(|k| format!("(k.{q} IS NOT DISTINCT FROM p.{q})", q = quote(k))).collect::<Vec<_>>();
+        let kept_cols = self.columns.iter().map(|c| format!("k.{}", quote(c))).collect::<Vec<_>>().join(", ");
         format!(
             "WITH input AS (SELECT {cols}, {from} AS __from, 0 AS __old FROM {input}),
              old AS ({old}),
              u AS (SELECT * FROM old UNION ALL SELECT * FROM input),
-             marked AS (SELECT *, {change} AS __change, {present} AS __present FROM u),
-             kept AS (SELECT * FROM marked WHERE __change)
-             SELECT *,
-                 CASE WHEN LEAD({key_value}) OVER ({order}) IS NOT DISTINCT FROM {key_value}
-                      THEN LEAD(__from) OVER ({order}) END AS __next
-             FROM kept",
+             marked AS (SELECT *, {change} AS __change FROM u),
+             kept AS (SELECT * FROM marked WHERE __change),
+             versions AS (
+                 SELECT *,
+                     CASE WHEN LEAD({key_value}) OVER ({order}) IS NOT DISTINCT FROM {key_value}
+                          THEN LEAD(__from) OVER ({order}) END AS __next
+                 FROM kept
+             ),
+             -- Evaluates `u` a second time, and is still quicker than telling presence from
+             -- neighbours in the windows' pass (two more struct windows: 1.21 s against 1.04 s
+             -- for a rebuild of 230,000 customers).
+             present AS (SELECT {key}, MAX(1 - __old) AS __present FROM u GROUP BY {key})
+             SELECT {kept_cols}, k.__from, k.__old, p.__present, k.__change, k.__next
+             FROM versions k JOIN present p ON {on}",
             input = quote(self.input),
+            on = on.join(" AND "),
         )
     }
 
