@@ -218,6 +218,7 @@ impl ModelRun {
             .with_session_state(Arc::new(state))
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+            .with_writer_properties(writer_properties(model))
             .with_commit_properties(self.commit_properties(model, "replace"));
         if !model.config.partition_by.0.is_empty() {
             write = write.with_partition_columns(model.config.partition_by.0.clone());
@@ -266,6 +267,7 @@ impl ModelRun {
             .with_source_alias("source")
             .with_target_alias("target")
             .with_merge_schema(true)
+            .with_writer_properties(writer_properties(model))
             .with_session_state(Arc::new(ctx.state()))
             .with_commit_properties(self.commit_properties(model, "merge"))
             .when_matched_update(|mut u| {
@@ -492,6 +494,7 @@ impl ModelRun {
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(within)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_writer_properties(writer_properties(model))
             .with_commit_properties(self.commit_properties_with(
                 model,
                 "replace_days",
@@ -567,6 +570,7 @@ impl ModelRun {
             .with_save_mode(SaveMode::Overwrite)
             .with_replace_where(predicate)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
+            .with_writer_properties(writer_properties(model))
             .with_commit_properties(self.commit_properties(model, "replace_partitions"))
             .await
             .map_err(Error::delta(key, "write"))?;
@@ -726,6 +730,35 @@ impl Scd2Sql<'_> {
 }
 
 /// Quote a column name for DataFusion SQL expressions.
+/// The Parquet settings of the files a model writes.
+///
+/// A column chunk's dictionary is capped at [`DICTIONARY_PAGE_LIMIT`]: a column with few
+/// distinct values (a status, a label, a month) fits and stays dictionary-encoded, while a
+/// near-unique one (a key, an amount) falls back to plain encoding early instead of
+/// interning a megabyte of values first. Every reader of a column chunk decodes its whole
+/// dictionary page before the first value, so a large one costs each point lookup and each
+/// scan of a few pages that much again.
+///
+/// A table clustered by a key (`cluster_by`) is read by that key: its data pages hold at most
+/// [`CLUSTERED_PAGE_ROWS`] rows, so a lookup that the page index narrows to one page decodes
+/// a few thousand values per column, not twenty thousand.
+fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT);
+    if !model.config.cluster_by.0.is_empty() {
+        builder = builder.set_data_page_row_count_limit(CLUSTERED_PAGE_ROWS);
+    }
+    builder.build()
+}
+
+/// Bytes a column chunk's dictionary may take before the column falls back to plain encoding.
+const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
+
+/// Rows per data page of a table clustered by a key.
+const CLUSTERED_PAGE_ROWS: usize = 4096;
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -378,6 +378,56 @@ async fn scd2_needs_a_key_and_refuses_its_own_column_names() {
     assert!(err.to_string().contains("`is_current`"), "{err}");
 }
 
+/// What a reader pays to reach one row: a key lookup decodes the column chunk's dictionary
+/// page and the one data page the page index points to.
+#[tokio::test]
+async fn model_files_keep_dictionaries_small_and_clustered_pages_short() {
+    use basin_engine::datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use basin_engine::datafusion::parquet::file::metadata::PageIndexPolicy;
+
+    let p = TestProject::new();
+    p.model(
+        "silver.c",
+        "/* basin\ncluster_by = [\"id\"]\n*/\n\
+         SELECT value AS id, value % 7 AS kind FROM generate_series(1, 200000)",
+    );
+    p.model("silver.plain", "SELECT value AS id, value % 7 AS kind FROM generate_series(1, 200000)");
+    p.run(&["silver.c", "silver.plain"], false).await.unwrap();
+    for (table, clustered) in [("c", true), ("plain", false)] {
+        let dir = p.path().join("lake/silver").join(table);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(std::fs::File::open(&file).unwrap(), options)
+                .unwrap();
+        let meta = builder.metadata();
+        for rg in meta.row_groups() {
+            // 200,000 distinct ids: the dictionary stops near 64 KiB (8,192 values) instead
+            // of a megabyte, and the rest of the column is plainly encoded.
+            let id = rg.column(0);
+            let dictionary = id.data_page_offset() - id.dictionary_page_offset().unwrap_or(id.data_page_offset());
+            assert!(dictionary <= 80 * 1024, "{table}: dictionary page of {dictionary} bytes");
+            // Seven values: the dictionary holds them all.
+            let kind = rg.column(1);
+            let dictionary = kind.data_page_offset() - kind.dictionary_page_offset().expect("kind has a dictionary");
+            assert!(dictionary < 1024, "{table}: kind's dictionary page of {dictionary} bytes");
+        }
+        let pages = &meta.offset_index().expect("page index written")[0][0];
+        let rows: Vec<i64> =
+            pages.page_locations().windows(2).map(|w| w[1].first_row_index - w[0].first_row_index).collect();
+        let longest = rows.iter().copied().max().unwrap_or(0);
+        if clustered {
+            assert!(longest <= 4096, "{table}: a data page of {longest} rows");
+        } else {
+            assert!(longest > 4096, "{table}: an unclustered table keeps the default page size ({longest} rows)");
+        }
+    }
+}
+
 #[tokio::test]
 async fn cluster_by_writes_the_rows_sorted_in_the_file() {
     use basin_engine::datafusion::arrow::array::{AsArray, RecordBatch};
