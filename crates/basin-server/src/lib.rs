@@ -77,7 +77,9 @@ impl Server {
         let refresh = basin_core::source::parse_duration(&config.serve.refresh_interval)
             .map_err(|e| Error::Config(format!("serve.refresh_interval: {e}")))?;
         let views = basin_engine::materialize::view_definitions(project);
-        let lakehouse = Lakehouse::new(lake, views, policy::column_tags(project), store.clone(), refresh);
+        let clustered = project.models.values().filter(|m| !m.config.cluster_by.0.is_empty()).map(|m| m.key.clone());
+        let lakehouse =
+            Lakehouse::new(lake, views, clustered.collect(), policy::column_tags(project), store.clone(), refresh);
         let (log, _task) = log::start(store);
         let unauthenticated =
             config.serve.allow_unauthenticated.then(|| config.serve.unauthenticated_role.clone()).flatten();

@@ -12,7 +12,8 @@ use basin_core::AssetKey;
 use basin_engine::Lake;
 use basin_meta::MetaStore;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
@@ -41,6 +42,9 @@ struct Snapshot {
 pub struct Lakehouse {
     lake: Lake,
     views: Vec<(AssetKey, String)>,
+    /// Tables clustered by a key (`cluster_by`): read by lookups, their page indexes are
+    /// loaded once per snapshot instead of once per query.
+    clustered: Vec<AssetKey>,
     tags: Arc<Tags>,
     pub store: Arc<dyn MetaStore>,
     refresh_interval: Duration,
@@ -52,6 +56,7 @@ impl Lakehouse {
     pub fn new(
         lake: Lake,
         views: Vec<(AssetKey, String)>,
+        clustered: Vec<AssetKey>,
         tags: Tags,
         store: Arc<dyn MetaStore>,
         refresh_interval: Duration,
@@ -59,6 +64,7 @@ impl Lakehouse {
         Lakehouse {
             lake,
             views,
+            clustered,
             tags: Arc::new(tags),
             store,
             refresh_interval,
@@ -124,14 +130,26 @@ impl Lakehouse {
         }
         let catalog = session.ctx.catalog("basin").expect("the lake's catalog");
         catalog.register_schema(crate::system::SCHEMA, Arc::new(SystemSchema::new(self.store.clone())))?;
+        // In the background: the snapshot serves meanwhile, reading page indexes as before.
+        let (lake, runtime, clustered) = (self.lake.clone(), session.ctx.runtime_env(), self.clustered.clone());
+        tokio::spawn(async move {
+            for key in clustered {
+                if let Err(e) = load_page_indexes(&lake, &runtime, &key).await {
+                    tracing::debug!(%key, error = %e, "page indexes not preloaded");
+                }
+            }
+        });
         Ok(Snapshot { fingerprint, built: Instant::now(), base: session.ctx, roles: Mutex::new(HashMap::new()) })
     }
 
     fn role_session(&self, base: &SessionContext, role: &Arc<Role>) -> Result<RoleSession, Error> {
         let base_catalog = base.catalog("basin").expect("the lake's catalog");
-        // The role's queries share the lake's object stores, and its memory limit.
-        let mut runtime =
-            RuntimeEnvBuilder::new().with_object_store_registry(base.runtime_env().object_store_registry.clone());
+        // The role's queries share the lake's object stores and Parquet metadata cache, and its
+        // memory limit.
+        let metadata = base.runtime_env().cache_manager.get_file_metadata_cache();
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(base.runtime_env().object_store_registry.clone())
+            .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(metadata)));
         if let Some(limit) = role.memory_limit {
             runtime = runtime.with_memory_limit(limit, 1.0);
         }
@@ -161,4 +179,44 @@ impl Lakehouse {
         setup_pg_catalog(&ctx, "basin", EmptyContextProvider).map_err(|e| Error::Query(*e))?;
         Ok(RoleSession { service: Arc::new(DfSessionService::new(ctx.clone())), ctx, _definer: definer })
     }
+}
+
+/// Put the footer and page index of every file of `key`'s current version into `runtime`'s
+/// Parquet metadata cache. The scan caches the footers it reads, but loads the page index
+/// of a file apart from them on every query (DataFusion keeps what it read with the footer
+/// only), which for a lookup costs as much as the page it reads; a cached entry that holds
+/// the page index is used as it is. Entries are keyed as the Delta scan keys them: the
+/// file's location and size, with no modification time.
+async fn load_page_indexes(lake: &Lake, runtime: &RuntimeEnv, key: &AssetKey) -> Result<(), Error> {
+    use datafusion::datasource::object_store::ObjectStoreUrl;
+    use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+    use datafusion::parquet::file::metadata::PageIndexPolicy;
+    use object_store::{ObjectMeta, path::Path};
+
+    let Some(table) = lake.table(key).await? else { return Ok(()) };
+    let Ok(state) = table.snapshot() else { return Ok(()) };
+    let mut root = lake.table_url(key);
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    let cache = runtime.cache_manager.get_file_metadata_cache();
+    let invalid = |what: String| Error::Config(format!("{key}: {what}"));
+    for file in state.snapshot().log_data().iter() {
+        let url = root.join(&file.path()).map_err(|e| invalid(format!("file {}: {e}", file.path())))?;
+        let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
+        let store = runtime.object_store(store_url)?;
+        let meta = ObjectMeta {
+            location: Path::from_url_path(url.path()).map_err(|e| invalid(format!("file {url}: {e}")))?,
+            size: file.size() as u64,
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            e_tag: None,
+            version: None,
+        };
+        DFParquetMetadata::new(store.as_ref(), &meta)
+            .with_file_metadata_cache(Some(cache.clone()))
+            .with_page_index_policy(Some(PageIndexPolicy::Optional))
+            .fetch_metadata()
+            .await?;
+    }
+    Ok(())
 }

@@ -56,7 +56,7 @@ fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
     );
     b.write(
         "models/silver/customer.sql",
-        "/* basin\n[columns.email]\ntags = [\"pii:email\"]\n*/\n\
+        "/* basin\ncluster_by = [\"id\"]\n[columns.email]\ntags = [\"pii:email\"]\n*/\n\
          SELECT * FROM (VALUES (1, 'ann@acme.com', 'Ann'), (2, 'bob@x.org', 'Bob'), (3, NULL, 'Cy')) AS t(id, email, name)",
     );
     b.write("models/silver/secret.sql", "SELECT 42 AS answer");
@@ -205,7 +205,7 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
         // A new build is visible to the next statement, without a restart.
         s.basin.write(
             "models/silver/customer.sql",
-            "/* basin\n[columns.email]\ntags = [\"pii:email\"]\n*/\n\
+            "/* basin\ncluster_by = [\"id\"]\n[columns.email]\ntags = [\"pii:email\"]\n*/\n\
              SELECT * FROM (VALUES (1, 'ann@acme.com', 'Ann'), (2, 'bob@x.org', 'Bob'), (3, NULL, 'Cy'), \
              (4, 'dee@y.io', 'Dee')) AS t(id, email, name)",
         );
