@@ -57,6 +57,8 @@ pub struct LakeSession {
     pub ctx: SessionContext,
     /// Views whose SQL did not plan (e.g. an upstream table not built yet), with the reason.
     pub unavailable_views: Vec<(AssetKey, String)>,
+    /// The tables registered, at the versions the session reads.
+    pub tables: Vec<(AssetKey, DeltaTable)>,
 }
 
 impl Lake {
@@ -101,6 +103,25 @@ impl Lake {
     /// The URL of an asset's table.
     pub fn table_url(&self, key: &AssetKey) -> Url {
         self.root_url.join(&format!("{}/{}/", key.schema, key.name)).expect("asset keys are valid path segments")
+    }
+
+    /// The data files of `table` (table `key` at the version loaded): URL and size in bytes.
+    pub fn data_files(&self, key: &AssetKey, table: &DeltaTable) -> Result<Vec<(Url, u64)>> {
+        let root = self.table_url(key);
+        let Ok(state) = table.snapshot() else { return Ok(Vec::new()) };
+        state
+            .snapshot()
+            .log_data()
+            .iter()
+            .map(|f| {
+                let url = root.join(&f.path()).map_err(|e| Error::Delta {
+                    table: key.clone(),
+                    operation: "list data files",
+                    source: Box::new(deltalake::DeltaTableError::Generic(format!("file {}: {e}", f.path()))),
+                })?;
+                Ok((url, f.size() as u64))
+            })
+            .collect()
     }
 
     pub(crate) fn builder(&self, key: &AssetKey) -> Result<DeltaTableBuilder> {
@@ -203,6 +224,7 @@ impl Lake {
             .buffer_unordered(8)
             .collect::<Vec<_>>()
             .await;
+        let mut tables = Vec::new();
         for (key, table) in loaded {
             let table = match (table, as_of) {
                 (Ok(Some(t)), _) => t,
@@ -215,6 +237,7 @@ impl Lake {
             if key.schema == basin_core::source::BRONZE {
                 self.register_current_state(&ctx, &key).await?;
             }
+            tables.push((key, table));
         }
         let mut unavailable_views = Vec::new();
         for (key, sql) in views {
@@ -223,7 +246,7 @@ impl Lake {
                 Err(e) => unavailable_views.push((key.clone(), e.to_string())),
             }
         }
-        Ok(LakeSession { ctx, unavailable_views })
+        Ok(LakeSession { ctx, unavailable_views, tables })
     }
 
     /// Register `bronze_current.<name>`, the current state of bronze table `key`.

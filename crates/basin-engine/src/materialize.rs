@@ -729,7 +729,6 @@ impl Scd2Sql<'_> {
     }
 }
 
-/// Quote a column name for DataFusion SQL expressions.
 /// The Parquet settings of the files a model writes.
 ///
 /// A column chunk's dictionary is capped at [`DICTIONARY_PAGE_LIMIT`]: a column with few
@@ -759,6 +758,7 @@ const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 /// Rows per data page of a table clustered by a key.
 const CLUSTERED_PAGE_ROWS: usize = 4096;
 
+/// Quote a column name for DataFusion SQL expressions.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

@@ -131,12 +131,17 @@ impl Lakehouse {
         let catalog = session.ctx.catalog("basin").expect("the lake's catalog");
         catalog.register_schema(crate::system::SCHEMA, Arc::new(SystemSchema::new(self.store.clone())))?;
         // In the background: the snapshot serves meanwhile, reading page indexes as before.
-        let (lake, runtime, clustered) = (self.lake.clone(), session.ctx.runtime_env(), self.clustered.clone());
+        let mut files = Vec::new();
+        for (key, table) in session.tables.iter().filter(|(k, _)| self.clustered.contains(k)) {
+            match self.lake.data_files(key, table) {
+                Ok(f) => files.extend(f),
+                Err(e) => tracing::debug!(%key, error = %e, "page indexes not preloaded"),
+            }
+        }
+        let runtime = session.ctx.runtime_env();
         tokio::spawn(async move {
-            for key in clustered {
-                if let Err(e) = load_page_indexes(&lake, &runtime, &key).await {
-                    tracing::debug!(%key, error = %e, "page indexes not preloaded");
-                }
+            if let Err(e) = load_page_indexes(&runtime, &files).await {
+                tracing::debug!(error = %e, "page indexes not preloaded");
             }
         });
         Ok(Snapshot { fingerprint, built: Instant::now(), base: session.ctx, roles: Mutex::new(HashMap::new()) })
@@ -181,33 +186,25 @@ impl Lakehouse {
     }
 }
 
-/// Put the footer and page index of every file of `key`'s current version into `runtime`'s
-/// Parquet metadata cache. The scan caches the footers it reads, but loads the page index
-/// of a file apart from them on every query (DataFusion keeps what it read with the footer
-/// only), which for a lookup costs as much as the page it reads; a cached entry that holds
-/// the page index is used as it is. Entries are keyed as the Delta scan keys them: the
-/// file's location and size, with no modification time.
-async fn load_page_indexes(lake: &Lake, runtime: &RuntimeEnv, key: &AssetKey) -> Result<(), Error> {
+/// Put the footer and page index of each of `files` (URL, size) into `runtime`'s Parquet
+/// metadata cache. The scan caches the footers it reads, but loads the page index of a file
+/// apart from them on every query (DataFusion keeps what it read with the footer only), which
+/// for a lookup costs as much as the page it reads; a cached entry that holds the page index
+/// is used as it is. Entries are keyed as the Delta scan keys them: the file's location and
+/// size, with no modification time.
+async fn load_page_indexes(runtime: &RuntimeEnv, files: &[(url::Url, u64)]) -> datafusion::error::Result<()> {
     use datafusion::datasource::object_store::ObjectStoreUrl;
     use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
     use datafusion::parquet::file::metadata::PageIndexPolicy;
     use object_store::{ObjectMeta, path::Path};
 
-    let Some(table) = lake.table(key).await? else { return Ok(()) };
-    let Ok(state) = table.snapshot() else { return Ok(()) };
-    let mut root = lake.table_url(key);
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
     let cache = runtime.cache_manager.get_file_metadata_cache();
-    let invalid = |what: String| Error::Config(format!("{key}: {what}"));
-    for file in state.snapshot().log_data().iter() {
-        let url = root.join(&file.path()).map_err(|e| invalid(format!("file {}: {e}", file.path())))?;
-        let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
-        let store = runtime.object_store(store_url)?;
+    for (url, size) in files {
+        let store = runtime.object_store(ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?)?;
         let meta = ObjectMeta {
-            location: Path::from_url_path(url.path()).map_err(|e| invalid(format!("file {url}: {e}")))?,
-            size: file.size() as u64,
+            location: Path::from_url_path(url.path())
+                .map_err(|e| datafusion::error::DataFusionError::External(e.into()))?,
+            size: *size,
             last_modified: chrono::DateTime::UNIX_EPOCH,
             e_tag: None,
             version: None,
