@@ -10,6 +10,7 @@ mod log;
 mod meter;
 pub mod pg;
 pub mod policy;
+mod prepared;
 pub mod session;
 pub mod system;
 

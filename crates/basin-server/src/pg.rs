@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::pgwire;
@@ -32,6 +31,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use crate::auth::{Exchange, ScramError};
 use crate::errors::error_info;
 use crate::policy::Role;
+use crate::prepared::Statement;
 use crate::{Server, log::Pending};
 
 /// Metadata key holding the authenticated connection's role.
@@ -420,8 +420,6 @@ impl SimpleQueryHandler for Queries {
     }
 }
 
-type Statement = (String, Option<(sqlparser::ast::Statement, LogicalPlan)>);
-
 /// Plans prepared statements in the connecting role's session.
 pub struct RoleParser {
     server: Arc<Server>,
@@ -476,7 +474,20 @@ impl ExtendedQueryHandler for Queries {
         // Planned at Parse against a fresh snapshot; executing it needs no second look at the store.
         let session = self.server.lakehouse.held_session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
-        let work = <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows);
+        let work = async {
+            match &portal.statement.statement {
+                (_, Some((sqlparser::ast::Statement::Query(_), plan))) => {
+                    let wire = || self.parser.get_parameter_types(&portal.statement.statement);
+                    crate::prepared::execute(&session, client, portal, plan, wire).await
+                }
+                // Statements other than queries (SET, SHOW, transactions, cursors, EXPLAIN)
+                // as datafusion-postgres handles them.
+                _ => {
+                    <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows)
+                        .await
+                }
+            }
+        };
         let response =
             stop.run(crate::meter::scope(pending.bytes.clone(), work)).await.map_err(|e| failed(&pending, e))?;
         Ok(guard_response(response, &stop, &pending))

@@ -173,6 +173,24 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
             .await
             .unwrap();
         assert_eq!((row.get::<String, _>(0), row.get::<String, _>(1)), ("****@x.org".into(), "Bob".into()));
+        // The same prepared statement executed again (its plan kept by the connection) binds
+        // each execution's own values, and stays masked.
+        for (id, email, name) in [(1i64, "****@acme.com", "Ann"), (3, "NULL", "Cy"), (2, "****@x.org", "Bob")] {
+            let row = sqlx::query("SELECT coalesce(email, 'NULL'), name FROM silver.customer WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut ana)
+                .await
+                .unwrap();
+            assert_eq!((row.get::<String, _>(0), row.get::<String, _>(1)), (email.into(), name.into()), "id {id}");
+        }
+        // A prepared statement calling `now()` is not frozen at its first execution.
+        let mut times = Vec::new();
+        for _ in 0..2 {
+            let row = sqlx::query("SELECT CAST(now() AS VARCHAR)").fetch_one(&mut ana).await.unwrap();
+            times.push(row.get::<String, _>(0));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_ne!(times[0], times[1], "now() of two executions");
         // EXPLAIN and errors do not carry the raw value either.
         let plan = sqlx::query("EXPLAIN SELECT email FROM silver.customer").fetch_all(&mut ana).await.unwrap();
         let plan: String = plan.iter().map(|r| r.get::<String, _>(1)).collect();
