@@ -18,6 +18,7 @@ use object_store::path::Path as StorePath;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::files_table::FilesTable;
 
 /// Which version of each table a session reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +215,23 @@ impl Lake {
     /// A session with every table of the lake registered as `<schema>.<name>`, then `views`
     /// (in dependency order) registered over them.
     pub async fn session(&self, views: &[(AssetKey, String)], as_of: Option<&AsOf>) -> Result<LakeSession> {
+        self.session_reading(views, as_of, false).await
+    }
+
+    /// A session for serving queries, as [`Lake::session`] at the latest versions, except that
+    /// each table whose version is only its Parquet files (no partitions, deletion vectors or
+    /// column mapping) is read as those files ([`FilesTable`]): listed once here instead of
+    /// by the Delta scan on every query.
+    pub async fn serving_session(&self, views: &[(AssetKey, String)]) -> Result<LakeSession> {
+        self.session_reading(views, None, true).await
+    }
+
+    async fn session_reading(
+        &self,
+        views: &[(AssetKey, String)],
+        as_of: Option<&AsOf>,
+        files: bool,
+    ) -> Result<LakeSession> {
         let ctx = new_context();
         let keys = self.list_tables().await?;
         let loaded = futures::stream::iter(keys)
@@ -233,7 +251,7 @@ impl Lake {
                 (Err(_), Some(_)) => continue,
                 (Err(e), None) => return Err(e),
             };
-            self.register_table(&ctx, &key, &table).await?;
+            self.register_table_reading(&ctx, &key, &table, files).await?;
             if key.schema == basin_core::source::BRONZE {
                 self.register_current_state(&ctx, &key).await?;
             }
@@ -263,8 +281,24 @@ impl Lake {
 
     /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.
     pub async fn register_table(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
+        self.register_table_reading(ctx, key, table, false).await
+    }
+
+    /// [`Lake::register_table`], reading the table as its Parquet files when `files` is set
+    /// and the version allows it.
+    async fn register_table_reading(
+        &self,
+        ctx: &SessionContext,
+        key: &AssetKey,
+        table: &DeltaTable,
+        files: bool,
+    ) -> Result<()> {
         table.update_datafusion_session(&ctx.state()).map_err(Error::delta(key, "register"))?;
         let provider = table.table_provider().await.map_err(Error::query(format!("cannot read table {key}")))?;
+        let provider = match files.then(|| FilesTable::try_new(table, &self.table_url(key), provider.schema())) {
+            Some(Some(files)) => Arc::new(files),
+            _ => provider,
+        };
         register_provider(ctx, key, provider)
     }
 }

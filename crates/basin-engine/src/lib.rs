@@ -5,6 +5,7 @@
 pub mod bronze;
 pub mod checks;
 pub mod error;
+pub mod files_table;
 mod guard;
 pub mod history;
 pub mod ingest;

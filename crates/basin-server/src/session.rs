@@ -124,7 +124,7 @@ impl Lakehouse {
     }
 
     async fn build(&self, fingerprint: Option<String>) -> Result<Snapshot, Error> {
-        let session = self.lake.session(&self.views, None).await?;
+        let session = self.lake.serving_session(&self.views).await?;
         for (key, reason) in &session.unavailable_views {
             tracing::warn!(%key, reason, "view not served: its SQL does not plan");
         }

@@ -3,6 +3,7 @@
 
 mod bronze;
 mod checks;
+mod files_table;
 mod materialize;
 mod sources;
 mod support;

@@ -1,0 +1,70 @@
+//! Serving sessions read a table version that is only its Parquet files as those files, and
+//! get the same rows as the Delta scan.
+
+use basin_engine::files_table::FilesTable;
+
+use crate::support::{TestProject, rows};
+
+#[tokio::test]
+async fn serving_sessions_read_plain_tables_as_their_files_with_the_delta_scans_results() {
+    let p = TestProject::new();
+    let header = "/* basin\nmaterialized = \"incremental\"\nunique_key = [\"id\"]\n*/\n";
+    // Two versions: the second adds a column and new keys, so the first version's file (which
+    // lacks the column) stays part of the table.
+    p.model(
+        "silver.inc",
+        &format!(
+            "{header}SELECT id, val, CAST(ts AS TIMESTAMP) AS ts, CAST(amount AS DECIMAL(12, 2)) AS amount \
+             FROM (VALUES (1, 'a', '2024-01-01 10:00:00', 1.25), (2, NULL, '2024-01-02 11:30:00', 2.5)) AS v(id, val, ts, amount)"
+        ),
+    );
+    p.run(&["silver.inc"], false).await.unwrap();
+    p.model(
+        "silver.inc",
+        &format!(
+            "{header}SELECT id, val, CAST(ts AS TIMESTAMP) AS ts, CAST(amount AS DECIMAL(12, 2)) AS amount, extra \
+             FROM (VALUES (3, 'c', '2024-01-03 00:00:00', 3.75, 30), (4, 'd', '2024-01-04 00:00:00', -1.5, 40)) AS v(id, val, ts, amount, extra)"
+        ),
+    );
+    p.run(&["silver.inc"], false).await.unwrap();
+    // Partition values live in the Delta log, not in the files: read through the Delta scan.
+    p.model(
+        "silver.events",
+        "/* basin\npartition_by = [\"day\"]\n*/\n\
+         SELECT id, CAST(day AS DATE) AS day FROM (VALUES (1, '2024-01-01'), (2, '2024-01-02')) AS v(id, day)",
+    );
+    p.model("silver.empty", "SELECT 1 AS id WHERE false");
+    p.run(&["silver.events", "silver.empty"], false).await.unwrap();
+
+    let lake = p.lake();
+    let delta = lake.session(&[], None).await.unwrap().ctx;
+    let served = lake.serving_session(&[]).await.unwrap().ctx;
+    let provider = |ctx: &basin_engine::datafusion::prelude::SessionContext, name: &str| {
+        let ctx = ctx.clone();
+        let name = name.to_string();
+        async move { ctx.table_provider(name.as_str()).await.unwrap() }
+    };
+    assert!(provider(&served, "silver.inc").await.is::<FilesTable>());
+    let files = lake.table(&basin_core::AssetKey::parse("silver.inc").unwrap()).await.unwrap().unwrap();
+    assert_eq!(files.get_file_uris().unwrap().count(), 2, "a file of each version");
+    assert!(provider(&served, "silver.empty").await.is::<FilesTable>());
+    assert!(!provider(&served, "silver.events").await.is::<FilesTable>(), "a partitioned table");
+    assert!(!provider(&delta, "silver.inc").await.is::<FilesTable>(), "only serving sessions read files");
+
+    for sql in [
+        "SELECT id, val, CAST(ts AS VARCHAR), amount, extra FROM silver.inc ORDER BY id",
+        "SELECT COUNT(*), SUM(amount), MAX(ts) FROM silver.inc",
+        "SELECT id FROM silver.inc WHERE extra IS NULL",
+        "SELECT val FROM silver.inc WHERE id = 3",
+        "SELECT id FROM silver.inc WHERE ts > TIMESTAMP '2024-01-02 12:00:00' ORDER BY id",
+        "SELECT id, extra FROM silver.inc ORDER BY id LIMIT 1",
+        "SELECT COUNT(*) FROM silver.empty",
+        "SELECT id, CAST(day AS VARCHAR) FROM silver.events ORDER BY id",
+    ] {
+        assert_eq!(rows(&served, sql).await, rows(&delta, sql).await, "{sql}");
+    }
+    assert_eq!(
+        rows(&served, "SELECT id, val, extra FROM silver.inc ORDER BY id").await,
+        vec!["1|a|NULL", "2|NULL|NULL", "3|c|30", "4|d|40"]
+    );
+}
