@@ -335,7 +335,9 @@ pub(crate) fn new_context() -> SessionContext {
     {
         state = state.with_runtime_env(runtime);
     }
-    SessionContext::new_with_state(state.build())
+    let ctx = SessionContext::new_with_state(state.build());
+    crate::functions::register(&ctx);
+    ctx
 }
 
 /// Register `sql` (planned as `df`) as the view `key` in `ctx`.

@@ -6,6 +6,7 @@ pub mod bronze;
 pub mod checks;
 pub mod error;
 pub mod files_table;
+pub mod functions;
 mod guard;
 pub mod history;
 pub mod ingest;

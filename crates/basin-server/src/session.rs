@@ -173,6 +173,7 @@ impl Lakehouse {
                 .with_physical_optimizer_rule(Arc::new(crate::meter::MeterRule))
                 .build();
             let ctx = Arc::new(SessionContext::new_with_state(state));
+            basin_engine::functions::register(&ctx);
             let catalog = Arc::new(RoleCatalog::new(base_catalog.clone(), role.clone(), self.tags.clone(), grants));
             ctx.register_catalog("basin", catalog.clone());
             (ctx, catalog)
