@@ -16,11 +16,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: per-thread free lists suit the many short-lived buffers of DataFusion's operators
-/// (with glibc's allocator a fifth of a served point lookup's CPU went to malloc and free).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
