@@ -68,3 +68,16 @@ async fn serving_sessions_read_plain_tables_as_their_files_with_the_delta_scans_
         vec!["1|a|NULL", "2|NULL|NULL", "3|c|30", "4|d|40"]
     );
 }
+
+#[tokio::test]
+async fn serving_sessions_read_files_from_an_object_store_lake() {
+    let p = TestProject::new();
+    p.model("silver.t", "SELECT * FROM (VALUES (1, 'a'), (2, 'b'), (3, 'c')) AS v(id, name)");
+    let project = p.load();
+    let lake = basin_engine::Lake::in_memory();
+    crate::support::run_on(&project, &lake, &["silver.t"], false).await.unwrap();
+    let served = lake.serving_session(&[]).await.unwrap().ctx;
+    assert!(served.table_provider("silver.t").await.unwrap().is::<FilesTable>());
+    assert_eq!(rows(&served, "SELECT name FROM silver.t WHERE id >= 2 ORDER BY id").await, vec!["b", "c"]);
+    assert_eq!(rows(&served, "SELECT COUNT(*) FROM silver.t").await, vec!["3"]);
+}
