@@ -480,11 +480,15 @@ async fn sqlx_exec(db: &Db, statement: &'static str) {
 
 /// 16 runs, each from its own store (as separate processes would), write 1,000 events each,
 /// one call per event, at once. No write may fail; every event is kept, in order per run.
+/// On PostgreSQL 8: each store's pool grows to up to 8 connections under this load (a
+/// connection goes back to its pool after the next call has asked for one), and 16 of them
+/// would take more than the server's default 100 connections from the tests running beside.
 async fn concurrent_writers_never_see_database_is_locked(db: Db) {
     let clock = ManualClock::new(t0());
     let mut tasks = tokio::task::JoinSet::new();
     let started = std::time::Instant::now();
-    for i in 0..16 {
+    let writers = if db.url.starts_with("postgres") { 8 } else { 16 };
+    for i in 0..writers {
         let store = db.open(&clock).await;
         tasks.spawn(async move {
             let run = store.create_run(NewRun { started_by: Some(format!("w:{i}")), ..queued("x", 0, &[]) }).await?;
@@ -506,7 +510,7 @@ async fn concurrent_writers_never_see_database_is_locked(db: Db) {
             Err(e) => errors.push(e.to_string()),
         }
     }
-    eprintln!("16 writers x 1000 events on {}: {:?}", &db.url[..db.url.find(':').unwrap()], started.elapsed());
+    eprintln!("{writers} writers x 1000 events on {}: {:?}", &db.url[..db.url.find(':').unwrap()], started.elapsed());
     assert!(errors.is_empty(), "{} writes failed, first: {}", errors.len(), errors[0]);
     for (store, id) in &done {
         let events = store.events(id).await.unwrap();
