@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
-use datafusion::common::{Result, Statistics};
+use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
@@ -28,6 +28,15 @@ use deltalake::DeltaTable;
 use object_store::ObjectMeta;
 use object_store::path::Path;
 use url::Url;
+
+/// The key of the Parquet file at `url` of `size` bytes in DataFusion's file metadata cache,
+/// as the Delta scan and [`FilesTable`] read it: its location and size, with no modification
+/// time (a Delta table's files never change). Footers and page indexes cached under it are
+/// found by both.
+pub fn cache_key(url: &Url, size: u64) -> Result<ObjectMeta> {
+    let location = Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(e.into()))?;
+    Ok(ObjectMeta { location, size, last_modified: chrono::DateTime::UNIX_EPOCH, e_tag: None, version: None })
+}
 
 /// The Parquet files of one Delta table version, as a table.
 #[derive(Debug)]
@@ -47,13 +56,13 @@ impl FilesTable {
     pub fn try_new(table: &DeltaTable, root: &Url, schema: SchemaRef) -> Option<FilesTable> {
         let state = table.snapshot().ok()?;
         let protocol = state.protocol();
-        let features_known =
-            protocol.reader_features().is_none_or(|features| features.iter().all(|f| f.to_string() == "timestampNtz"));
-        if protocol.min_reader_version() > 3 || !features_known || !state.metadata().partition_columns().is_empty() {
-            return None;
-        }
-        // Reader version 2 is column mapping; 3 lists its features (checked above).
-        if protocol.min_reader_version() == 2 {
+        let readable = match protocol.min_reader_version() {
+            1 => true,
+            // 2 is column mapping; 3 lists the reader's features.
+            3 => protocol.reader_features().is_none_or(|f| f.iter().all(|f| f.to_string() == "timestampNtz")),
+            _ => false,
+        };
+        if !readable || !state.metadata().partition_columns().is_empty() {
             return None;
         }
         let store = ObjectStoreUrl::parse(&root[..url::Position::BeforePath]).ok()?;
@@ -67,16 +76,7 @@ impl FilesTable {
             let size = u64::try_from(file.size()).ok()?;
             let n = file.num_records();
             rows = rows.zip(n).map(|(a, b)| a + b);
-            // Keyed as the scan's metadata cache keys files (no modification time), so the
-            // footers and page indexes the endpoint preloads are found.
-            let meta = ObjectMeta {
-                location: Path::from_url_path(url.path()).ok()?,
-                size,
-                last_modified: chrono::DateTime::UNIX_EPOCH,
-                e_tag: None,
-                version: None,
-            };
-            let mut partitioned = PartitionedFile::new_from_meta(meta);
+            let mut partitioned = PartitionedFile::new_from_meta(cache_key(&url, size).ok()?);
             if let Some(n) = n {
                 let mut stats = Statistics::new_unknown(&schema);
                 stats.num_rows = Precision::Exact(n);
@@ -127,7 +127,7 @@ impl TableProvider for FilesTable {
         }
         // Files spread over the scan's partitions by size, largest first; the physical
         // optimiser splits large files into byte ranges on top of that.
-        let partitions = state.config().target_partitions().clamp(1, self.files.len().max(1));
+        let partitions = state.config().target_partitions().clamp(1, self.files.len());
         let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); partitions];
         let mut by_size: Vec<&PartitionedFile> = self.files.iter().collect();
         by_size.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));

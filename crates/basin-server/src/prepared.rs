@@ -116,7 +116,6 @@ fn only_immutable_functions(plan: &LogicalPlan) -> bool {
                 let volatile = match e {
                     Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
                     Expr::AggregateFunction(f) => f.func.signature().volatility != Volatility::Immutable,
-                    Expr::WindowFunction(_) => false,
                     _ => false,
                 };
                 immutable &= !volatile;

@@ -191,25 +191,16 @@ impl Lakehouse {
 /// metadata cache. The scan caches the footers it reads, but loads the page index of a file
 /// apart from them on every query (DataFusion keeps what it read with the footer only), which
 /// for a lookup costs as much as the page it reads; a cached entry that holds the page index
-/// is used as it is. Entries are keyed as the Delta scan keys them: the file's location and
-/// size, with no modification time.
+/// is used as it is, keyed as the scans look for it ([`basin_engine::files_table::cache_key`]).
 async fn load_page_indexes(runtime: &RuntimeEnv, files: &[(url::Url, u64)]) -> datafusion::error::Result<()> {
     use datafusion::datasource::object_store::ObjectStoreUrl;
     use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
     use datafusion::parquet::file::metadata::PageIndexPolicy;
-    use object_store::{ObjectMeta, path::Path};
 
     let cache = runtime.cache_manager.get_file_metadata_cache();
     for (url, size) in files {
         let store = runtime.object_store(ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?)?;
-        let meta = ObjectMeta {
-            location: Path::from_url_path(url.path())
-                .map_err(|e| datafusion::error::DataFusionError::External(e.into()))?,
-            size: *size,
-            last_modified: chrono::DateTime::UNIX_EPOCH,
-            e_tag: None,
-            version: None,
-        };
+        let meta = basin_engine::files_table::cache_key(url, *size)?;
         DFParquetMetadata::new(store.as_ref(), &meta)
             .with_file_metadata_cache(Some(cache.clone()))
             .with_page_index_policy(Some(PageIndexPolicy::Optional))
