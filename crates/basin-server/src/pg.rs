@@ -471,14 +471,23 @@ impl ExtendedQueryHandler for Queries {
     {
         let (user, role) = identity(&self.server, client)?;
         let pending = self.pending(&user, &role, &portal.statement.statement.0);
-        // Planned at Parse against a fresh snapshot; executing it needs no second look at the store.
-        let session = self.server.lakehouse.held_session(&role).await.map_err(|e| failed(&pending, e.into()))?;
+        // The lake as it is now: a statement prepared before a table it reads was materialised
+        // again is planned again (`prepared::execute`).
+        let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
         let work = async {
             match &portal.statement.statement {
                 (_, Some((sqlparser::ast::Statement::Query(_), plan))) => {
                     let wire = || self.parser.get_parameter_types(&portal.statement.statement);
-                    crate::prepared::execute(&session, client, portal, plan, wire).await
+                    let replan = async || {
+                        let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
+                        let statement = &portal.statement;
+                        match parser.parse_sql(&*client, &statement.statement.0, &statement.parameter_types).await? {
+                            Some((_, Some((_, plan)))) => Ok(plan),
+                            _ => Err(PgWireError::ApiError("a query planned again is no longer a query".into())),
+                        }
+                    };
+                    crate::prepared::execute(&session, client, portal, plan, wire, replan).await
                 }
                 // Statements other than queries (SET, SHOW, transactions, cursors, EXPLAIN)
                 // as datafusion-postgres handles them.

@@ -5,6 +5,11 @@
 //! its placeholders in, and each execution only binds the values into that plan and plans it
 //! physically (where the Parquet scans prune by the values bound).
 //!
+//! A prepared statement reads the lake as it is when it executes, as every other query does:
+//! one planned before a table it reads was materialised again is planned again, from its
+//! text, the first time it executes after that (and fails as PostgreSQL's would, SQLSTATE
+//! 0A000, if that changes the columns it returns).
+//!
 //! A plan whose optimisation could depend on when it runs (`now()`, `current_date`, any
 //! function that is not immutable: the optimiser folds those into constants) or that does not
 //! optimise with placeholders in is optimised at each execution, after binding, as before.
@@ -13,8 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ParamValues;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchemaRef, ParamValues};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::execute_stream;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
@@ -25,7 +30,7 @@ use pgwire::api::portal::Portal;
 use pgwire::api::results::{QueryResponse, Response};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::{ClientInfo, Type};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
 use crate::session::RoleSession;
@@ -48,6 +53,10 @@ pub struct Prepared {
     /// address may be another statement's by then).
     statement: Weak<StoredStatement<Statement>>,
     used: std::sync::atomic::AtomicU64,
+    /// The snapshot of the lake the plan reads ([`RoleSession::generation`]).
+    generation: u64,
+    /// The plan as planned from the statement's text.
+    plan: LogicalPlan,
     /// The plan optimised with its placeholders in; `None` when it is optimised per execution.
     optimized: Option<LogicalPlan>,
     /// The parameters' types as planned and as announced to the client, in order.
@@ -56,30 +65,36 @@ pub struct Prepared {
 }
 
 impl Plans {
-    fn get_or_prepare(
+    /// The plan of `statement` kept for `session`'s snapshot of the lake, if any.
+    fn get(&self, statement: &Arc<StoredStatement<Statement>>, session: &RoleSession) -> Option<Arc<Prepared>> {
+        let plans = self.0.lock().expect("lock");
+        let p = plans.get(&(Arc::as_ptr(statement) as usize))?;
+        let current =
+            p.generation == session.generation && p.statement.upgrade().is_some_and(|s| Arc::ptr_eq(&s, statement));
+        current.then(|| {
+            p.used.store(tick(), std::sync::atomic::Ordering::Relaxed);
+            p.clone()
+        })
+    }
+
+    /// Keep `plan`, the plan of `statement` in `session`'s snapshot, optimised when it can be.
+    fn insert(
         &self,
         statement: &Arc<StoredStatement<Statement>>,
-        plan: &LogicalPlan,
-        wire: impl FnOnce() -> PgWireResult<Vec<Type>>,
+        plan: LogicalPlan,
+        wire: Vec<Type>,
         session: &RoleSession,
     ) -> PgWireResult<Arc<Prepared>> {
-        static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let now = CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = Arc::as_ptr(statement) as usize;
-        let mut plans = self.0.lock().expect("lock");
-        if let Some(p) = plans.get(&key)
-            && p.statement.upgrade().is_some_and(|s| Arc::ptr_eq(&s, statement))
-        {
-            p.used.store(now, std::sync::atomic::Ordering::Relaxed);
-            return Ok(p.clone());
-        }
         let prepared = Arc::new(Prepared {
             statement: Arc::downgrade(statement),
-            used: now.into(),
-            optimized: optimize_once(session, plan),
-            inferred: inferred_parameter_types(plan).map_err(api)?,
-            wire: wire()?,
+            used: tick().into(),
+            generation: session.generation,
+            optimized: optimize_once(session, &plan),
+            inferred: inferred_parameter_types(&plan).map_err(api)?,
+            plan,
+            wire,
         });
+        let mut plans = self.0.lock().expect("lock");
         plans.retain(|_, p| p.statement.strong_count() > 0);
         if plans.len() >= PLANS_KEPT
             && let Some(oldest) =
@@ -87,9 +102,15 @@ impl Plans {
         {
             plans.remove(&oldest);
         }
-        plans.insert(key, prepared.clone());
+        plans.insert(Arc::as_ptr(statement) as usize, prepared.clone());
         Ok(prepared)
     }
+}
+
+/// A clock for forgetting the least recently used plans first.
+fn tick() -> u64 {
+    static CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    CLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `plan` optimised with its placeholders in, when that plan serves every execution.
@@ -151,28 +172,58 @@ fn inferred_parameter_types(plan: &LogicalPlan) -> datafusion::error::Result<Vec
     Ok(ordered.into_iter().map(|(_, t)| t).collect())
 }
 
+/// Whether two plans return columns of the same names and types, in the same order.
+fn same_columns(a: &DFSchemaRef, b: &DFSchemaRef) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields().iter().zip(b.fields()).all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+}
+
 fn api(e: datafusion::error::DataFusionError) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
 }
 
-/// Execute the prepared query of `portal` (a `SELECT`, planned as `plan`) in `session`.
-/// `wire` gives the parameter types announced to the client when the statement was described.
+/// Execute the prepared query of `portal` (a `SELECT`, planned as `plan`) in `session`, a
+/// session of the lake's current snapshot. `wire` gives the parameter types announced to the
+/// client when the statement was described; `replan` plans the statement's text in `session`.
 pub async fn execute<C: ClientInfo>(
     session: &RoleSession,
     client: &C,
     portal: &Portal<Statement>,
     plan: &LogicalPlan,
     wire: impl FnOnce() -> PgWireResult<Vec<Type>>,
+    replan: impl AsyncFnOnce() -> PgWireResult<LogicalPlan>,
 ) -> PgWireResult<Response> {
     let plans = client.session_extensions().get_or_insert_with(Plans::default);
-    let prepared = plans.get_or_prepare(&portal.statement, plan, wire, session)?;
+    let prepared = match plans.get(&portal.statement, session) {
+        Some(prepared) => prepared,
+        None => {
+            let plan = if session.reads_current_tables(plan).await {
+                plan.clone()
+            } else {
+                let replanned = replan().await?;
+                if !same_columns(replanned.schema(), plan.schema()) {
+                    return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                        "ERROR".into(),
+                        "0A000".into(),
+                        "cached plan must not change result type: a table the prepared statement reads \
+                         changed its columns; prepare it again"
+                            .into(),
+                    ))));
+                }
+                replanned
+            };
+            plans.insert(&portal.statement, plan, wire()?, session)?
+        }
+    };
     let inferred: Vec<Option<&DataType>> = prepared.inferred.iter().map(Option::as_ref).collect();
     let wire: Vec<Option<&Type>> = prepared.wire.iter().map(Some).collect();
     let values: ParamValues = deserialize_parameters_with_server_types(portal, &inferred, &wire)?;
     let state = session.ctx.state();
     let bound = match &prepared.optimized {
         Some(optimized) => optimized.clone().replace_params_with_values(&values).map_err(api)?,
-        None => state.optimize(&plan.clone().replace_params_with_values(&values).map_err(api)?).map_err(api)?,
+        None => {
+            state.optimize(&prepared.plan.clone().replace_params_with_values(&values).map_err(api)?).map_err(api)?
+        }
     };
     // The query planner builds and optimises the physical plan of a logical plan already
     // optimised (`SessionState::create_physical_plan` would optimise it again first).

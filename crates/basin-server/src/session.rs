@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 use basin_core::AssetKey;
 use basin_engine::Lake;
 use basin_meta::MetaStore;
+use datafusion::catalog::{CatalogProvider, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{ViewTable, source_as_provider};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
@@ -28,11 +33,59 @@ use crate::system::SystemSchema;
 pub struct RoleSession {
     pub ctx: Arc<SessionContext>,
     pub service: Arc<DfSessionService>,
+    /// The snapshot this session reads, numbered in the order snapshots were taken.
+    pub generation: u64,
+    /// That snapshot's catalog of the lake, before grants and masks.
+    lake: Arc<dyn CatalogProvider>,
     /// Plans views for `ctx`'s catalog; kept alive as long as `ctx`.
     _definer: Arc<SessionContext>,
 }
 
+impl RoleSession {
+    /// Whether `plan`, planned in a session of this snapshot or an earlier one, reads this
+    /// snapshot's version of every lake table it reads: not when a table it reads was
+    /// materialised again, or dropped, since it was planned.
+    pub async fn reads_current_tables(&self, plan: &LogicalPlan) -> bool {
+        let mut scans = Vec::new();
+        lake_scans(plan, &mut scans);
+        for (name, provider) in scans {
+            let name = name.resolve("basin", "public");
+            if name.schema.as_ref() == crate::system::SCHEMA {
+                continue;
+            }
+            // Schemas not of the lake (`pg_catalog`, `information_schema`) do not change.
+            let Some(schema) = self.lake.schema(&name.schema) else { continue };
+            match schema.table(&name.table).await {
+                Ok(Some(current)) if same_provider(&current, &provider) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The table scans of `plan` (with its subqueries and the plans of the views it reads, which
+/// are where a masked table's scan is) other than of views.
+fn lake_scans(plan: &LogicalPlan, scans: &mut Vec<(TableReference, Arc<dyn TableProvider>)>) {
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+        {
+            match (provider.as_ref() as &dyn std::any::Any).downcast_ref::<ViewTable>() {
+                Some(view) => lake_scans(view.logical_plan(), scans),
+                None => scans.push((scan.table_name.clone(), provider)),
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+}
+
+fn same_provider(a: &Arc<dyn TableProvider>, b: &Arc<dyn TableProvider>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
 struct Snapshot {
+    generation: u64,
     fingerprint: Option<String>,
     built: Instant,
     base: SessionContext,
@@ -50,6 +103,8 @@ pub struct Lakehouse {
     refresh_interval: Duration,
     current: tokio::sync::RwLock<Option<Arc<Snapshot>>>,
     rebuilding: tokio::sync::Mutex<()>,
+    /// Snapshots taken so far.
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl Lakehouse {
@@ -70,6 +125,7 @@ impl Lakehouse {
             refresh_interval,
             current: tokio::sync::RwLock::new(None),
             rebuilding: tokio::sync::Mutex::new(()),
+            generations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -79,16 +135,6 @@ impl Lakehouse {
         Ok(latest
             .first()
             .map(|m| format!("{}@{:?}@{}@{}", m.asset, m.delta_version, m.run_id, m.at.timestamp_micros())))
-    }
-
-    /// `role`'s session over the snapshot already held, without asking the store whether the
-    /// lake moved: for executing a statement planned a moment ago (its plan holds its tables).
-    pub async fn held_session(&self, role: &Arc<Role>) -> Result<Arc<RoleSession>, Error> {
-        let current = self.current.read().await.clone();
-        match current {
-            Some(snapshot) => self.role_session_of(&snapshot, role),
-            None => self.session(role).await,
-        }
     }
 
     /// `role`'s session over the current snapshot of the lake.
@@ -118,7 +164,7 @@ impl Lakehouse {
         if let Some(s) = snapshot.roles.lock().expect("lock").get(&role.name) {
             return Ok(s.clone());
         }
-        let s = Arc::new(self.role_session(&snapshot.base, role)?);
+        let s = Arc::new(self.role_session(snapshot, role)?);
         snapshot.roles.lock().expect("lock").insert(role.name.clone(), s.clone());
         Ok(s)
     }
@@ -144,10 +190,18 @@ impl Lakehouse {
                 tracing::debug!(error = %e, "page indexes not preloaded");
             }
         });
-        Ok(Snapshot { fingerprint, built: Instant::now(), base: session.ctx, roles: Mutex::new(HashMap::new()) })
+        let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok(Snapshot {
+            generation,
+            fingerprint,
+            built: Instant::now(),
+            base: session.ctx,
+            roles: Mutex::new(HashMap::new()),
+        })
     }
 
-    fn role_session(&self, base: &SessionContext, role: &Arc<Role>) -> Result<RoleSession, Error> {
+    fn role_session(&self, snapshot: &Snapshot, role: &Arc<Role>) -> Result<RoleSession, Error> {
+        let base = &snapshot.base;
         let base_catalog = base.catalog("basin").expect("the lake's catalog");
         // The role's queries share the lake's object stores and Parquet metadata cache, and its
         // memory limit.
@@ -183,7 +237,13 @@ impl Lakehouse {
         let (ctx, catalog) = make(true);
         catalog.set_definer(&definer);
         setup_pg_catalog(&ctx, "basin", EmptyContextProvider).map_err(|e| Error::Query(*e))?;
-        Ok(RoleSession { service: Arc::new(DfSessionService::new(ctx.clone())), ctx, _definer: definer })
+        Ok(RoleSession {
+            service: Arc::new(DfSessionService::new(ctx.clone())),
+            ctx,
+            generation: snapshot.generation,
+            lake: base_catalog,
+            _definer: definer,
+        })
     }
 }
 

@@ -227,8 +227,35 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
              SELECT * FROM (VALUES (1, 'ann@acme.com', 'Ann'), (2, 'bob@x.org', 'Bob'), (3, NULL, 'Cy'), \
              (4, 'dee@y.io', 'Dee')) AS t(id, email, name)",
         );
+        // Prepared before the build (sqlx keeps one named statement per text and connection):
+        // the table's and the view's.
+        let by_id = "SELECT coalesce(email, 'NULL'), name FROM silver.customer WHERE id = $1";
+        let every_column = "SELECT * FROM silver.customer WHERE id = $1";
+        let through_view = "SELECT email_upper FROM gold.shouting WHERE id = $1";
+        assert_eq!(sqlx::query(every_column).bind(1i64).fetch_all(&mut ana).await.unwrap().len(), 1);
+        let shouted: Vec<String> = sqlx::query_scalar(through_view).bind(1i64).fetch_all(&mut ana).await.unwrap();
+        assert_eq!(shouted, ["****@ACME.COM"]);
         s.basin.cmd(&["run", "silver.customer"]).success();
         assert_eq!(column(&mut ana, "SELECT email FROM silver.customer WHERE id = 4").await.unwrap(), ["****@y.io"]);
+        // ... and so is it to statements prepared before it, executed after it.
+        let row = sqlx::query(by_id).bind(4i64).fetch_one(&mut ana).await.expect("the new row, prepared before");
+        assert_eq!((row.get::<String, _>(0), row.get::<String, _>(1)), ("****@y.io".into(), "Dee".into()));
+        let shouted: Vec<String> = sqlx::query_scalar(through_view).bind(4i64).fetch_all(&mut ana).await.unwrap();
+        assert_eq!(shouted, ["****@Y.IO"], "a view prepared before the build");
+        assert_eq!(sqlx::query(every_column).bind(4i64).fetch_all(&mut ana).await.unwrap().len(), 1);
+        // A build that changes the columns a prepared statement returns fails that statement
+        // as PostgreSQL does (the client prepares it again), and only that statement.
+        s.basin.write(
+            "models/silver/customer.sql",
+            "/* basin\ncluster_by = [\"id\"]\n[columns.email]\ntags = [\"pii:email\"]\n*/\n\
+             SELECT *, 'gold' AS tier FROM (VALUES (1, 'ann@acme.com', 'Ann'), (2, 'bob@x.org', 'Bob'), \
+             (3, NULL, 'Cy'), (4, 'dee@y.io', 'Dee')) AS t(id, email, name)",
+        );
+        s.basin.cmd(&["run", "silver.customer"]).success();
+        let changed = sqlx::query(every_column).bind(4i64).fetch_all(&mut ana).await.unwrap_err();
+        assert_eq!(sqlstate(changed), "0A000");
+        let row = sqlx::query(by_id).bind(2i64).fetch_one(&mut ana).await.expect("the connection goes on");
+        assert_eq!((row.get::<String, _>(0), row.get::<String, _>(1)), ("****@x.org".into(), "Bob".into()));
 
         // Every statement is in the query log, with who ran it and how it ended.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
