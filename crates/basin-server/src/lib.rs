@@ -42,6 +42,9 @@ pub enum Error {
     Engine(#[from] basin_engine::Error),
     #[error(transparent)]
     Meta(#[from] basin_meta::Error),
+    /// A metadata-store error seen by several statements at once.
+    #[error(transparent)]
+    SharedMeta(Arc<basin_meta::Error>),
     #[error(transparent)]
     Query(#[from] datafusion::error::DataFusionError),
 }

@@ -22,6 +22,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use crate::Error;
 use crate::catalog::{RoleCatalog, Tags};
@@ -105,6 +107,57 @@ pub struct Lakehouse {
     rebuilding: tokio::sync::Mutex<()>,
     /// Snapshots taken so far.
     generations: std::sync::atomic::AtomicU64,
+    looks: Arc<Looks>,
+}
+
+type Fingerprint = Result<Option<String>, Arc<basin_meta::Error>>;
+type Look = Shared<BoxFuture<'static, Fingerprint>>;
+
+/// Looks at the store's newest materialisation, shared by the statements that arrive together.
+/// A statement must see every materialisation recorded before it arrived, so it may share a
+/// look that starts after it arrived, never one already under way: statements arriving while
+/// one look runs share the next, which starts when that one ends. Under load one look serves
+/// many statements; alone, a statement takes its own at once.
+#[derive(Default)]
+struct Looks(Mutex<Queued>);
+
+#[derive(Default)]
+struct Queued {
+    running: Option<(u64, Look)>,
+    next: Option<(u64, Look)>,
+    taken: u64,
+}
+
+impl Looks {
+    /// The look this statement waits for; `look` takes one, if a new one is needed.
+    fn join(self: &Arc<Self>, look: impl FnOnce() -> BoxFuture<'static, Fingerprint> + Send + 'static) -> Look {
+        let mut queued = self.0.lock().expect("lock");
+        if let Some((_, next)) = &queued.next {
+            return next.clone();
+        }
+        let after = queued.running.as_ref().map(|(_, look)| look.clone());
+        queued.taken += 1;
+        let id = queued.taken;
+        let looks = self.clone();
+        let look = async move {
+            if let Some(running) = after {
+                let _ = running.await;
+            }
+            let fingerprint = look().await;
+            let mut queued = looks.0.lock().expect("lock");
+            if queued.running.as_ref().is_some_and(|(running, _)| *running == id) {
+                queued.running = queued.next.take();
+            }
+            fingerprint
+        }
+        .boxed()
+        .shared();
+        match queued.running {
+            None => queued.running = Some((id, look.clone())),
+            Some(_) => queued.next = Some((id, look.clone())),
+        }
+        look
+    }
 }
 
 impl Lakehouse {
@@ -126,15 +179,23 @@ impl Lakehouse {
             current: tokio::sync::RwLock::new(None),
             rebuilding: tokio::sync::Mutex::new(()),
             generations: std::sync::atomic::AtomicU64::new(0),
+            looks: Arc::default(),
         }
     }
 
     /// The newest materialisation the store knows of, as a token that changes with each.
     async fn fingerprint(&self) -> Result<Option<String>, Error> {
-        let latest = self.store.materializations(None, 1).await?;
-        Ok(latest
-            .first()
-            .map(|m| format!("{}@{:?}@{}@{}", m.asset, m.delta_version, m.run_id, m.at.timestamp_micros())))
+        let store = self.store.clone();
+        let look = self.looks.join(move || {
+            async move {
+                let latest = store.materializations(None, 1).await.map_err(Arc::new)?;
+                Ok(latest
+                    .first()
+                    .map(|m| format!("{}@{:?}@{}@{}", m.asset, m.delta_version, m.run_id, m.at.timestamp_micros())))
+            }
+            .boxed()
+        });
+        look.await.map_err(Error::SharedMeta)
     }
 
     /// `role`'s session over the current snapshot of the lake.
@@ -268,4 +329,74 @@ async fn load_page_indexes(runtime: &RuntimeEnv, files: &[(url::Url, u64)]) -> d
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A store whose newest materialisation the test sets, counting the looks taken, each of
+    /// which reads the store when it starts and ends when the test lets it.
+    struct Store {
+        latest: Arc<Mutex<String>>,
+        looks: Arc<AtomicUsize>,
+        ends: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Store {
+        fn look(&self) -> impl FnOnce() -> BoxFuture<'static, Fingerprint> + Send + 'static {
+            let (latest, looks, ends) = (self.latest.clone(), self.looks.clone(), self.ends.clone());
+            move || {
+                async move {
+                    looks.fetch_add(1, Ordering::SeqCst);
+                    let seen = latest.lock().unwrap().clone();
+                    ends.acquire().await.unwrap().forget();
+                    Ok(Some(seen))
+                }
+                .boxed()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_statement_shares_only_a_look_that_starts_after_it_arrived() {
+        let store = Store {
+            latest: Arc::new(Mutex::new("v1".into())),
+            looks: Arc::default(),
+            ends: Arc::new(tokio::sync::Semaphore::new(0)),
+        };
+        let looks = Arc::new(Looks::default());
+        let poll = |f: &mut Look| futures::FutureExt::now_or_never(&mut *f);
+
+        // Alone, a statement takes its own look at once.
+        let mut a = looks.join(store.look());
+        assert!(poll(&mut a).is_none());
+        assert_eq!(store.looks.load(Ordering::SeqCst), 1);
+        // A build is recorded while that look is under way: statements arriving now must see it,
+        // so they share the next look, which waits for the running one to end.
+        *store.latest.lock().unwrap() = "v2".into();
+        let mut b = looks.join(store.look());
+        let mut c = looks.join(store.look());
+        assert!(poll(&mut b).is_none() && poll(&mut c).is_none());
+        assert_eq!(store.looks.load(Ordering::SeqCst), 1, "the next look starts after the running one");
+        store.ends.add_permits(1);
+        assert_eq!(a.await.unwrap().as_deref(), Some("v1"));
+        assert!(poll(&mut b).is_none(), "b's look has started");
+        assert_eq!(store.looks.load(Ordering::SeqCst), 2);
+        // Arriving while b's look runs: a third look, after it.
+        let mut d = looks.join(store.look());
+        *store.latest.lock().unwrap() = "v3".into();
+        store.ends.add_permits(1);
+        assert_eq!(b.await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(c.await.unwrap().as_deref(), Some("v2"), "c shared b's look");
+        store.ends.add_permits(1);
+        assert_eq!(poll(&mut d).and_then(Result::ok).flatten().as_deref(), Some("v3"));
+        assert_eq!(store.looks.load(Ordering::SeqCst), 3, "four statements, three looks");
+        // With nothing running, the next statement takes a new look at once again.
+        store.ends.add_permits(1);
+        assert_eq!(looks.join(store.look()).await.unwrap().as_deref(), Some("v3"));
+        assert_eq!(store.looks.load(Ordering::SeqCst), 4);
+    }
 }
