@@ -2,11 +2,12 @@
 //! connection killed mid-read and retried, a table that is gone, and incremental runs that
 //! never duplicate a row.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use basin_core::source::Source;
 use basin_engine::Error;
-use basin_engine::ingest::{IngestOptions, ingest_table_retrying};
+use basin_engine::ingest::{IngestOptions, Progress, ingest_table_retrying};
 use basin_testkit::{Server, TestDb};
 use chrono::Utc;
 
@@ -39,7 +40,7 @@ async fn chunked_reads_land_every_row_once(server: Server, fill: &str) {
     let (p, source) = project(&db, "[[tables]]\nname = \"item\"\nchunk_rows = 1000\n");
     let connector = basin_connectors::connect(&source).await.unwrap();
     let lake = p.lake();
-    let progress = std::sync::Arc::new(basin_engine::ingest::Progress::default());
+    let progress = Arc::new(Progress::default());
     let options = IngestOptions { progress: Some(progress.clone()), ..FAST_RETRY };
     let i = ingest_table_retrying(&lake, connector, &source.tables[0], "r1", Utc::now(), options).await.unwrap();
     assert_eq!(i.chunks, 10, "ids 1..=10000 in chunks of 1000 keys");
@@ -70,23 +71,33 @@ async fn postgres_chunked_reads_land_every_row_once() {
     .await;
 }
 
-/// Kill the session reading `needle` as soon as it shows, once.
-fn kill_when_seen(db: &TestDb, needle: &'static str) -> tokio::task::JoinHandle<u64> {
+/// Kill the sessions reading `needle`, once, while the ingest has landed some of its rows and
+/// fewer than `before` (so the read is mid-stream, not done and waiting to be closed).
+fn kill_mid_read(
+    db: &TestDb,
+    needle: &'static str,
+    progress: Arc<Progress>,
+    before: u64,
+) -> tokio::task::JoinHandle<u64> {
     let sessions = db.sessions();
     tokio::spawn(async move {
-        for _ in 0..2000 {
-            let n = sessions.kill_running(needle).await;
-            if n > 0 {
-                return n;
+        for _ in 0..5000 {
+            let read = progress.rows.load(std::sync::atomic::Ordering::Relaxed);
+            if read > 0 && read < before {
+                let n = sessions.kill_running(needle).await;
+                if n > 0 {
+                    return n;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         0
     })
 }
 
 /// The table is large enough (200 MB) that its read is still running when the killer's poll
-/// sees it; the killer only kills a session running the read, not one idle after it.
+/// sees it; the killer only kills a session running the read, while fewer than half of the
+/// rows have come.
 async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, rows: u64, needle: &'static str) {
     let Some(db) = TestDb::create(server, "retry").await else { return };
     db.execute(&["CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(200))", fill]).await;
@@ -96,8 +107,9 @@ async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, row
 
     // Without retries the table fails, naming source and table, and nothing lands.
     let connector = basin_connectors::connect(&source).await.unwrap();
-    let killer = kill_when_seen(&db, needle);
-    let once = IngestOptions { retries: 0, ..FAST_RETRY.clone() };
+    let progress = Arc::new(Progress::default());
+    let killer = kill_mid_read(&db, needle, progress.clone(), rows / 2);
+    let once = IngestOptions { retries: 0, progress: Some(progress.clone()), ..FAST_RETRY.clone() };
     let err = ingest_table_retrying(&lake, connector.clone(), table, "r1", Utc::now(), once).await.unwrap_err();
     assert_eq!(killer.await.unwrap(), 1);
     assert!(matches!(err, Error::Source { .. }), "{err:?}");
@@ -106,8 +118,9 @@ async fn a_killed_read_is_retried_and_lands_once(server: Server, fill: &str, row
     assert!(!lake.exists(&table.key).await.unwrap(), "nothing landed");
 
     // With retries, the second attempt lands every row exactly once.
-    let killer = kill_when_seen(&db, needle);
-    let i = ingest_table_retrying(&lake, connector, table, "r2", Utc::now(), FAST_RETRY).await.unwrap();
+    let killer = kill_mid_read(&db, needle, progress.clone(), rows / 2);
+    let retrying = IngestOptions { progress: Some(progress), ..FAST_RETRY };
+    let i = ingest_table_retrying(&lake, connector, table, "r2", Utc::now(), retrying).await.unwrap();
     assert_eq!(killer.await.unwrap(), 1);
     assert_eq!((i.attempts, i.rows), (2, rows));
     assert_eq!(
