@@ -105,8 +105,6 @@ pub struct Lakehouse {
     refresh_interval: Duration,
     current: tokio::sync::RwLock<Option<Arc<Snapshot>>>,
     rebuilding: tokio::sync::Mutex<()>,
-    /// Snapshots taken so far.
-    generations: std::sync::atomic::AtomicU64,
     looks: Arc<Looks>,
 }
 
@@ -178,7 +176,6 @@ impl Lakehouse {
             refresh_interval,
             current: tokio::sync::RwLock::new(None),
             rebuilding: tokio::sync::Mutex::new(()),
-            generations: std::sync::atomic::AtomicU64::new(0),
             looks: Arc::default(),
         }
     }
@@ -210,8 +207,9 @@ impl Lakehouse {
                 let current = self.current.read().await.clone();
                 match current {
                     Some(s) if fresh(&s) => s,
-                    _ => {
-                        let s = Arc::new(self.build(fingerprint).await?);
+                    stale => {
+                        let generation = stale.map_or(1, |s| s.generation + 1);
+                        let s = Arc::new(self.build(fingerprint, generation).await?);
                         *self.current.write().await = Some(s.clone());
                         s
                     }
@@ -230,7 +228,7 @@ impl Lakehouse {
         Ok(s)
     }
 
-    async fn build(&self, fingerprint: Option<String>) -> Result<Snapshot, Error> {
+    async fn build(&self, fingerprint: Option<String>, generation: u64) -> Result<Snapshot, Error> {
         let session = self.lake.serving_session(&self.views).await?;
         for (key, reason) in &session.unavailable_views {
             tracing::warn!(%key, reason, "view not served: its SQL does not plan");
@@ -251,7 +249,6 @@ impl Lakehouse {
                 tracing::debug!(error = %e, "page indexes not preloaded");
             }
         });
-        let generation = self.generations.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         Ok(Snapshot {
             generation,
             fingerprint,
