@@ -129,7 +129,9 @@ impl<'a> BronzeWriter<'a> {
     }
 
     /// The source's `COUNT(*)` over the rows this commit reads, stored with it (as
-    /// `basin.reconciliation`) so the commit says what it was checked against.
+    /// `basin.reconciliation`) so the commit says what it was checked against. An increment
+    /// past a watermark counts while it reads, so its count is in the run's `reconcile` check
+    /// result, not in its commit.
     pub fn with_source_rows(mut self, rows: u64) -> Self {
         self.source_rows = Some(rows);
         self

@@ -4,11 +4,13 @@
 //! - `full`: the count is `COUNT(*)` of the table; a count of zero where the last snapshot had
 //!   rows is refused before reading (unless allowed);
 //! - `incremental`: the window is `[watermark − lag, MAX(cursor)]`, fixed before reading (the
-//!   count is over the same window), so the new watermark is known before the commit that
-//!   stores it with the rows.
+//!   count is over the same window, taken while its rows stream once there is a watermark), so
+//!   the new watermark is known before the commit that stores it with the rows.
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use basin_connectors::{Connector, Extract, KeyRange, Window};
@@ -16,7 +18,8 @@ use basin_core::source::{Mode, SourceTable};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 
 use crate::bronze::{Backfill, BronzeWriter, Overlap, Watermark, ingested_files, last_backfill, last_watermark};
 use crate::error::{Error, Result};
@@ -215,7 +218,15 @@ pub async fn ingest_table(
             let upper = resume.as_ref().map_or(upper, |b| b.to.clone());
             let from = previous.map(|w| minus_lag(&w.value, table.lag));
             let window = Window { cursor: cursor.clone(), from, to: upper.clone() };
-            let in_window = connector.count(&table.name, Some(&window)).await.map_err(source_err)?;
+            // Past a watermark the window's count is taken while its rows stream (see
+            // `count_alongside`): on a source that has just had a day of updates, whichever of
+            // the two scans comes first pays for visiting the changed rows' pages. A first load
+            // counts first, as its rounds record the count in each commit.
+            let in_window = match window.from {
+                Some(_) => None,
+                None => Some(connector.count(&table.name, Some(&window)).await.map_err(source_err)?),
+            };
+            let counted_alongside = Arc::new(OnceLock::new());
             let parallel = options.parallel.max(1);
             let start = resume.as_ref().map(|b| b.done_below);
             // Past a watermark the window is small and read through the cursor's index: one query.
@@ -237,8 +248,15 @@ pub async fn ingest_table(
             let n_rounds = rounds.len();
             for (i, round) in rounds.into_iter().enumerate() {
                 let done_below = round.last().and_then(|r| r.to);
-                let (extract, n) =
+                let (mut extract, n) =
                     open(&connector, table, Some(&window), round, parallel, &progress).await.map_err(source_err)?;
+                if in_window.is_none() {
+                    let count = {
+                        let (connector, name, window) = (connector.clone(), table.name.clone(), window.clone());
+                        async move { connector.count(&name, Some(&window)).await }.boxed()
+                    };
+                    extract = count_alongside(extract, count, parallel > 1, counted_alongside.clone());
+                }
                 let zero = extract.zero_dates.clone();
                 chunks += n;
                 let cursor_type =
@@ -259,8 +277,11 @@ pub async fn ingest_table(
                         Some(from) => Overlap::From(from.clone()),
                         None => Overlap::Nothing,
                     })
-                    .with_backfill(backfill)
-                    .with_source_rows(in_window);
+                    .with_backfill(backfill);
+                let writer = match in_window {
+                    Some(rows) => writer.with_source_rows(rows),
+                    None => writer,
+                };
                 let stream = counted(extract, progress.clone(), failure.clone());
                 let commit = landed(writer.append_increment(stream, &primary_key, watermark).await)?;
                 total += commit.rows;
@@ -269,7 +290,8 @@ pub async fn ingest_table(
             }
             let mut commit = last.expect("at least one round");
             commit.rows = total;
-            (commit, in_window, zeros)
+            let source_rows = in_window.or_else(|| counted_alongside.get().copied());
+            (commit, source_rows.expect("the read ends only once its count is in"), zeros)
         }
     };
     // A resumed first load counts what earlier runs landed of it.
@@ -389,6 +411,68 @@ async fn open(
     Ok((Extract { schema, batches: all, zero_dates: zero }, n))
 }
 
+/// `extract`'s rows, ending only once `count` (the source's count of the same window) is in,
+/// which it puts in `slot`. `beside`: the count runs while the rows stream, on another of the
+/// source's connections; otherwise it starts after the last row, when the read has released
+/// its connection. A failed count ends the rows with its error, so the table fails and nothing
+/// commits, as for a failed read.
+fn count_alongside(
+    extract: Extract,
+    count: BoxFuture<'static, basin_connectors::Result<u64>>,
+    beside: bool,
+    slot: Arc<OnceLock<u64>>,
+) -> Extract {
+    let batches = Alongside { rows: Some(extract.batches), count: Some(count), beside, slot };
+    Extract { schema: extract.schema, batches: Box::pin(batches), zero_dates: extract.zero_dates }
+}
+
+struct Alongside {
+    /// `None` once the rows have ended (their query and connection dropped).
+    rows: Option<Pin<Box<dyn Stream<Item = basin_connectors::Result<arrow::array::RecordBatch>> + Send>>>,
+    /// `None` once the count is in.
+    count: Option<BoxFuture<'static, basin_connectors::Result<u64>>>,
+    beside: bool,
+    slot: Arc<OnceLock<u64>>,
+}
+
+impl Stream for Alongside {
+    type Item = basin_connectors::Result<arrow::array::RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(rows) = &mut this.rows {
+            if this.beside
+                && let Some(Err(e)) = poll_count(&mut this.count, &this.slot, cx)
+            {
+                this.rows = None;
+                return Poll::Ready(Some(Err(e)));
+            }
+            match rows.poll_next_unpin(cx) {
+                Poll::Ready(None) => this.rows = None,
+                other => return other,
+            }
+        }
+        match poll_count(&mut this.count, &this.slot, cx) {
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            _ if this.count.is_some() => Poll::Pending,
+            _ => Poll::Ready(None),
+        }
+    }
+}
+
+/// Polls the count if it is still running; `Some` with its outcome when it has just ended.
+fn poll_count(
+    count: &mut Option<BoxFuture<'static, basin_connectors::Result<u64>>>,
+    slot: &OnceLock<u64>,
+    cx: &mut Context<'_>,
+) -> Option<basin_connectors::Result<()>> {
+    let Poll::Ready(outcome) = count.as_mut()?.poll_unpin(cx) else { return None };
+    *count = None;
+    Some(outcome.map(|n| {
+        let _ = slot.set(n);
+    }))
+}
+
 /// Half-open ranges of `chunk` key values covering `lo..=hi`.
 fn key_ranges(column: &str, lo: i64, hi: i64, chunk: u64) -> Vec<KeyRange> {
     let mut out = Vec::new();
@@ -450,6 +534,73 @@ mod tests {
         // The first and last ranges are open, so keys added meanwhile are read too.
         assert_eq!(bounds, [(None, Some(11)), (Some(11), Some(21)), (Some(21), None)]);
         assert_eq!(key_ranges("id", i64::MAX - 1, i64::MAX, 1).len(), 2);
+    }
+
+    /// Two batches, and a count that notes how many of them had been taken when it started.
+    fn rows_and_count(
+        fails: bool,
+    ) -> (Extract, BoxFuture<'static, basin_connectors::Result<u64>>, Arc<AtomicU64>, Arc<AtomicU64>) {
+        use arrow::array::{Int64Array, RecordBatch};
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![arrow::datatypes::Field::new(
+            "id",
+            arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        let taken = Arc::new(AtomicU64::new(0));
+        let batch = |n: i64| RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![n]))]).unwrap();
+        let batches = futures::stream::iter([batch(1), batch(2)]).then({
+            let taken = taken.clone();
+            move |b| {
+                let taken = taken.clone();
+                async move {
+                    // Each batch takes a while to come, as from a server.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    taken.fetch_add(1, Ordering::SeqCst);
+                    Ok(b)
+                }
+            }
+        });
+        let started_after = Arc::new(AtomicU64::new(u64::MAX));
+        let count = {
+            let (taken, started_after) = (taken.clone(), started_after.clone());
+            async move {
+                started_after.store(taken.load(Ordering::SeqCst), Ordering::SeqCst);
+                if fails {
+                    return Err(basin_connectors::Error::NoSuchTable { source_name: "app".into(), table: "t".into() });
+                }
+                Ok(2)
+            }
+            .boxed()
+        };
+        let extract = Extract { schema, batches: batches.boxed(), zero_dates: Default::default() };
+        (extract, count, taken, started_after)
+    }
+
+    #[tokio::test]
+    async fn the_count_runs_beside_the_read_or_after_it_and_the_rows_end_only_once_it_is_in() {
+        for beside in [true, false] {
+            let (extract, count, taken, started_after) = rows_and_count(false);
+            let slot = Arc::new(OnceLock::new());
+            let rows: Vec<_> = count_alongside(extract, count, beside, slot.clone()).batches.collect().await;
+            assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 2);
+            assert_eq!(taken.load(Ordering::SeqCst), 2);
+            // Beside: it started before any row had come; else after the last one.
+            assert_eq!(started_after.load(Ordering::SeqCst), if beside { 0 } else { 2 }, "beside = {beside}");
+            assert_eq!(slot.get(), Some(&2), "the count is in when the rows end");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_count_ends_the_rows_with_its_error() {
+        for beside in [true, false] {
+            let (extract, count, _, _) = rows_and_count(true);
+            let slot = Arc::new(OnceLock::new());
+            let rows: Vec<_> = count_alongside(extract, count, beside, slot.clone()).batches.collect().await;
+            let err = rows.iter().find_map(|r| r.as_ref().err()).expect("an error among the rows");
+            assert_eq!(err.to_string(), "source `app` has no table `t`");
+            assert!(rows.last().unwrap().is_err(), "nothing after the error; beside = {beside}");
+            assert_eq!(slot.get(), None);
+        }
     }
 
     #[test]

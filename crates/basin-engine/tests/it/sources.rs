@@ -192,6 +192,8 @@ async fn increments_never_duplicate(server: Server, ts: &str, later: &str, water
     db.execute(&[&format!("UPDATE ev SET status = 'paid', updated_at = '{later}' WHERE id = 1")]).await;
     let second = ingest_table_retrying(&lake, connector, table, "r2", Utc::now(), FAST_RETRY).await.unwrap();
     assert_eq!(second.rows, 1, "only the changed row lands");
+    // The window holds both rows (row 2 by the lag), counted while they were read.
+    assert_eq!((second.reconciliation.source_rows, second.reconciliation.read_rows), (2, 2));
     assert_eq!(query(&lake, "SELECT id, status FROM bronze_current.app__ev ORDER BY id").await, ["1|paid", "2|new"]);
     assert_eq!(query(&lake, "SELECT COUNT(*) FROM bronze.app__ev").await, ["3"]);
 }
