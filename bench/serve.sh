@@ -4,7 +4,8 @@
 #
 #   bench/serve.sh [SCALE]       # default 1 (≈1M invoice items); BASIN_BIN=path/to/release/basin
 #
-# Needs `pip install psycopg duckdb chdb deltalake`. The demo project is generated once per scale
+# Needs `pip install psycopg duckdb chdb deltalake pyarrow`; the lookups' PostgreSQL peer uses the
+# local server (database basin_bench_serve, kept) when it answers. The demo project is generated once per scale
 # into bench/.demo-<SCALE> (see demo-lake.sh) and built; the server runs on free ports.
 set -euo pipefail
 SCALE=${1:-1}
