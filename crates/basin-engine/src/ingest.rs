@@ -290,8 +290,13 @@ pub async fn ingest_table(
             }
             let mut commit = last.expect("at least one round");
             commit.rows = total;
-            let source_rows = in_window.or_else(|| counted_alongside.get().copied());
-            (commit, source_rows.expect("the read ends only once its count is in"), zeros)
+            // The rows end only once their count is in; should a write ever stop reading early,
+            // the count is taken now.
+            let source_rows = match in_window.or_else(|| counted_alongside.get().copied()) {
+                Some(rows) => rows,
+                None => connector.count(&table.name, Some(&window)).await.map_err(source_err)?,
+            };
+            (commit, source_rows, zeros)
         }
     };
     // A resumed first load counts what earlier runs landed of it.
