@@ -740,7 +740,7 @@ impl Scd2Sql<'_> {
 ///
 /// A table clustered by a key (`cluster_by`) is read by that key: its data pages hold at most
 /// [`CLUSTERED_PAGE_ROWS`] rows, so a lookup that the page index narrows to one page decodes
-/// a few thousand values per column, not twenty thousand.
+/// a thousand values per column, not twenty thousand.
 fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::WriterProperties {
     use deltalake::parquet::basic::Compression;
     let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
@@ -756,7 +756,7 @@ fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::Wri
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
 /// Rows per data page of a table clustered by a key.
-const CLUSTERED_PAGE_ROWS: usize = 4096;
+const CLUSTERED_PAGE_ROWS: usize = 1024;
 
 /// Quote a column name for DataFusion SQL expressions.
 fn quote(name: &str) -> String {
