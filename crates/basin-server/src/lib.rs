@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod errors;
 pub mod http;
 mod log;
+mod lookup;
 mod meter;
 pub mod pg;
 pub mod policy;

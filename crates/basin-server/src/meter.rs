@@ -28,6 +28,11 @@ pub async fn scope<F: Future>(meter: Arc<Meter>, work: F) -> F::Output {
     METER.scope(meter, work).await
 }
 
+/// Count `bytes` read by the statement being served (one read without a physical plan).
+pub fn add(bytes: u64) {
+    let _ = METER.try_with(|m| m.0.fetch_add(bytes as i64, Ordering::Relaxed));
+}
+
 #[derive(Debug)]
 pub struct MeterRule;
 

@@ -3,7 +3,10 @@
 //! named statements) binds new values into it many times; the logical optimiser's work on it
 //! does not depend on those values. So a connection optimises each prepared query once, with
 //! its placeholders in, and each execution only binds the values into that plan and plans it
-//! physically (where the Parquet scans prune by the values bound).
+//! physically (where the Parquet scans prune by the values bound). A bound plan that looks up
+//! rows of one table by a column's value is not planned physically at all: it reads the pages
+//! that may hold the value and evaluates the plan's filters and projections over them
+//! ([`crate::lookup`]).
 //!
 //! A prepared statement reads the lake as it is when it executes, as every other query does:
 //! one planned before a table it reads was materialised again is planned again, from its
@@ -20,8 +23,10 @@ use std::sync::{Arc, Mutex, Weak};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, ParamValues};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion_postgres::arrow_pg::datatypes::df::deserialize_parameters_with_server_types;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::pgwire;
@@ -225,13 +230,23 @@ pub async fn execute<C: ClientInfo>(
             state.optimize(&prepared.plan.clone().replace_params_with_values(&values).map_err(api)?).map_err(api)?
         }
     };
-    // The query planner builds and optimises the physical plan of a logical plan already
-    // optimised (`SessionState::create_physical_plan` would optimise it again first).
-    let physical = state.query_planner().create_physical_plan(&bound, &state).await.map_err(api)?;
+    let batches: SendableRecordBatchStream = match crate::lookup::rows(&bound, &state).await.map_err(api)? {
+        // A lookup by key, read without planning a scan.
+        Some((batches, bytes)) => {
+            crate::meter::add(bytes);
+            let schema = Arc::new(bound.schema().as_arrow().clone());
+            Box::pin(RecordBatchStreamAdapter::new(schema, stream::iter(batches.into_iter().map(Ok))))
+        }
+        None => {
+            // The query planner builds and optimises the physical plan of a logical plan
+            // already optimised (`SessionState::create_physical_plan` would optimise it again).
+            let physical = state.query_planner().create_physical_plan(&bound, &state).await.map_err(api)?;
+            execute_stream(physical, state.task_ctx()).map_err(api)?
+        }
+    };
     let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
     let fields =
         Arc::new(arrow_schema_to_pg_fields(bound.schema().as_arrow(), &portal.result_column_format, Some(format))?);
-    let batches = execute_stream(physical, state.task_ctx()).map_err(api)?;
     let encode = fields.clone();
     let rows = batches
         .map(move |batch| {

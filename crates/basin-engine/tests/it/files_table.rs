@@ -81,3 +81,62 @@ async fn serving_sessions_read_files_from_an_object_store_lake() {
     assert_eq!(rows(&served, "SELECT name FROM silver.t WHERE id >= 2 ORDER BY id").await, vec!["b", "c"]);
     assert_eq!(rows(&served, "SELECT COUNT(*) FROM silver.t").await, vec!["3"]);
 }
+
+#[tokio::test]
+async fn a_lookup_reads_only_the_pages_that_may_hold_the_value() {
+    use basin_engine::datafusion::arrow::array::{AsArray, RecordBatch};
+    use basin_engine::datafusion::arrow::datatypes::Int64Type;
+    use basin_engine::datafusion::scalar::ScalarValue;
+
+    let p = TestProject::new();
+    let rows_in_table = 200_000;
+    p.model(
+        "silver.t",
+        &format!(
+            "/* basin\ncluster_by = [\"id\"]\n*/\n\
+             SELECT value AS id, CAST(value * 3 AS VARCHAR) AS label, value % 7 AS bucket \
+             FROM generate_series(1, {rows_in_table})"
+        ),
+    );
+    p.run(&["silver.t"], false).await.unwrap();
+    let lake = p.lake();
+    let served = lake.serving_session(&[]).await.unwrap().ctx;
+    let provider = served.table_provider("silver.t").await.unwrap();
+    let table = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<FilesTable>().expect("read as its files");
+    let runtime = served.runtime_env();
+    let schema = provider.schema();
+    let column = |name: &str| schema.index_of(name).unwrap();
+    let projection = [column("label"), column("id")];
+    let matching = |batches: &[RecordBatch], id: i64| -> Vec<String> {
+        let mut found = Vec::new();
+        for b in batches {
+            assert_eq!(b.schema().field(0).name(), "label", "columns in the order asked");
+            let ids = b.column(1).as_primitive::<Int64Type>();
+            for row in (0..b.num_rows()).filter(|r| ids.value(*r) == id) {
+                found.push(
+                    basin_engine::datafusion::arrow::util::display::array_value_to_string(b.column(0), row).unwrap(),
+                );
+            }
+        }
+        found
+    };
+
+    let read = table.lookup(&runtime, "id", &ScalarValue::Int64(Some(123_456)), &projection).await.unwrap().unwrap();
+    let read_rows: usize = read.batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(matching(&read.batches, 123_456), ["370368"]);
+    assert!(read_rows < rows_in_table / 4, "read {read_rows} of {rows_in_table} rows");
+    assert!(read.bytes_read > 0);
+    // A value of another integer type is the same key.
+    let read = table.lookup(&runtime, "id", &ScalarValue::Int32(Some(7)), &projection).await.unwrap().unwrap();
+    assert_eq!(matching(&read.batches, 7), ["21"]);
+    // A key past the greatest reads nothing.
+    let read = table.lookup(&runtime, "id", &ScalarValue::Int64(Some(900_000)), &projection).await.unwrap().unwrap();
+    assert!(read.batches.is_empty() && read.bytes_read == 0, "{read:?}");
+    // A value that is no key of the column's type cannot prune: no lookup.
+    let fraction = ScalarValue::Float64(Some(7.5));
+    assert!(table.lookup(&runtime, "id", &fraction, &projection).await.unwrap().is_none());
+    // A column not clustered is still looked up correctly, through more of its pages.
+    let read =
+        table.lookup(&runtime, "label", &ScalarValue::Utf8(Some("300".into())), &projection).await.unwrap().unwrap();
+    assert_eq!(matching(&read.batches, 100), ["300"]);
+}

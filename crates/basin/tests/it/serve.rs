@@ -183,6 +183,13 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
                 .unwrap();
             assert_eq!((row.get::<String, _>(0), row.get::<String, _>(1)), (email.into(), name.into()), "id {id}");
         }
+        // A lookup by the clustering key of a key the table does not hold: no rows.
+        let none = sqlx::query("SELECT email, name FROM silver.customer WHERE id = $1")
+            .bind(99i64)
+            .fetch_all(&mut ana)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
         // A prepared statement calling `now()` is not frozen at its first execution.
         let mut times = Vec::new();
         for _ in 0..2 {
@@ -275,6 +282,16 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
         .await
         .unwrap();
         assert!(bytes.unwrap_or(0) > 0, "the scan of silver.secret read its Parquet file: {bytes:?}");
+        let lookups: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT rows_returned, bytes_scanned FROM basin.query_log \
+             WHERE query = 'SELECT email, name FROM silver.customer WHERE id = $1' ORDER BY at",
+        )
+        .fetch_all(&mut eng)
+        .await
+        .unwrap();
+        assert_eq!(lookups.iter().map(|l| l.0).collect::<Vec<_>>(), [1, 0], "a lookup found, one not");
+        assert!(lookups[0].1.unwrap_or(0) > 0, "the lookup read the page of its key: {lookups:?}");
+        assert_eq!(lookups[1].1, Some(0), "a key past every page's greatest reads nothing");
     });
 
     // HTTP: the same users, grants and masks.
