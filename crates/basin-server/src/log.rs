@@ -12,12 +12,30 @@ use tokio::sync::mpsc;
 
 pub type Sender = mpsc::UnboundedSender<QueryLogEntry>;
 
+/// Entries written to the store at most at once.
+const BATCH: usize = 512;
+
+/// How long the writer gathers entries after the first of a batch arrives: an entry reaches
+/// the store (and `basin.query_log`) this long after its statement ends, at most.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Start the task writing entries; it ends when every sender is gone.
 pub fn start(store: Arc<dyn MetaStore>) -> (Sender, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<QueryLogEntry>();
     let task = tokio::spawn(async move {
         let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 512).await > 0 {
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            // Under load statements end one after another: the entries of the next moment go
+            // into the same write, so the store takes one transaction per moment, not per
+            // statement.
+            let until = tokio::time::Instant::now() + GATHER;
+            while batch.len() < BATCH {
+                let room = BATCH - batch.len();
+                match tokio::time::timeout_at(until, rx.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
             if let Err(e) = store.add_query_log(&batch).await {
                 tracing::warn!(error = %e, entries = batch.len(), "could not record the query log");
             }
