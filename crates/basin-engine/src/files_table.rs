@@ -32,6 +32,7 @@ use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::parquet;
@@ -59,6 +60,20 @@ use url::Url;
 pub fn cache_key(url: &Url, size: u64) -> Result<ObjectMeta> {
     let location = Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(e.into()))?;
     Ok(ObjectMeta { location, size, last_modified: chrono::DateTime::UNIX_EPOCH, e_tag: None, version: None })
+}
+
+/// The footer of the Parquet file `meta` (keyed as [`cache_key`]) with its page index, from
+/// `cache` or read from `store` into it.
+pub async fn page_indexed_metadata(
+    store: &dyn ObjectStore,
+    meta: &ObjectMeta,
+    cache: &Arc<FileMetadataCache>,
+) -> Result<Arc<ParquetMetaData>> {
+    DFParquetMetadata::new(store, meta)
+        .with_file_metadata_cache(Some(cache.clone()))
+        .with_page_index_policy(Some(PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await
 }
 
 /// The Parquet files of one Delta table version, as a table.
@@ -126,7 +141,9 @@ impl FilesTable {
     /// rows still need filtering by the value. `None` when that cannot be read so: a file
     /// without a page index for the column, a column whose type is not compared here or
     /// whose values the file holds as another type, a value of another type than the
-    /// column's that does not convert exactly, or a file lacking a projected column.
+    /// column's that does not convert exactly, a file lacking a projected column, or pages
+    /// of more than [`LOOKUP_ROWS`] rows that may hold the value (a column the table is not
+    /// clustered by: a scan reads that many in parallel, streaming, within the memory limit).
     pub async fn lookup(
         &self,
         runtime: &RuntimeEnv,
@@ -143,7 +160,12 @@ impl FilesTable {
         let admits =
             |i: usize| (min_fits.is_null(i) || min_fits.value(i)) && (max_fits.is_null(i) || max_fits.value(i));
         let mut by_file: Vec<(usize, Vec<&Page>)> = Vec::new();
+        let mut rows = 0;
         for (_, page) in pages.pages.iter().enumerate().filter(|(i, _)| admits(*i)) {
+            rows += page.rows;
+            if rows > LOOKUP_ROWS {
+                return Ok(None);
+            }
             match by_file.last_mut() {
                 Some((file, wanted)) if *file == page.file => wanted.push(page),
                 _ => by_file.push((page.file, vec![page])),
@@ -236,11 +258,7 @@ impl FilesTable {
         let cache = runtime.cache_manager.get_file_metadata_cache();
         let (mut files, mut pages, mut mins, mut maxes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (n, file) in self.files.iter().enumerate() {
-            let metadata = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
-                .with_file_metadata_cache(Some(cache.clone()))
-                .with_page_index_policy(Some(PageIndexPolicy::Optional))
-                .fetch_metadata()
-                .await?;
+            let metadata = page_indexed_metadata(store.as_ref(), &file.object_meta, &cache).await?;
             let (Some(column_index), Some(offset_index)) = (metadata.column_index(), metadata.offset_index()) else {
                 return Ok(None);
             };
@@ -282,6 +300,10 @@ impl FilesTable {
         Ok(Some(KeyPages { data_type, files, pages, mins, maxes }))
     }
 }
+
+/// Rows a [`FilesTable::lookup`] reads at most: a few pages of a table clustered by the
+/// column, or about three of an unclustered table's pages (20,000 rows each).
+pub const LOOKUP_ROWS: usize = 64 * 1024;
 
 /// What a [`FilesTable::lookup`] read.
 #[derive(Debug)]

@@ -7,7 +7,8 @@
 //! the endpoint serves `SELECT … FROM t WHERE key = $1`.
 //!
 //! Any other plan shape (joins, aggregates, sorts, limits, subqueries, several tables, a table
-//! read through the Delta scan) is planned as every query is.
+//! read through the Delta scan), and a value whose pages would hold more rows than a lookup
+//! reads ([`basin_engine::files_table::LOOKUP_ROWS`]), is planned as every query is.
 
 use std::sync::Arc;
 
@@ -213,6 +214,8 @@ mod tests {
             "SELECT a.label FROM silver.t a JOIN silver.t b ON a.id = b.id WHERE a.id = 3",
             "SELECT label FROM silver.t WHERE id + 0 = 5",
             "SELECT label FROM silver.t WHERE id = (SELECT MAX(bucket) FROM silver.t)",
+            // By a column every page of which may hold the value.
+            "SELECT label, id FROM silver.t WHERE bucket = 3",
         ] {
             let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
             assert!(looked_up(&ctx, &plan).await.is_none(), "{sql} is no lookup");

@@ -311,19 +311,13 @@ impl Lakehouse {
 /// for a lookup costs as much as the page it reads; a cached entry that holds the page index
 /// is used as it is, keyed as the scans look for it ([`basin_engine::files_table::cache_key`]).
 async fn load_page_indexes(runtime: &RuntimeEnv, files: &[(url::Url, u64)]) -> datafusion::error::Result<()> {
+    use basin_engine::files_table::{cache_key, page_indexed_metadata};
     use datafusion::datasource::object_store::ObjectStoreUrl;
-    use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
-    use datafusion::parquet::file::metadata::PageIndexPolicy;
 
     let cache = runtime.cache_manager.get_file_metadata_cache();
     for (url, size) in files {
         let store = runtime.object_store(ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?)?;
-        let meta = basin_engine::files_table::cache_key(url, *size)?;
-        DFParquetMetadata::new(store.as_ref(), &meta)
-            .with_file_metadata_cache(Some(cache.clone()))
-            .with_page_index_policy(Some(PageIndexPolicy::Optional))
-            .fetch_metadata()
-            .await?;
+        page_indexed_metadata(store.as_ref(), &cache_key(url, *size)?, &cache).await?;
     }
     Ok(())
 }
