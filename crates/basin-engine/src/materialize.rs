@@ -740,20 +740,32 @@ impl Scd2Sql<'_> {
 ///
 /// A table clustered by a key (`cluster_by`) is read by that key: its data pages hold at most
 /// [`CLUSTERED_PAGE_ROWS`] rows, so a lookup that the page index narrows to one page decodes
-/// a thousand values per column, not twenty thousand.
+/// a thousand values per column, not twenty thousand. As the dictionary page then outweighs
+/// the one data page a lookup reads, the clustering columns (near-unique by design) are
+/// written without a dictionary and the others' dictionaries are capped at
+/// [`CLUSTERED_DICTIONARY_LIMIT`]; a label or a date still fits.
 fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::WriterProperties {
     use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let clustered = &model.config.cluster_by.0;
+    let limit = if clustered.is_empty() { DICTIONARY_PAGE_LIMIT } else { CLUSTERED_DICTIONARY_LIMIT };
     let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_dictionary_page_size_limit(DICTIONARY_PAGE_LIMIT);
-    if !model.config.cluster_by.0.is_empty() {
+        .set_dictionary_page_size_limit(limit);
+    if !clustered.is_empty() {
         builder = builder.set_data_page_row_count_limit(CLUSTERED_PAGE_ROWS);
+        for column in clustered {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+        }
     }
     builder.build()
 }
 
 /// Bytes a column chunk's dictionary may take before the column falls back to plain encoding.
 const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
+
+/// The same for a table clustered by a key.
+const CLUSTERED_DICTIONARY_LIMIT: usize = 16 * 1024;
 
 /// Rows per data page of a table clustered by a key.
 const CLUSTERED_PAGE_ROWS: usize = 1024;

@@ -980,27 +980,35 @@ impl MetaStore for SqlStore {
     }
 
     async fn add_query_log(&self, entries: &[QueryLogEntry]) -> Result<()> {
+        // Many rows per INSERT: each statement is a round trip (to SQLite's worker thread or
+        // to the server), and a busy endpoint hands over hundreds of entries at once. 64 rows
+        // of 10 values stay under every SQLite's limit of 999 parameters.
+        const ROWS: usize = 64;
         if entries.is_empty() {
             return Ok(());
         }
-        let text =
-            format!("INSERT INTO query_log ({QUERY_LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         in_tx!(self, None, tx => {
-            for q in entries {
-                sqlx::query(AssertSqlSafe(text.clone()))
-                    .bind(micros(q.at))
-                    .bind(&q.user)
-                    .bind(&q.role)
-                    .bind(&q.protocol)
-                    .bind(&q.query)
-                    .bind(q.duration_ms)
-                    .bind(q.rows)
-                    .bind(q.bytes_scanned)
-                    .bind(q.sqlstate.as_deref())
-                    .bind(q.error.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql("record the query log"))?;
+            for chunk in entries.chunks(ROWS) {
+                let values = (0..chunk.len())
+                    .map(|r| format!("({})", (1..=10).map(|c| format!("${}", r * 10 + c)).collect::<Vec<_>>().join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let text = format!("INSERT INTO query_log ({QUERY_LOG_COLUMNS}) VALUES {values}");
+                let mut query = sqlx::query(AssertSqlSafe(text));
+                for q in chunk {
+                    query = query
+                        .bind(micros(q.at))
+                        .bind(&q.user)
+                        .bind(&q.role)
+                        .bind(&q.protocol)
+                        .bind(&q.query)
+                        .bind(q.duration_ms)
+                        .bind(q.rows)
+                        .bind(q.bytes_scanned)
+                        .bind(q.sqlstate.as_deref())
+                        .bind(q.error.as_deref());
+                }
+                query.execute(&mut *tx).await.map_err(sql("record the query log"))?;
             }
         });
         Ok(())

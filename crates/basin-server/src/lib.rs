@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod catalog;
+mod coalesce;
 pub mod errors;
 pub mod http;
 mod log;

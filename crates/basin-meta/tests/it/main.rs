@@ -105,6 +105,14 @@ async fn the_query_log_keeps_each_statement(db: Db) {
     store.add_query_log(&[]).await.unwrap();
     assert_eq!(store.query_log(10).await.unwrap(), [second.clone(), first], "newest first, every field kept");
     assert_eq!(store.query_log(1).await.unwrap(), [second]);
+
+    // A busy endpoint's hand-over of hundreds of entries lands whole and in order.
+    let many: Vec<_> =
+        (0..150).map(|i| entry(&format!("SELECT {i}"), t0() + Duration::seconds(10 + i), None)).collect();
+    store.add_query_log(&many).await.unwrap();
+    let logged = store.query_log(200).await.unwrap();
+    assert_eq!(logged.len(), 152);
+    assert_eq!(logged[..150], many.iter().rev().cloned().collect::<Vec<_>>()[..], "newest first, every field kept");
 }
 
 async fn check_results_are_kept_and_the_latest_failures_found(db: Db) {

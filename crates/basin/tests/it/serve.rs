@@ -521,6 +521,72 @@ fn a_malformed_message_closes_only_its_connection_and_many_clients_are_served_at
     });
 }
 
+/// One frontend message: its type byte, then its length-prefixed body.
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// The type bytes of the backend messages in `buf` (complete ones only).
+fn message_kinds(buf: &[u8]) -> Vec<char> {
+    let mut kinds = Vec::new();
+    let mut at = 0;
+    while at + 5 <= buf.len() {
+        let len = i32::from_be_bytes(buf[at + 1..at + 5].try_into().unwrap()) as usize;
+        if at + 1 + len > buf.len() {
+            break;
+        }
+        kinds.push(buf[at] as char);
+        at += 1 + len;
+    }
+    kinds
+}
+
+#[test]
+fn a_parameterised_query_is_answered_in_one_write() {
+    // What every driver sends for a parameterised query (Parse, Bind, Describe, Execute, Sync
+    // in one packet) gets its whole answer at once, as from PostgreSQL: a first read holds
+    // everything through ReadyForQuery, not just ParseComplete.
+    let s =
+        served_with(Basin::empty(), "allow_unauthenticated = true\nunauthenticated_role = \"engineer\"", &["serve"]);
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", s.pg_port)).unwrap();
+    raw.set_nodelay(true).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut startup = 196608i32.to_be_bytes().to_vec();
+    startup.extend_from_slice(b"user\0guest\0database\0basin\0\0");
+    let mut packet = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&startup);
+    raw.write_all(&packet).unwrap();
+    let mut seen = Vec::new();
+    while !message_kinds(&seen).contains(&'Z') {
+        let mut buf = [0u8; 4096];
+        let n = raw.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed during startup: {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(message_kinds(&seen)[0], 'R', "authentication ok first: {seen:?}");
+
+    for (id, name) in [("2", "Bob"), ("1", "Ann")] {
+        let mut batch = message(b'P', b"\0SELECT name FROM silver.customer WHERE id = $1\0\0\0");
+        let mut bind = b"\0\0\0\0\0\x01".to_vec();
+        bind.extend_from_slice(&(id.len() as i32).to_be_bytes());
+        bind.extend_from_slice(id.as_bytes());
+        bind.extend_from_slice(b"\0\0");
+        batch.extend(message(b'B', &bind));
+        batch.extend(message(b'D', b"P\0"));
+        batch.extend(message(b'E', b"\0\0\0\0\0"));
+        batch.extend(message(b'S', b""));
+        raw.write_all(&batch).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = raw.read(&mut buf).unwrap();
+        let first = &buf[..n];
+        assert_eq!(message_kinds(first), ['1', '2', 'T', 'D', 'C', 'Z'], "the first read: {first:?}");
+        assert!(first.windows(3).any(|w| w == name.as_bytes()), "the row for id {id}: {first:?}");
+    }
+}
+
 #[test]
 fn tls_is_offered_when_a_certificate_is_configured() {
     if !have("openssl", "version") || !have("psql", "--version") {
