@@ -5,6 +5,8 @@
 #
 #   bench/ingest.sh [ROWS]      # default 10,000,000; BASIN_BIN=path/to/release/basin
 #   BASIN_ONLY=1 bench/ingest.sh 30000000   # Basin's runs only (the 3× memory check)
+#   MYSQL_BUFFER_POOL=2G bench/ingest.sh     # MariaDB's innodb_buffer_pool_size for this run
+#                                            # (set back to what it was when the script ends)
 #
 # Needs the local MariaDB (root, no password) and PostgreSQL (postgres, trust), and
 # `pip install connectorx pyarrow`. The generated tables stay in database `basin_bench`
@@ -19,7 +21,20 @@ GENERATE_ONLY=${GENERATE_ONLY:-}
 MY="mysql -uroot -h127.0.0.1"
 PG="psql -q -h 127.0.0.1 -U postgres"
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+POOL_BEFORE=$($MY -N -e "SELECT @@innodb_buffer_pool_size")
+cleanup() {
+  rm -rf "$WORK"
+  [ "$($MY -N -e "SELECT @@innodb_buffer_pool_size")" = "$POOL_BEFORE" ] ||
+    $MY -e "SET GLOBAL innodb_buffer_pool_size = $POOL_BEFORE"
+}
+trap cleanup EXIT
+if [ -n "${MYSQL_BUFFER_POOL:-}" ]; then
+  bytes=$(numfmt --from=iec "$MYSQL_BUFFER_POOL")
+  $MY -e "SET GLOBAL innodb_buffer_pool_size = $bytes"
+  # The resize runs in the background; wait until the server reports the new size.
+  for _ in $(seq 60); do [ "$($MY -N -e "SELECT @@innodb_buffer_pool_size")" = "$bytes" ] && break; sleep 1; done
+  echo "MariaDB innodb_buffer_pool_size = $MYSQL_BUFFER_POOL for this run (was $POOL_BEFORE bytes)"
+fi
 
 # --- data: ~10 mixed-type columns, an indexed cursor -------------------------------------
 $MY -e "CREATE DATABASE IF NOT EXISTS basin_bench"
@@ -100,12 +115,26 @@ for kind in mysql postgres; do
 
   read -r i_t i_m < <(measure "$BASIN" -C "$WORK/p" ingest ${kind}_incr); row "basin ingest (incremental, first)" "$i_t" "$i_m"
   one=$((ROWS / 100))
+  # The increment reads [watermark - lag (5 minutes), MAX(cursor)]: the watermark is the
+  # cursor's maximum before the update, which moves the changed rows' cursor an hour past it
+  # (past the lag, whatever earlier runs left in the table).
   if [ $kind = mysql ]; then
-    $MY basin_bench -e "UPDATE $T SET status = 'changed', updated_at = NOW(6) + INTERVAL 1 DAY WHERE id % 100 = 0"
+    wm=$($MY -N basin_bench -e "SELECT MAX(updated_at) FROM $T")
+    $MY basin_bench -e "UPDATE $T SET status = 'changed', updated_at = TIMESTAMP '$wm' + INTERVAL 1 HOUR WHERE id % 100 = 0"
   else
-    $PG -d basin_bench -c "UPDATE $T SET status = 'changed', updated_at = now() + interval '1 day' WHERE id % 100 = 0"
+    wm=$($PG -d basin_bench -tAc "SELECT MAX(updated_at) FROM $T")
+    $PG -d basin_bench -c "UPDATE $T SET status = 'changed', updated_at = TIMESTAMP '$wm' + interval '1 hour' WHERE id % 100 = 0"
   fi
   read -r u_t u_m < <(measure "$BASIN" -C "$WORK/p" ingest ${kind}_incr); row "basin ingest (incremental, 1% = $one changed)" "$u_t" "$u_m"
   grep -E "^ok|FAILED" "$WORK/out" | sed 's/^/   /'
   printf "   incremental after 1%% changed / full snapshot: %.1f%%\n" "$(echo "100 * $u_t / $b_t" | bc -l)"
+  # The server's own floor for that increment: the raw client reading the same window, after
+  # Basin (whichever reads first pays for the changed rows' pages: hint bits, the buffer pool).
+  if [ $kind = mysql ]; then
+    read -r w_t w_m < <(measure $MY --quick basin_bench -e "SELECT * FROM $T WHERE updated_at >= TIMESTAMP '$wm' - INTERVAL 5 MINUTE")
+  else
+    read -r w_t w_m < <(measure $PG -d basin_bench -c "COPY (SELECT * FROM $T WHERE updated_at >= TIMESTAMP '$wm' - interval '5 minutes') TO STDOUT")
+  fi
+  row "raw client, the increment's window" "$w_t" "$w_m"
+  printf "   raw client's window / full snapshot: %.1f%%\n" "$(echo "100 * $w_t / $b_t" | bc -l)"
 done
