@@ -21,14 +21,10 @@ GENERATE_ONLY=${GENERATE_ONLY:-}
 MY="mysql -uroot -h127.0.0.1"
 PG="psql -q -h 127.0.0.1 -U postgres"
 WORK=$(mktemp -d)
-POOL_BEFORE=$($MY -N -e "SELECT @@innodb_buffer_pool_size")
-cleanup() {
-  rm -rf "$WORK"
-  [ "$($MY -N -e "SELECT @@innodb_buffer_pool_size")" = "$POOL_BEFORE" ] ||
-    $MY -e "SET GLOBAL innodb_buffer_pool_size = $POOL_BEFORE"
-}
-trap cleanup EXIT
+trap 'rm -rf "$WORK"' EXIT
 if [ -n "${MYSQL_BUFFER_POOL:-}" ]; then
+  POOL_BEFORE=$($MY -N -e "SELECT @@innodb_buffer_pool_size")
+  trap 'rm -rf "$WORK"; $MY -e "SET GLOBAL innodb_buffer_pool_size = $POOL_BEFORE"' EXIT
   bytes=$(numfmt --from=iec "$MYSQL_BUFFER_POOL")
   $MY -e "SET GLOBAL innodb_buffer_pool_size = $bytes"
   # The resize runs in the background; wait until the server reports the new size.

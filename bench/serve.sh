@@ -38,21 +38,25 @@ if command -v pgbench > /dev/null; then
   read -r rows lo hi < <(psql -h 127.0.0.1 -p "$PG" -U eng -d basin -tA -F ' ' \
     -c "SELECT COUNT(*), MIN(invoice_item_id), MAX(invoice_item_id) FROM silver.fact_invoice_item")
   LOGS=$(mktemp -d)
-  lookups() { # label table pgbench-connection-options...
-    local label=$1 table=$2; shift 2
+  lookups() { # label table conninfo
+    local label=$1 table=$2 conninfo=$3
     printf '\\set key random(%s, %s)\nSELECT invoice_item_id, amount, charge_type FROM %s WHERE invoice_item_id = :key;\n' \
       "$lo" "$hi" "$table" > "$LOGS/lookup.sql"
     rm -f "$LOGS"/pgbench_log.*
-    (cd "$LOGS" && pgbench "$@" -n -M prepared -c 8 -j 2 -T 10 -l -f lookup.sql > out 2>&1) ||
+    (cd "$LOGS" && pgbench -n -M prepared -c 8 -j 2 -T 10 -l -f lookup.sql "$conninfo" > out 2>&1) ||
       { cat "$LOGS/out"; return 1; }
     grep -q '^number of failed transactions: 0 ' "$LOGS/out" || { cat "$LOGS/out"; return 1; }
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$LOGS/out")
     cat "$LOGS"/pgbench_log.* | awk '{ print $3 }' | sort -n | awk -v label="$label" -v tps="$tps" \
-      '{ a[NR] = $1 } END { printf "point lookups, 8 pgbench clients, %s: p50 %.2f ms, p99 %.2f ms, %.0f queries/s over %d queries\n", label, a[int(NR * 0.5)] / 1000, a[int(NR * 0.99)] / 1000, tps, NR }'
+      'function at(q) { i = int(NR * q) + 1; return a[i > NR ? NR : i] / 1000 }
+       { a[NR] = $1 }
+       END { printf "point lookups, 8 pgbench clients, %s: p50 %.2f ms, p99 %.2f ms, %.0f queries/s over %d queries\n", label, at(0.5), at(0.99), tps, NR }'
   }
-  lookups "basin serve" silver.fact_invoice_item -h 127.0.0.1 -p "$PG" -U eng basin
-  if psql -h 127.0.0.1 -U postgres -d basin_bench_serve -tAc "SELECT 1 FROM lookup_$rows LIMIT 1" > /dev/null 2>&1; then
-    lookups "PostgreSQL itself" "lookup_$rows" -h 127.0.0.1 -U postgres basin_bench_serve
+  lookups "basin serve" silver.fact_invoice_item "host=127.0.0.1 port=$PG user=eng dbname=basin"
+  # The peer serve_bench.py made (BASIN_BENCH_PG_DSN or the local server; a later dbname wins).
+  peer="${BASIN_BENCH_PG_DSN:-host=127.0.0.1 port=5432 user=postgres dbname=postgres} dbname=basin_bench_serve"
+  if psql "$peer" -tAc "SELECT 1 FROM lookup_$rows LIMIT 1" > /dev/null 2>&1; then
+    lookups "PostgreSQL itself" "lookup_$rows" "$peer"
   fi
   rm -rf "$LOGS"
 else
