@@ -53,10 +53,14 @@ if command -v pgbench > /dev/null; then
        END { printf "point lookups, 8 pgbench clients, %s: p50 %.2f ms, p99 %.2f ms, %.0f queries/s over %d queries\n", label, at(0.5), at(0.99), tps, NR }'
   }
   lookups "basin serve" silver.fact_invoice_item "host=127.0.0.1 port=$PG user=eng dbname=basin"
-  # The peer serve_bench.py made (BASIN_BENCH_PG_DSN or the local server; a later dbname wins).
-  peer="${BASIN_BENCH_PG_DSN:-host=127.0.0.1 port=5432 user=postgres dbname=postgres} dbname=basin_bench_serve"
+  # The peer serve_bench.py made, reached by the same rule (BASIN_BENCH_PG_DSN, a URL or
+  # key=value, with its database swapped for basin_bench_serve).
+  peer=$(python3 -c 'import os, psycopg
+print(psycopg.conninfo.make_conninfo(os.environ.get("BASIN_BENCH_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"), dbname="basin_bench_serve"))')
   if psql "$peer" -tAc "SELECT 1 FROM lookup_$rows LIMIT 1" > /dev/null 2>&1; then
     lookups "PostgreSQL itself" "lookup_$rows" "$peer"
+  else
+    echo "PostgreSQL peer left out of the pgbench lookups: no table lookup_$rows at $peer"
   fi
   rm -rf "$LOGS"
 else
