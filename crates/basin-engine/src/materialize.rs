@@ -762,7 +762,7 @@ fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::Wri
 }
 
 /// Bytes a column chunk's dictionary may take before the column falls back to plain encoding.
-const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
+pub(crate) const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
 /// The same for a table clustered by a key.
 const CLUSTERED_DICTIONARY_LIMIT: usize = 16 * 1024;

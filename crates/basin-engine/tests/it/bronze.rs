@@ -293,3 +293,56 @@ async fn added_columns_are_accepted_and_removed_ones_stop_the_table() {
     assert!(matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`status` was removed")), "{err:?}");
     assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(1), "nothing may land");
 }
+
+/// Bronze is kept for ever: its files are zstd-compressed, and a unique column's dictionary
+/// stops small instead of growing to a megabyte in every row group.
+#[tokio::test]
+async fn bronze_files_are_zstd_compressed_with_small_dictionaries() {
+    use basin_engine::datafusion::parquet::basic::Compression;
+    use basin_engine::datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let p = TestProject::new();
+    let lake = p.lake();
+    let statuses = ["open", "paid", "void", "late"];
+    let rows: Vec<(i64, i64, &str)> = (0..200_000).map(|i| (i, 1_000_000 + i, statuses[i as usize % 4])).collect();
+    let w = BronzeWriter::new(&lake, key(), "v3", "run-1", day(1));
+    assert_eq!(w.replace_today(stream(&rows, false)).await.unwrap().rows, 200_000);
+
+    let dir = p.path().join("lake/bronze/v3__invoice/_ingestion_date=2024-03-01");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(!files.is_empty(), "no parquet file in {}", dir.display());
+    for file in files {
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        for rg in reader.metadata().row_groups() {
+            let column = |name: &str| {
+                rg.columns().iter().find(|c| c.column_path().string() == name).unwrap_or_else(|| panic!("{name}"))
+            };
+            for c in rg.columns() {
+                assert!(matches!(c.compression(), Compression::ZSTD(_)), "{}: {:?}", c.column_path(), c.compression());
+            }
+            let dictionary = |name: &str| {
+                let c = column(name);
+                c.dictionary_page_offset().map_or(0, |d| c.data_page_offset() - d)
+            };
+            // 200,000 distinct keys: the dictionary stops near 64 KiB (8,192 values).
+            assert!(dictionary("id") <= 80 * 1024, "id's dictionary page of {} bytes", dictionary("id"));
+            // Four statuses and one run id: all in the dictionary.
+            for name in ["status", "_run_id"] {
+                assert!(column(name).dictionary_page_offset().is_some(), "{name} has a dictionary");
+                assert!(dictionary(name) < 1024, "{name}'s dictionary page of {} bytes", dictionary(name));
+            }
+        }
+    }
+    assert_eq!(
+        query(
+            &lake,
+            "SELECT COUNT(DISTINCT id), MAX(updated), COUNT(*) FILTER (WHERE status = 'late') FROM bronze.v3__invoice"
+        )
+        .await,
+        vec!["200000|1199999|50000"]
+    );
+}
