@@ -369,19 +369,21 @@ fn value(row: &MySqlRow, i: usize, read: Read) -> Result<Option<Value<'_>>, sqlx
             _ => return Err(bad("DOUBLE")),
         },
         Read::Date | Read::DateTime => {
-            let Some(t) = binary_datetime(bytes).map_err(|()| bad("date"))? else { return Ok(None) };
+            let Some((days, micros)) = binary_datetime(bytes).map_err(|()| bad("date"))? else { return Ok(None) };
             match read {
-                Read::Date => {
-                    Value::Days(t.date().signed_duration_since(chrono::NaiveDate::default()).num_days() as i32)
-                }
-                _ => Value::Micros(t.and_utc().timestamp_micros()),
+                Read::Date => Value::Days(days),
+                _ => Value::Micros(days as i64 * MICROS_PER_DAY + micros),
             }
         }
     }))
 }
 
-/// A binary DATE/DATETIME/TIMESTAMP; `None` for a zero date.
-fn binary_datetime(bytes: &[u8]) -> Result<Option<chrono::NaiveDateTime>, ()> {
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A binary DATE/DATETIME/TIMESTAMP as days since 1970-01-01 and microseconds into the day;
+/// `None` for a zero date. Computed without building a calendar date, as it runs once per
+/// value of every date column extracted.
+fn binary_datetime(bytes: &[u8]) -> Result<Option<(i32, i64)>, ()> {
     let (&len, rest) = bytes.split_first().ok_or(())?;
     if rest.len() != len as usize || !matches!(len, 0 | 4 | 7 | 11) {
         return Err(());
@@ -394,12 +396,31 @@ fn binary_datetime(bytes: &[u8]) -> Result<Option<chrono::NaiveDateTime>, ()> {
     if month == 0 || day == 0 {
         return Ok(None);
     }
-    let (h, m, s) = if len >= 7 { (rest[4] as u32, rest[5] as u32, rest[6] as u32) } else { (0, 0, 0) };
-    let micros = if len == 11 { u32::from_le_bytes([rest[7], rest[8], rest[9], rest[10]]) } else { 0 };
-    chrono::NaiveDate::from_ymd_opt(year, month, day)
-        .and_then(|d| d.and_hms_micro_opt(h, m, s, micros))
-        .map(Some)
-        .ok_or(())
+    let (h, m, s) = if len >= 7 { (rest[4] as i64, rest[5] as i64, rest[6] as i64) } else { (0, 0, 0) };
+    let micros = if len == 11 { u32::from_le_bytes([rest[7], rest[8], rest[9], rest[10]]) as i64 } else { 0 };
+    if month > 12 || day > days_in_month(year, month) || h > 23 || m > 59 || s > 59 || micros > 999_999 {
+        return Err(());
+    }
+    Ok(Some((days_from_civil(year, month, day), ((h * 60 + m) * 60 + s) * 1_000_000 + micros)))
+}
+
+fn days_in_month(year: i32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i32, month: u32, day: u32) -> i32 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let year_of_era = (y - era * 400) as u32;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era as i32 - 719_468
 }
 
 /// An unsigned value: an integer, or past `i64` an exact DECIMAL(20,0) (BIGINT UNSIGNED, BIT(64)).
@@ -486,5 +507,59 @@ mod tests {
             "CONVERT(X'323032342D30312D303227204F52202731273D2731' USING utf8mb4)"
         );
         assert_eq!(literal(&dt, "'--").unwrap(), "CONVERT(X'272D2D' USING utf8mb4)");
+    }
+
+    /// The binary protocol's date bytes: `len, year (2, LE), month, day[, h, m, s[, micros (4, LE)]]`.
+    fn binary(y: u16, mo: u8, d: u8, hms: Option<(u8, u8, u8, u32)>) -> Vec<u8> {
+        let mut b = vec![0, y.to_le_bytes()[0], y.to_le_bytes()[1], mo, d];
+        if let Some((h, m, s, us)) = hms {
+            b.extend([h, m, s]);
+            b.extend(us.to_le_bytes());
+        }
+        b[0] = (b.len() - 1) as u8;
+        b
+    }
+
+    #[test]
+    fn binary_dates_agree_with_the_calendar() {
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let mut date = chrono::NaiveDate::from_ymd_opt(0, 1, 1).unwrap();
+        let last = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        while date <= last {
+            use chrono::Datelike;
+            let bytes = binary(date.year() as u16, date.month() as u8, date.day() as u8, None);
+            let days = (date - epoch).num_days() as i32;
+            assert_eq!(binary_datetime(&bytes), Ok(Some((days, 0))), "{date}");
+            date = date + chrono::Days::new(1);
+        }
+        let t = binary(2024, 2, 29, Some((23, 59, 58, 999_999)));
+        let expected = chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
+            .unwrap()
+            .and_hms_micro_opt(23, 59, 58, 999_999)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        let (days, micros) = binary_datetime(&t).unwrap().unwrap();
+        assert_eq!(days as i64 * MICROS_PER_DAY + micros, expected);
+        // Seven bytes: a DATETIME without a fraction.
+        assert_eq!(binary_datetime(&[7, 0xb2, 0x07, 1, 1, 0, 0, 1]), Ok(Some((0, 1_000_000))));
+        // Zero dates are NULL, not errors.
+        assert_eq!(binary_datetime(&[0]), Ok(None));
+        assert_eq!(binary_datetime(&binary(2024, 0, 0, None)), Ok(None));
+        assert_eq!(binary_datetime(&binary(2024, 3, 0, None)), Ok(None));
+        // Dates and times that do not exist are refused.
+        for bad in [
+            binary(2023, 2, 29, None),
+            binary(2100, 2, 29, None),
+            binary(2024, 4, 31, None),
+            binary(2024, 13, 1, None),
+            binary(2024, 1, 1, Some((24, 0, 0, 0))),
+            binary(2024, 1, 1, Some((0, 60, 0, 0))),
+            binary(2024, 1, 1, Some((0, 0, 60, 0))),
+            binary(2024, 1, 1, Some((0, 0, 0, 1_000_000))),
+            vec![4, 0xe8, 0x07, 1],
+        ] {
+            assert_eq!(binary_datetime(&bad), Err(()), "{bad:?}");
+        }
     }
 }
