@@ -400,14 +400,8 @@ pub fn parse_decimal(text: &str, p: u8, s: i8) -> Result<i128, String> {
     if int.len() + scale > p as usize {
         return Err(format!("`{text}` does not fit DECIMAL({p},{s})"));
     }
-    let accumulate = |v: i128, d: &[u8]| d.iter().fold(v, |v, &c| v * 10 + (c - b'0') as i128);
-    // Up to 18 digits fit an i64, whose arithmetic is cheaper than i128's.
-    let v = if int.len() + scale <= 18 {
-        let small = |v: i64, d: &[u8]| d.iter().fold(v, |v, &c| v * 10 + (c - b'0') as i64);
-        (small(small(0, int), frac) * 10i64.pow((scale - frac.len()) as u32)) as i128
-    } else {
-        accumulate(accumulate(0, int), frac) * 10i128.pow((scale - frac.len()) as u32)
-    };
+    let v = int.iter().chain(frac).fold(0i128, |v, &c| v * 10 + (c - b'0') as i128)
+        * 10i128.pow((scale - frac.len()) as u32);
     Ok(if neg { -v } else { v })
 }
 
