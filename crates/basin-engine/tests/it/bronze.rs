@@ -11,7 +11,7 @@ use basin_engine::datafusion::execution::SendableRecordBatchStream;
 use basin_engine::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::support::{TestProject, query};
+use crate::support::{TestProject, parquet_files, query};
 
 fn key() -> AssetKey {
     AssetKey::parse("bronze.v3__invoice").unwrap()
@@ -309,11 +309,7 @@ async fn bronze_files_are_zstd_compressed_with_small_dictionaries() {
     assert_eq!(w.replace_today(stream(&rows, false)).await.unwrap().rows, 200_000);
 
     let dir = p.path().join("lake/bronze/v3__invoice/_ingestion_date=2024-03-01");
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let files = parquet_files(&dir);
     assert!(!files.is_empty(), "no parquet file in {}", dir.display());
     for file in files {
         let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();

@@ -4,7 +4,7 @@ use basin_core::AssetKey;
 use basin_engine::history::{history, restore};
 use basin_engine::{Action, AsOf, Error};
 
-use crate::support::{TestProject, query, rows, run_on};
+use crate::support::{TestProject, parquet_files, query, rows, run_on};
 
 fn key(s: &str) -> AssetKey {
     AssetKey::parse(s).unwrap()
@@ -398,11 +398,7 @@ async fn model_files_keep_dictionaries_small_and_clustered_pages_short() {
     p.run(&["silver.c", "silver.plain"], false).await.unwrap();
     for (table, clustered) in [("c", true), ("plain", false)] {
         let dir = p.path().join("lake/silver").join(table);
-        let file = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|f| f.extension().is_some_and(|e| e == "parquet"))
-            .unwrap();
+        let file = parquet_files(&dir).into_iter().next().expect("a parquet file");
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
         let builder =
             ParquetRecordBatchReaderBuilder::try_new_with_options(std::fs::File::open(&file).unwrap(), options)
@@ -456,11 +452,7 @@ async fn cluster_by_writes_the_rows_sorted_in_the_file() {
     );
     p.run(&["silver.c"], false).await.unwrap();
     let dir = p.path().join("lake/silver/c");
-    let files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let files = parquet_files(&dir);
     assert_eq!(files.len(), 1, "{files:?}");
     // The file's own order, as a reader that knows nothing of Basin sees it.
     let reader =

@@ -86,3 +86,12 @@ pub async fn rows(ctx: &basin_engine::datafusion::prelude::SessionContext, sql: 
     }
     out
 }
+
+/// The Parquet files directly under `dir` (a table's folder, or one partition's).
+pub fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
