@@ -107,6 +107,8 @@ http_listen = "127.0.0.1:8080"
 # tls_key = "certs/server.key"
 # allow_unauthenticated = true     # loopback only: clients without a password get this role
 # unauthenticated_role = "analyst"
+# allowed_hosts = ["basin.internal"]   # HTTP: host names besides IP addresses and localhost
+# allowed_origins = ["https://bi.example.com"]   # web pages (other than the API's own) that may call the API
 
 # Users: `password` is a SCRAM-SHA-256 verifier (`basin serve --hash-password` prints one),
 # or `password_env` names the variable that holds the password.
@@ -121,6 +123,7 @@ http_listen = "127.0.0.1:8080"
 # mask = { "pii" = "redact", "pii:email" = "mask_email" }
 # statement_timeout = "30s"
 # memory_limit = "2GiB"
+# max_rows = 1000000               # HTTP answers are cut after this many rows
 "#;
 
 /// The example models: file path and content.

@@ -44,6 +44,12 @@ pub struct ServeSection {
     /// The catalog follows every materialisation the metadata store records; it is also
     /// re-read this often, for writes made without Basin.
     pub refresh_interval: String,
+    /// Host names the HTTP API answers to besides IP addresses and `localhost`: a request
+    /// naming another host in its `Host` header is refused (a DNS-rebinding page's would).
+    pub allowed_hosts: Vec<String>,
+    /// Web origins (`https://bi.example.com`) whose pages may call the HTTP API, besides the
+    /// API's own; any other cross-origin request is refused.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServeSection {
@@ -57,6 +63,8 @@ impl Default for ServeSection {
             unauthenticated_role: None,
             max_connections: 256,
             refresh_interval: "30s".into(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -84,6 +92,9 @@ pub struct RoleConfig {
     /// Memory the role's running queries may hold together (`"2GiB"`); past it they spill
     /// or fail with "resources exhausted".
     pub memory_limit: Option<String>,
+    /// Most rows one HTTP answer carries: a longer result is cut there, and the answer's
+    /// `Basin-Row-Limit` header says so.
+    pub max_rows: Option<u64>,
 }
 
 /// The masking functions a role's `mask` may name.
@@ -119,6 +130,20 @@ pub fn check(
     }
     if let Err(e) = crate::source::parse_duration(&serve.refresh_interval) {
         out.push(Diagnostic::error(find("refresh_interval"), format!("invalid `serve.refresh_interval`: {e}")));
+    }
+    for origin in &serve.allowed_origins {
+        let valid = url::Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/" && u.query().is_none()
+        }) && !origin.contains('*');
+        if !valid {
+            out.push(
+                Diagnostic::error(
+                    find(origin),
+                    format!("`serve.allowed_origins` has `{origin}`, which is not an origin"),
+                )
+                .with_hint("a scheme, host and optional port, e.g. \"https://bi.example.com\"; no path, no wildcard"),
+            );
+        }
     }
     if serve.allow_unauthenticated {
         let loopback = [&serve.listen, &serve.http_listen]

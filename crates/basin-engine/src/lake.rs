@@ -101,6 +101,11 @@ impl Lake {
         &self.display
     }
 
+    /// The URL of the root directory (ending in `/`), without credentials.
+    pub fn root_url(&self) -> &Url {
+        &self.root_url
+    }
+
     /// The URL of an asset's table.
     pub fn table_url(&self, key: &AssetKey) -> Url {
         self.root_url.join(&format!("{}/{}/", key.schema, key.name)).expect("asset keys are valid path segments")

@@ -5,6 +5,7 @@ use datafusion::common::DataFusionError;
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
 
 use crate::catalog::PermissionDenied;
+use crate::statement::Refused;
 
 /// The SQLSTATE and message of `e`.
 pub fn error_info(e: &PgWireError) -> ErrorInfo {
@@ -28,6 +29,9 @@ pub fn classify(e: &(dyn std::error::Error + 'static)) -> (&'static str, String)
     }
     if let Some(p) = e.downcast_ref::<PermissionDenied>() {
         return ("42501", p.to_string());
+    }
+    if let Some(r) = e.downcast_ref::<Refused>() {
+        return (r.code, r.message.clone());
     }
     ("XX000", e.to_string())
 }

@@ -1,11 +1,18 @@
-//! The HTTP API, with the wire endpoint's users, grants, masks and query log:
-//! - `POST /api/sql` (the body is the SQL): JSON rows, CSV (`Accept: text/csv`) or an Arrow
-//!   IPC stream (`Accept: application/vnd.apache.arrow.stream`);
+//! The HTTP API, with the wire endpoint's users, grants, masks, statement gate and query log:
+//! - `POST /api/sql`, the SQL as the body (`Content-Type: application/sql`) or as
+//!   `{"sql": "…"}` (`application/json`): one query, its rows streamed batch by batch as a
+//!   JSON array, JSON lines (`Accept: application/x-ndjson`), CSV (`Accept: text/csv`) or an
+//!   Arrow IPC stream (`Accept: application/vnd.apache.arrow.stream`);
 //! - `GET /api/assets`: every asset the caller may read, with owner, tags, columns and its
 //!   latest materialisation;
 //! - `POST /api/token`: a bearer token (valid one hour) for the basic-authenticated caller.
 //!
 //! Authentication is `Authorization: Basic` (user and password) or `Bearer` (a token).
+//!
+//! Browsers are clients too: a request whose `Host` is a name the server was not configured
+//! with (DNS rebinding), or whose `Origin` is another site's, is refused before anything else;
+//! a statement needs a content type no HTML form or simple `fetch` can send, and no CORS
+//! header is ever sent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,12 +26,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use basin_core::{AssetKey, Project};
-use datafusion::arrow::array::RecordBatch;
 use serde::Serialize;
 
 use crate::Server;
+use crate::answer::Encoding;
 use crate::log::Pending;
 use crate::policy::Role;
+use crate::statement::{self, Admitted, Refused};
+use datafusion_postgres::pgwire::error::ErrorInfo;
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -92,7 +101,83 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/sql", post(sql))
         .route("/api/assets", get(assets))
         .route("/api/token", post(token))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), only_expected_browsers))
         .with_state(server)
+}
+
+/// Which `Host` and `Origin` headers the API accepts.
+pub struct Browsers {
+    /// Host names (lower case) besides IP addresses and `localhost`.
+    hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`, lower case) besides the API's own.
+    origins: Vec<String>,
+}
+
+impl Browsers {
+    pub fn new(serve: &basin_core::serve::ServeSection) -> Browsers {
+        Browsers {
+            hosts: serve.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            origins: serve.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Whether a request naming `host` (the `Host` header: a name or address, maybe a port) is
+    /// for this server. An IP address cannot be rebound to another site; a name must be known.
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.trim().to_ascii_lowercase();
+        let name = match host.strip_prefix('[') {
+            Some(v6) => return v6.split(']').next().is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => host.rsplit_once(':').map_or(host.as_str(), |(n, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) { n } else { host.as_str() }
+            }),
+        };
+        name.parse::<std::net::Ipv4Addr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+            || self.hosts.iter().any(|h| h == name)
+    }
+
+    /// Whether a request from a page of `origin` may be served: the API's own origin (same
+    /// host and port as the request's `Host`), or one configured.
+    fn origin_allowed(&self, origin: &str, host: &str) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        let own =
+            ["http://", "https://"].iter().any(|scheme| origin == format!("{scheme}{}", host.to_ascii_lowercase()));
+        own || self.origins.contains(&origin)
+    }
+}
+
+/// Refuse a request another site's page made: a `Host` this server does not go by, or an
+/// `Origin` that is neither the API's own nor allowed. Nothing of the request runs.
+async fn only_expected_browsers(
+    State(server): State<Arc<Server>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if !server.browsers.host_allowed(&host) {
+        tracing::warn!(host, "HTTP request refused: its Host is not a name this server goes by");
+        return ApiError(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server does not answer to that host name; add it to `serve.allowed_hosts`".into(),
+            Some("42501".into()),
+        )
+        .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        if !server.browsers.origin_allowed(origin, &host) {
+            tracing::warn!(origin, "HTTP request refused: cross-origin");
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "cross-origin requests are refused; add the page's origin to `serve.allowed_origins`".into(),
+                Some("42501".into()),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 struct ApiError(StatusCode, String, Option<String>);
@@ -121,7 +206,8 @@ fn authenticate(
     let role = |user: String, role: &str| server.roles.get(role).cloned().map(|r| (user, r)).ok_or_else(unauthorized);
     let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return match peer.and_then(|p| server.unauthenticated_role(p)) {
-            Some(r) => role(String::new(), &r),
+            // Without a password the client is known by its role.
+            Some(r) => role(r.clone(), &r),
             None => Err(unauthorized()),
         };
     };
@@ -163,86 +249,117 @@ async fn token(
     Ok(axum::Json(serde_json::json!({ "token": token, "expires_in": TOKEN_LIFETIME.as_secs() })).into_response())
 }
 
+/// The SQL of a `POST /api/sql` body. Only content types a page cannot send without a CORS
+/// preflight are accepted, so that no web page can make a browser run a statement.
+fn request_sql(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let text = || {
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "the body is not UTF-8".into(), Some("22021".into())))
+    };
+    match mime.as_str() {
+        "application/sql" => text(),
+        "application/json" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Body {
+                sql: String,
+            }
+            serde_json::from_slice::<Body>(body).map(|b| b.sql).map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not {{\"sql\": \"…\"}}: {e}"),
+                    Some("22P02".into()),
+                )
+            })
+        }
+        _ => Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the SQL with `Content-Type: application/sql`, or as {\"sql\": \"…\"} with \
+             `Content-Type: application/json`"
+                .into(),
+            None,
+        )),
+    }
+}
+
 async fn sql(
     State(server): State<Arc<Server>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let query = request_sql(&headers, &body)?;
     let (user, role) = authenticate(&server, &headers, Some(peer))?;
-    let query = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, "the body is not UTF-8 SQL".into(), Some("22021".into())))?;
     let pending = Arc::new(Pending::new(server.log.clone(), &user, &role.name, "http", &query));
+    let status_of = |code: &str| match code {
+        "42501" => StatusCode::FORBIDDEN,
+        "57014" => StatusCode::REQUEST_TIMEOUT,
+        c if c.starts_with("42") || c.starts_with("22") || c == "0A000" => StatusCode::BAD_REQUEST,
+        "53200" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let refuse = |r: Refused| {
+        pending.refuse(&ErrorInfo::new("ERROR".into(), r.code.into(), r.message.clone()));
+        ApiError(status_of(r.code), r.message, Some(r.code.to_string()))
+    };
     let fail = |e: datafusion::error::DataFusionError| {
         let (code, message) = crate::errors::classify(&e);
-        pending.fail(&datafusion_postgres::pgwire::error::ErrorInfo::new("ERROR".into(), code.into(), message.clone()));
-        let status = match code {
-            "42501" => StatusCode::FORBIDDEN,
-            "57014" => StatusCode::REQUEST_TIMEOUT,
-            c if c.starts_with("42") || c.starts_with("22") || c == "0A000" => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, message, Some(code.to_string()))
+        pending.fail(&ErrorInfo::new("ERROR".into(), code.into(), message.clone()));
+        ApiError(status_of(code), message, Some(code.to_string()))
+    };
+    // One query per request, admitted as on the wire endpoint: every statement of the body is
+    // admitted first, so a write hidden after a query is refused as a write.
+    let statements = statement::parse(&query).map_err(refuse)?;
+    let mut kinds = Vec::with_capacity(statements.len());
+    for s in &statements {
+        kinds.push(statement::admit(s, &role).map_err(refuse)?);
+    }
+    let mut statement = match (statements.len(), kinds.first()) {
+        (0, _) => return Err(refuse(Refused { code: "42601", message: "the body holds no statement".into() })),
+        (1, Some(Admitted::Query)) => statements.into_iter().next().expect("one"),
+        (1, _) => {
+            return Err(refuse(Refused::unsupported(
+                "over HTTP a request is one query; SET, SHOW of a setting, transactions, cursors and COPY are for the \
+                 PostgreSQL endpoint",
+            )));
+        }
+        _ => return Err(refuse(Refused::unsupported("one statement per request: send each query on its own"))),
+    };
+    statement::identify(&mut statement, &user);
+    let deadline = role.statement_timeout.map(|t| tokio::time::Instant::now() + t);
+    let timed_out = || {
+        let info =
+            ErrorInfo::new("ERROR".into(), "57014".into(), "canceling statement due to statement timeout".into());
+        pending.fail(&info);
+        ApiError(StatusCode::REQUEST_TIMEOUT, info.message, Some(info.code))
     };
     let session = server.lakehouse.session(&role).await.map_err(|e| match e {
         crate::Error::Query(q) => fail(q),
         other => fail(datafusion::error::DataFusionError::External(Box::new(other))),
     })?;
-    let work = crate::meter::scope(pending.bytes.clone(), async {
-        let df = session.ctx.sql(&query).await?;
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        Ok::<_, datafusion::error::DataFusionError>((schema, batches))
+    let start = crate::meter::scope(pending.bytes.clone(), async {
+        let mut plan = session.plan(statement).await?;
+        if let Some(limit) = role.max_rows {
+            plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan).limit(0, Some(limit as usize))?.build()?;
+        }
+        session.ctx.execute_logical_plan(plan).await?.execute_stream().await
     });
-    let (schema, batches) = match role.statement_timeout {
-        Some(t) => tokio::time::timeout(t, work).await.map_err(|_| {
-            let info = datafusion_postgres::pgwire::error::ErrorInfo::new(
-                "ERROR".into(),
-                "57014".into(),
-                "canceling statement due to statement timeout".into(),
-            );
-            pending.fail(&info);
-            ApiError(StatusCode::REQUEST_TIMEOUT, info.message, Some(info.code))
-        })?,
-        None => work.await,
+    let batches = match deadline {
+        Some(d) => tokio::time::timeout_at(d, start).await.map_err(|_| timed_out())?,
+        None => start.await,
     }
     .map_err(fail)?;
-    pending.rows.store(batches.iter().map(|b| b.num_rows() as i64).sum(), std::sync::atomic::Ordering::Relaxed);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    encode(accept, schema, &batches).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))
-}
-
-fn encode(
-    accept: &str,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<Response, datafusion::arrow::error::ArrowError> {
-    use datafusion::arrow::{csv, ipc, json};
-    if accept.contains("application/vnd.apache.arrow.stream") {
-        let mut w = ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?;
-        for b in batches {
-            w.write(b)?;
-        }
-        let body = w.into_inner()?;
-        return Ok(([(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")], body).into_response());
+    let format = Encoding::for_accept(accept);
+    let mut response =
+        Response::new(axum::body::Body::from_stream(crate::answer::stream(batches, format, pending.clone(), deadline)));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
+    if let Some(limit) = role.max_rows {
+        response.headers_mut().insert("basin-row-limit", limit.into());
     }
-    if accept.contains("text/csv") {
-        let mut w = csv::WriterBuilder::new().with_header(true).build(Vec::new());
-        for b in batches {
-            w.write(b)?;
-        }
-        return Ok(([(header::CONTENT_TYPE, "text/csv")], w.into_inner()).into_response());
-    }
-    let mut w = json::ArrayWriter::new(Vec::new());
-    for b in batches {
-        w.write(b)?;
-    }
-    w.finish()?;
-    let mut body = w.into_inner();
-    if body.is_empty() {
-        body = b"[]".to_vec();
-    }
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(response)
 }
 
 async fn assets(

@@ -2,9 +2,11 @@
 //! users of `basin.toml`, each through their role's grants and masks, every statement in
 //! the query log.
 
+mod answer;
 pub mod auth;
 pub mod catalog;
 mod coalesce;
+mod copy;
 pub mod errors;
 pub mod http;
 mod log;
@@ -14,6 +16,8 @@ pub mod pg;
 pub mod policy;
 mod prepared;
 pub mod session;
+pub mod statement;
+mod stores;
 pub mod system;
 
 use std::collections::BTreeMap;
@@ -69,6 +73,8 @@ pub struct Server {
     log: log::Sender,
     pub assets: Vec<http::AssetInfo>,
     tokens: http::Tokens,
+    /// Who may call the HTTP API from where (`Host` and `Origin` checks).
+    browsers: http::Browsers,
 }
 
 impl Server {
@@ -97,6 +103,7 @@ impl Server {
             log,
             assets: http::AssetInfo::of(project),
             tokens: Default::default(),
+            browsers: http::Browsers::new(&config.serve),
         }))
     }
 

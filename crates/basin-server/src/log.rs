@@ -56,6 +56,8 @@ pub struct Pending {
     protocol: &'static str,
     query: String,
     pub rows: AtomicI64,
+    /// Logged only if it fails (a statement parsed, to be logged when it executes).
+    only_failure: bool,
     /// Bytes the statement's scans read.
     pub bytes: Arc<crate::meter::Meter>,
     error: Mutex<Option<(String, String)>>,
@@ -72,9 +74,23 @@ impl Pending {
             protocol,
             query: query.to_string(),
             rows: AtomicI64::new(0),
+            only_failure: false,
             bytes: Default::default(),
             error: Mutex::new(None),
         }
+    }
+
+    /// A statement logged only if it fails.
+    pub fn unlogged(sender: Sender, user: &str, role: &str, protocol: &'static str, query: &str) -> Pending {
+        let mut p = Pending::new(sender, user, role, protocol, query);
+        p.only_failure = true;
+        p
+    }
+
+    /// Record that the statement was refused before it was planned.
+    pub fn refuse(&self, info: &ErrorInfo) {
+        let message = format!("refused: {}", info.message);
+        self.error.lock().expect("lock").get_or_insert_with(|| (info.code.clone(), message));
     }
 
     /// Record the statement's (first) error.
@@ -86,6 +102,9 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         let error = self.error.lock().expect("lock").take();
+        if self.only_failure && error.is_none() {
+            return;
+        }
         let _ = self.sender.send(QueryLogEntry {
             at: self.at,
             user: std::mem::take(&mut self.user),

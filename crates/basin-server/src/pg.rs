@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use datafusion::sql::sqlparser;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::pgwire;
 use futures::future::{BoxFuture, FutureExt};
@@ -29,15 +28,26 @@ use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, Par
 use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use pgwire::api::results::Tag;
+use pgwire::types::format::FormatOptions;
+
 use crate::auth::{Exchange, ScramError};
 use crate::coalesce::Unflushed;
+use crate::copy::CopyOut;
 use crate::errors::error_info;
 use crate::policy::Role;
 use crate::prepared::Statement;
+use crate::statement::{self, Admitted, Refused};
 use crate::{Server, log::Pending};
 
 /// Metadata key holding the authenticated connection's role.
 const ROLE: &str = "basin.role";
+/// Metadata key holding who the connection is: the authenticated user, or the role for a
+/// client let in without a password (whatever user name it sent).
+const USER: &str = "basin.user";
 
 pub struct PgHandlers {
     server: Arc<Server>,
@@ -165,13 +175,14 @@ struct Startup {
 }
 
 impl Startup {
-    async fn admit<C>(&self, client: &mut C, role: &str) -> PgWireResult<()>
+    async fn admit<C>(&self, client: &mut C, user: &str, role: &str) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         client.metadata_mut().insert(ROLE.into(), role.to_string());
+        client.metadata_mut().insert(USER.into(), user.to_string());
         let (pid, secret) = self.keys.generate(client);
         client.set_pid_and_secret_key(pid, secret.clone());
         let (handle, guard) = self.manager.register(pid, secret.clone());
@@ -208,7 +219,7 @@ impl StartupHandler for Startup {
                 if self.server.users.get(&name).is_none()
                     && let Some(role) = self.server.unauthenticated_role(client.socket_addr())
                 {
-                    return self.admit(client, &role).await;
+                    return self.admit(client, &role.clone(), &role).await;
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
                 client
@@ -256,7 +267,7 @@ impl StartupHandler for Startup {
                                 server_final.into_bytes().into(),
                             )))
                             .await?;
-                        self.admit(client, &role).await?;
+                        self.admit(client, &name, &role).await?;
                     }
                 }
             }
@@ -364,7 +375,7 @@ fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
 
 /// The connection's user and the role it authenticated as.
 fn identity<C: ClientInfo>(server: &Server, client: &C) -> PgWireResult<(String, Arc<Role>)> {
-    let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+    let user = client.metadata().get(USER).cloned().unwrap_or_default();
     let role = client
         .metadata()
         .get(ROLE)
@@ -378,10 +389,6 @@ impl Queries {
     fn pending(&self, user: &str, role: &Role, query: &str) -> Arc<Pending> {
         Arc::new(Pending::new(self.server.log.clone(), user, &role.name, "postgres", query))
     }
-}
-
-fn guard_responses(responses: Vec<Response>, stop: &Stop, pending: &Arc<Pending>) -> Vec<Response> {
-    responses.into_iter().map(|r| guard_response(r, stop, pending)).collect()
 }
 
 fn guard_response(response: Response, stop: &Stop, pending: &Arc<Pending>) -> Response {
@@ -401,6 +408,47 @@ fn failed(pending: &Pending, e: PgWireError) -> PgWireError {
     PgWireError::UserError(Box::new(info))
 }
 
+fn api(e: impl std::error::Error + Send + Sync + 'static) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+/// The error sent for a refused statement, recorded in the query log as refused.
+fn refused(pending: &Pending, r: Refused) -> PgWireError {
+    let info = ErrorInfo::new("ERROR".into(), r.code.into(), r.message);
+    pending.refuse(&info);
+    PgWireError::UserError(Box::new(info))
+}
+
+/// A plan that returns nothing, for statements answered without DataFusion.
+fn empty_plan() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
+}
+
+/// Parse `sql` and admit every statement, before any runs: a string hiding a write after a
+/// query is refused whole.
+fn admitted(sql: &str, user: &str, role: &Role, pending: &Pending) -> PgWireResult<Vec<(SqlStatement, Admitted)>> {
+    let statements = statement::parse(sql).map_err(|r| refused(pending, r))?;
+    let mut out = Vec::with_capacity(statements.len());
+    for mut s in statements {
+        let admitted = statement::admit(&s, role).map_err(|r| refused(pending, r))?;
+        statement::identify(&mut s, user);
+        out.push((s, admitted));
+    }
+    Ok(out)
+}
+
+/// `SET statement_timeout`: the connection's timeout from now on (`None`: its role's).
+fn set_statement_timeout<C: ClientInfo>(client: &mut C, role: &Role, timeout: Option<std::time::Duration>) -> Response {
+    match timeout.or(role.statement_timeout) {
+        Some(t) => client.metadata_mut().insert("statement_timeout_ms".into(), t.as_millis().to_string()),
+        None => client.metadata_mut().remove("statement_timeout_ms"),
+    };
+    Response::Execution(Tag::new("SET"))
+}
+
 #[async_trait]
 impl SimpleQueryHandler for Queries {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -412,13 +460,59 @@ impl SimpleQueryHandler for Queries {
     {
         let (user, role) = identity(&self.server, client)?;
         let pending = self.pending(&user, &role, query);
+        let statements = admitted(query, &user, &role, &pending)?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
-        let responses = stop
-            .run(SimpleQueryHandler::do_query(session.service.as_ref(), client, query))
-            .await
-            .map_err(|e| failed(&pending, e))?;
-        Ok(guard_responses(responses, &stop, &pending))
+        let mut responses = Vec::with_capacity(statements.len());
+        for (s, admitted) in statements {
+            let response = match admitted {
+                Admitted::Query => {
+                    let work = async {
+                        let plan = session.plan(s).await.map_err(api)?;
+                        let df = session.ctx.execute_logical_plan(plan).await.map_err(api)?;
+                        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+                        let rows = encode_dataframe(df, &Format::UnifiedText, Some(options)).await?;
+                        Ok(Response::Query(rows))
+                    };
+                    stop.run(crate::meter::scope(pending.bytes.clone(), work)).await
+                }
+                Admitted::CopyOut => {
+                    let work = async {
+                        let copy = CopyOut::of(s).map_err(api)?;
+                        let plan = session.plan(copy.query.clone()).await.map_err(api)?;
+                        let batches = session.ctx.execute_logical_plan(plan).await.map_err(api)?.execute_stream();
+                        Ok(Response::CopyOut(copy.response(batches.await.map_err(api)?)?))
+                    };
+                    stop.run(crate::meter::scope(pending.bytes.clone(), work)).await
+                }
+                Admitted::StatementTimeout(t) => Ok(set_statement_timeout(client, &role, t)),
+                Admitted::NoOp(tag) => Ok(Response::Execution(Tag::new(tag))),
+                // SET, SHOW of a variable, transactions and cursors, as datafusion-postgres keeps
+                // them for the connection; the text is the admitted statement's.
+                Admitted::Session => stop
+                    .run(SimpleQueryHandler::do_query(session.service.as_ref(), client, &s.to_string()))
+                    .await
+                    .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
+            };
+            match response {
+                Ok(r) => responses.push(guard_response(r, &stop, &pending)),
+                // The statements before this one have run; PostgreSQL sends their results, then
+                // the error, and runs nothing after it.
+                Err(e) => {
+                    let e = failed(&pending, e);
+                    if responses.is_empty() {
+                        return Err(e);
+                    }
+                    let info = error_info(&e);
+                    responses.push(Response::Error(Box::new(info)));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
     }
 }
 
@@ -438,12 +532,39 @@ impl QueryParser for RoleParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let (user, role) = identity(&self.server, client)?;
-        let session = self.server.lakehouse.session(&role).await?;
-        let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
-        parser.parse_sql(client, sql, types).await.map_err(|e| {
-            // A statement that does not plan never executes: log it here.
-            failed(&Pending::new(self.server.log.clone(), &user, &role.name, "postgres", sql), e)
-        })
+        // A statement that does not plan never executes: it is logged here, and only then.
+        let pending = Pending::unlogged(self.server.log.clone(), &user, &role.name, "postgres", sql);
+        let mut statements = admitted(sql, &user, &role, &pending)?;
+        let (statement, admitted) = match (statements.pop(), statements.is_empty()) {
+            (None, _) => return Ok(None),
+            (Some(s), true) => s,
+            (Some(_), false) => {
+                return Err(refused(
+                    &pending,
+                    Refused {
+                        code: "42601",
+                        message: "cannot insert multiple commands into a prepared statement".into(),
+                    },
+                ));
+            }
+        };
+        let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
+        let text = statement.to_string();
+        match admitted {
+            Admitted::Query => {
+                let plan = session.plan(statement.clone()).await.map_err(|e| failed(&pending, api(e)))?;
+                Ok(Some((text, Some((statement, plan)))))
+            }
+            Admitted::StatementTimeout(_) | Admitted::NoOp(_) => Ok(Some((text, Some((statement, empty_plan()))))),
+            Admitted::CopyOut => Err(refused(
+                &pending,
+                Refused::unsupported("COPY … TO STDOUT is supported in a simple query, not a prepared statement"),
+            )),
+            Admitted::Session => {
+                let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
+                parser.parse_sql(client, &text, types).await.map_err(|e| failed(&pending, e))
+            }
+        }
     }
 
     fn get_parameter_types(&self, stmt: &Statement) -> PgWireResult<Vec<Type>> {
@@ -551,22 +672,24 @@ impl ExtendedQueryHandler for Queries {
         // again is planned again (`prepared::execute`).
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
+        // Admitted when parsed; what it is says how it runs.
+        let admitted = match &portal.statement.statement {
+            (_, Some((s, _))) => statement::admit(s, &role).map_err(|r| refused(&pending, r))?,
+            (_, None) => return Ok(Response::EmptyQuery),
+        };
+        match admitted {
+            Admitted::StatementTimeout(t) => return Ok(set_statement_timeout(client, &role, t)),
+            Admitted::NoOp(tag) => return Ok(Response::Execution(Tag::new(tag))),
+            _ => {}
+        }
         let work = async {
-            match &portal.statement.statement {
-                (_, Some((sqlparser::ast::Statement::Query(_), plan))) => {
+            match (&portal.statement.statement, admitted) {
+                ((_, Some((stored, plan))), Admitted::Query) => {
                     let wire = || self.parser.get_parameter_types(&portal.statement.statement);
-                    let replan = async || {
-                        let parser = <DfSessionService as ExtendedQueryHandler>::query_parser(&session.service);
-                        let statement = &portal.statement;
-                        match parser.parse_sql(&*client, &statement.statement.0, &statement.parameter_types).await? {
-                            Some((_, Some((_, plan)))) => Ok(plan),
-                            _ => Err(PgWireError::ApiError("a query planned again is no longer a query".into())),
-                        }
-                    };
+                    let replan = async || session.plan(stored.clone()).await.map_err(api);
                     crate::prepared::execute(&session, client, portal, plan, wire, replan).await
                 }
-                // Statements other than queries (SET, SHOW, transactions, cursors, EXPLAIN)
-                // as datafusion-postgres handles them.
+                // SET, SHOW, transactions and cursors as datafusion-postgres keeps them.
                 _ => {
                     <DfSessionService as ExtendedQueryHandler>::do_query(&session.service, client, portal, max_rows)
                         .await

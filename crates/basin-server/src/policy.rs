@@ -25,6 +25,8 @@ pub struct Role {
     masks: BTreeMap<String, String>,
     pub statement_timeout: Option<Duration>,
     pub memory_limit: Option<usize>,
+    /// Most rows one HTTP answer carries.
+    pub max_rows: Option<u64>,
 }
 
 impl Role {
@@ -51,7 +53,14 @@ impl Role {
             .map(basin_core::daemon::parse_size)
             .transpose()
             .map_err(|e| Error::Config(format!("roles.{name}.memory_limit: {e}")))?;
-        Ok(Role { name: name.to_string(), grants, masks: c.mask.clone(), statement_timeout, memory_limit })
+        Ok(Role {
+            name: name.to_string(),
+            grants,
+            masks: c.mask.clone(),
+            statement_timeout,
+            memory_limit,
+            max_rows: c.max_rows,
+        })
     }
 
     /// A role that reads everything unmasked (the local, password-less default).
@@ -62,6 +71,7 @@ impl Role {
             masks: BTreeMap::new(),
             statement_timeout: None,
             memory_limit: None,
+            max_rows: None,
         }
     }
 

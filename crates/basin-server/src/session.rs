@@ -20,6 +20,8 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::{context::EmptyContextProvider, setup_pg_catalog};
 use futures::FutureExt;
@@ -44,6 +46,15 @@ pub struct RoleSession {
 }
 
 impl RoleSession {
+    /// The plan of an admitted statement ([`crate::statement::admit`]), planned from the
+    /// statement the client's text was parsed into, never from text again; refused by
+    /// DataFusion too if it defines, writes or sets anything.
+    pub async fn plan(&self, statement: Statement) -> datafusion::error::Result<LogicalPlan> {
+        let plan = self.ctx.state().statement_to_plan(DfStatement::Statement(Box::new(statement))).await?;
+        crate::statement::verify(&plan)?;
+        Ok(plan)
+    }
+
     /// Whether `plan`, planned in a session of this snapshot or an earlier one, reads this
     /// snapshot's version of every lake table it reads: not when a table it reads was
     /// materialised again, or dropped, since it was planned.
@@ -52,8 +63,9 @@ impl RoleSession {
         lake_scans(plan, &mut scans);
         for (name, provider) in scans {
             let name = name.resolve("basin", "public");
+            // The metadata store's tables hold the rows read when the plan was made.
             if name.schema.as_ref() == crate::system::SCHEMA {
-                continue;
+                return false;
             }
             // Schemas not of the lake (`pg_catalog`, `information_schema`) do not change.
             let Some(schema) = self.lake.schema(&name.schema) else { continue };
@@ -64,6 +76,14 @@ impl RoleSession {
         }
         true
     }
+}
+
+/// Whether `plan` reads the metadata store's tables (schema `basin`), whose rows are read when
+/// the plan is made: such a plan is made again for every execution.
+pub fn reads_store(plan: &LogicalPlan) -> bool {
+    let mut scans = Vec::new();
+    lake_scans(plan, &mut scans);
+    scans.iter().any(|(name, _)| name.clone().resolve("basin", "public").schema.as_ref() == crate::system::SCHEMA)
 }
 
 /// The table scans of `plan` (with its subqueries and the plans of the views it reads, which
@@ -264,8 +284,11 @@ impl Lakehouse {
         // The role's queries share the lake's object stores and Parquet metadata cache, and its
         // memory limit.
         let metadata = base.runtime_env().cache_manager.get_file_metadata_cache();
+        // The lake's stores only, read-only: no statement reaches another file or URL.
+        let stores =
+            crate::stores::LakeStores::new(base.runtime_env().object_store_registry.clone(), self.lake.root_url());
         let mut runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(base.runtime_env().object_store_registry.clone())
+            .with_object_store_registry(Arc::new(stores))
             .with_cache_manager(CacheManagerConfig::default().with_file_metadata_cache(Some(metadata)));
         if let Some(limit) = role.memory_limit {
             runtime = runtime.with_memory_limit(limit, 1.0);
@@ -278,6 +301,9 @@ impl Lakehouse {
             // range opens the file and reads its footer and page index again, which for a
             // served lookup costs more than the page it reads.
             config.options_mut().optimizer.repartition_file_min_size = 128 * 1024 * 1024;
+            // The dialect of the endpoints' parser ([`crate::statement`]), for what
+            // datafusion-postgres plans from text (cursors, `SHOW` of a setting).
+            config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
             let state = SessionStateBuilder::new()
                 .with_default_features()
                 .with_config(config)

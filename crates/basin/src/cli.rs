@@ -169,7 +169,10 @@ enum Command {
         as_of: Option<String>,
     },
     /// Serve every asset over the PostgreSQL wire protocol and HTTP, to the users and roles
-    /// of `basin.toml` (`[serve]`, `[users.*]`, `[roles.*]`).
+    /// of `basin.toml` (`[serve]`, `[users.*]`, `[roles.*]`). Read-only: clients may query,
+    /// `EXPLAIN`, `SHOW`, `COPY (query) TO STDOUT` and set a few session variables; every
+    /// write, definition, engine setting, file or URL is refused (SQLSTATE 42501). HTTP:
+    /// `POST /api/sql` with `Content-Type: application/sql`; other sites' pages are refused.
     Serve {
         /// Address of the PostgreSQL endpoint (overrides `serve.listen`).
         #[arg(long)]

@@ -11,6 +11,7 @@ mod ingest;
 mod interop;
 mod object_store;
 mod runs;
+mod security;
 mod serve;
 mod support;
 mod validate;

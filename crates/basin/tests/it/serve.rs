@@ -9,13 +9,13 @@ use sqlx::{Connection, Row};
 
 use crate::support::Basin;
 
-const ENGINEER_PASSWORD: &str = "engineer-pw";
+pub(crate) const ENGINEER_PASSWORD: &str = "engineer-pw";
 
-struct Served {
-    basin: Basin,
+pub(crate) struct Served {
+    pub basin: Basin,
     child: Child,
-    pg_port: u16,
-    http: String,
+    pub pg_port: u16,
+    pub http: String,
 }
 
 impl Drop for Served {
@@ -25,12 +25,12 @@ impl Drop for Served {
     }
 }
 
-fn served() -> Served {
+pub(crate) fn served() -> Served {
     served_with(Basin::empty(), "", &["serve"])
 }
 
 /// Serve a project in `b` by running `command`, with `serve` added to the `[serve]` section.
-fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
+pub(crate) fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
     let verifier = {
         let mut c =
             b.command(&["serve", "--hash-password"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
@@ -83,32 +83,36 @@ fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
     Served { basin: b, child, pg_port: pg.rsplit(':').next().unwrap().parse().unwrap(), http }
 }
 
-fn url(s: &Served, user: &str, password: &str) -> String {
+pub(crate) fn url(s: &Served, user: &str, password: &str) -> String {
     format!("postgres://{user}:{password}@127.0.0.1:{}/basin?sslmode=disable", s.pg_port)
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// Every value of the first column, as text (NULL as "NULL").
-async fn column(conn: &mut sqlx::PgConnection, sql: &str) -> Result<Vec<String>, sqlx::Error> {
+pub(crate) async fn column(conn: &mut sqlx::PgConnection, sql: &str) -> Result<Vec<String>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch_all(&mut *conn).await?;
     Ok(rows.iter().map(|r| r.try_get::<Option<String>, _>(0).unwrap().unwrap_or_else(|| "NULL".into())).collect())
 }
 
-fn sqlstate(e: sqlx::Error) -> String {
+pub(crate) fn sqlstate(e: sqlx::Error) -> String {
     e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_else(|| format!("no SQLSTATE: {e}"))
 }
 
-/// A raw HTTP/1.1 request; the status code and body.
-fn http(s: &Served, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+/// A raw HTTP/1.1 request; the status code and body. A statement goes as
+/// `application/sql` unless the headers give a content type.
+pub(crate) fn http(s: &Served, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut conn = std::net::TcpStream::connect(&s.http).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        s.http,
-        body.len()
-    );
+    let given = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if !given("Host") {
+        req.push_str(&format!("Host: {}\r\n", s.http));
+    }
+    if path == "/api/sql" && !given("Content-Type") {
+        req.push_str("Content-Type: application/sql\r\n");
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -118,11 +122,26 @@ fn http(s: &Served, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let chunked = head.lines().any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    (status, if chunked { dechunk(body) } else { body.to_string() })
 }
 
-fn basic(user: &str, password: &str) -> String {
+/// The body of a chunked answer.
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
+}
+
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
 }
