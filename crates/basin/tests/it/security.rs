@@ -284,3 +284,96 @@ fn current_user_is_the_authenticated_user_or_the_local_role() {
     let (_, body) = http(&local, "POST", "/api/sql", &[], "SELECT current_user AS u");
     assert_eq!(body, r#"[{"u":"analyst"}]"#);
 }
+
+#[test]
+fn http_answers_stream_in_every_format_and_stop_when_the_client_goes() {
+    use std::io::{Read, Write};
+
+    let s = served_with(Basin::empty(), "", &["serve"]);
+    let auth = basic("eng", ENGINEER_PASSWORD);
+    let sql = "SELECT id, name FROM silver.customer ORDER BY id";
+    let (status, body) =
+        http(&s, "POST", "/api/sql", &[("Authorization", &auth), ("Accept", "application/x-ndjson")], sql);
+    assert_eq!(status, 200);
+    assert_eq!(body, "{\"id\":1,\"name\":\"Ann\"}\n{\"id\":2,\"name\":\"Bob\"}\n{\"id\":3,\"name\":\"Cy\"}\n");
+    let (status, body) =
+        http(&s, "POST", "/api/sql", &[("Authorization", &auth)], "SELECT id FROM silver.customer WHERE id > 99");
+    assert_eq!((status, body.as_str()), (200, "[]"), "an empty answer is an empty array");
+    let (status, body) = http(
+        &s,
+        "POST",
+        "/api/sql",
+        &[("Authorization", &auth), ("Accept", "text/csv")],
+        "SELECT id FROM silver.customer WHERE id > 99",
+    );
+    assert_eq!((status, body.as_str()), (200, "id\n"), "an empty CSV names its columns");
+
+    // A client that reads the start of a long answer and goes away stops the query: the query
+    // log records it as ended by the client, and the server goes on.
+    let endless = "SELECT value, 'client-goes-away' AS marker FROM generate_series(1, 2000000000) AS t(value)";
+    let mut conn = std::net::TcpStream::connect(&s.http).unwrap();
+    write!(
+        conn,
+        "POST /api/sql HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: application/sql\r\n\
+         Content-Length: {}\r\n\r\n{endless}",
+        s.http,
+        endless.len()
+    )
+    .unwrap();
+    let mut start = [0u8; 4096];
+    let n = conn.read(&mut start).unwrap();
+    assert!(
+        String::from_utf8_lossy(&start[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&start[..n])
+    );
+    drop(conn);
+    rt().block_on(async {
+        let mut eng = sqlx::PgConnection::connect(&url(&s, "eng", ENGINEER_PASSWORD)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let rows = sqlx::query("SELECT sqlstate, rows_returned FROM basin.query_log WHERE strpos(query, $1) > 0")
+                .bind("client-goes-away")
+                .fetch_all(&mut eng)
+                .await
+                .unwrap();
+            if let Some(r) = rows.first() {
+                let (code, returned): (Option<String>, i64) = (r.get(0), r.get(1));
+                assert_eq!(code.as_deref(), Some("08006"));
+                assert!(returned < 2_000_000_000, "{returned}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the abandoned answer was never logged as ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(column(&mut eng, "SELECT name FROM silver.customer WHERE id = 1").await.unwrap(), ["Ann"]);
+    });
+}
+
+#[test]
+fn a_role_row_limit_cuts_http_answers_and_says_so() {
+    // A role of its own after the `[serve]` settings.
+    let capped = "\n[roles.capped]\nselect = [\"*\"]\nmax_rows = 2\n\n\
+                  [users.cap]\nrole = \"capped\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n";
+    let s = served_with(Basin::empty(), capped, &["serve"]);
+    let sql = "SELECT id FROM silver.customer ORDER BY id";
+    let (status, body) = http(&s, "POST", "/api/sql", &[("Authorization", &basic("cap", ENGINEER_PASSWORD))], sql);
+    assert_eq!((status, body.as_str()), (200, r#"[{"id":1},{"id":2}]"#));
+    // The answer says it was cut (a raw request, to read its headers).
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&s.http).unwrap();
+    write!(
+        conn,
+        "POST /api/sql HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: {}\r\n\
+         Content-Type: application/sql\r\nContent-Length: {}\r\n\r\n{sql}",
+        s.http,
+        basic("cap", ENGINEER_PASSWORD),
+        sql.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.to_ascii_lowercase().contains("\r\nbasin-row-limit: 2\r\n"), "{response}");
+    let (status, body) = http(&s, "POST", "/api/sql", &[("Authorization", &basic("eng", ENGINEER_PASSWORD))], sql);
+    assert_eq!((status, body.as_str()), (200, r#"[{"id":1},{"id":2},{"id":3}]"#), "other roles are not cut");
+}

@@ -381,6 +381,25 @@ fn psql_lists_and_describes_tables_through_the_catalog() {
     let (ok, out, err) = psql(&["-c", "\\d silver.customer"]);
     assert!(ok, "{err}");
     assert!(out.contains("email"), "{out}");
+
+    // Exports go to the client: COPY … TO STDOUT, and psql's \copy to a file of the client's.
+    let (ok, out, err) = psql(&[
+        "-c",
+        "COPY (SELECT id, email, name FROM silver.customer ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "id,email,name\n1,****@acme.com,Ann\n2,****@x.org,Bob\n3,,Cy\n", "masked in the export too");
+    let (ok, out, err) = psql(&["-c", "COPY silver.customer (id, name) TO STDOUT"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.contains("3\tCy"), "{out}");
+    let exported = s.basin.path().join("client-side.csv");
+    let copy = format!("\\copy (SELECT name FROM silver.customer ORDER BY id) to '{}' csv", exported.display());
+    let (ok, _, err) = psql(&["-c", &copy]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), "Ann\nBob\nCy\n");
+    let (ok, _, err) = psql(&["-c", "COPY (SELECT CAST(answer AS VARCHAR) FROM silver.secret) TO STDOUT"]);
+    assert!(!ok && err.contains("permission denied"), "grants hold for COPY: {err}");
 }
 
 /// `program` is installed; under CI its absence fails the test instead of skipping it.
