@@ -56,13 +56,16 @@ impl CopyOut {
         };
         let fields = Arc::new(arrow_schema_to_pg_fields(batches.schema().as_ref(), &format, None)?);
         let columns = fields.len();
+        // The CSV header goes with the first row, so that each message is one row; alone at
+        // the end of an empty answer.
         let header = match &self.layout {
             Layout::Csv { header: true, delimiter, .. } => {
                 let names: Vec<String> = fields.iter().map(|f| csv_quote(f.name(), *delimiter)).collect();
-                Some(CopyData::new(format!("{}\n", names.join(&delimiter.to_string())).into_bytes().into()))
+                Some(format!("{}\n", names.join(&delimiter.to_string())).into_bytes())
             }
             _ => None,
         };
+        let unsent = Arc::new(std::sync::Mutex::new(header));
         let mut encoder = match &self.layout {
             Layout::Text { delimiter, null } => CopyEncoder::new_text(
                 fields.clone(),
@@ -79,16 +82,25 @@ impl CopyOut {
             Layout::Binary => CopyEncoder::new_binary(fields.clone()),
         };
         // One encoder for the whole stream: the binary format's header comes once.
+        let first = unsent.clone();
         let rows = batches
             .map(move |batch| {
-                let copies = match batch {
+                let mut copies = match batch {
                     Ok(b) => encode(&b, &fields, &mut encoder),
                     Err(e) => vec![Err(PgWireError::ApiError(Box::new(e)))],
                 };
+                if let Some(Ok(row)) = copies.first_mut()
+                    && let Some(mut header) = first.lock().expect("lock").take()
+                {
+                    header.extend_from_slice(&row.data);
+                    *row = CopyData::new(header.into());
+                }
                 futures::stream::iter(copies)
             })
             .flatten();
-        let data = futures::stream::iter(header.map(Ok)).chain(rows);
+        let last = futures::stream::once(async move { unsent.lock().expect("lock").take() })
+            .filter_map(|h| async move { h.map(|h| Ok(CopyData::new(h.into()))) });
+        let data = rows.chain(last);
         let code = if self.layout == Layout::Binary { 1 } else { 0 };
         Ok(CopyResponse::new(code, columns, data))
     }

@@ -16,7 +16,7 @@ use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, SendableRowStream};
+use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
@@ -334,7 +334,7 @@ impl Stop {
 
     /// `rows`, stopping with an error when the statement is stopped, counting rows into
     /// `pending` and recording the first error there.
-    fn guard(self, rows: SendableRowStream, pending: Arc<Pending>) -> SendableRowStream {
+    fn guard<T: Send + 'static>(self, rows: Guarded<T>, pending: Arc<Pending>) -> Guarded<T> {
         let stop: BoxFuture<'static, ErrorInfo> = self.wait().boxed();
         let state = (rows, stop, pending, false);
         Box::pin(futures::stream::unfold(state, |(mut rows, mut stop, pending, done)| async move {
@@ -362,6 +362,9 @@ impl Stop {
         }))
     }
 }
+
+/// A statement's rows (or COPY data, a row per message) as they are sent.
+type Guarded<T> = std::pin::Pin<Box<dyn futures::Stream<Item = PgWireResult<T>> + Send>>;
 
 /// The statement timeout of the connection (its role's, or what it `SET`).
 fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
@@ -397,6 +400,11 @@ fn guard_response(response: Response, stop: &Stop, pending: &Arc<Pending>) -> Re
             let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
             q.data_rows = stop.clone().guard(rows, pending.clone());
             Response::Query(q)
+        }
+        Response::CopyOut(mut c) => {
+            let data = std::mem::replace(&mut c.data_stream, Box::pin(futures::stream::empty()));
+            c.data_stream = stop.clone().guard(data, pending.clone());
+            Response::CopyOut(c)
         }
         other => other,
     }
@@ -493,7 +501,7 @@ impl SimpleQueryHandler for Queries {
                 // SET, SHOW of a variable, transactions and cursors, as datafusion-postgres keeps
                 // them for the connection; the text is the admitted statement's.
                 Admitted::Session => stop
-                    .run(SimpleQueryHandler::do_query(session.service.as_ref(), client, &s.to_string()))
+                    .run(SimpleQueryHandler::do_query(session.service.as_ref(), client, &statement::session_text(&s)))
                     .await
                     .map(|mut r| r.pop().unwrap_or(Response::EmptyQuery)),
             };
@@ -549,7 +557,7 @@ impl QueryParser for RoleParser {
             }
         };
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
-        let text = statement.to_string();
+        let text = statement::session_text(&statement);
         match admitted {
             Admitted::Query => {
                 let plan = session.plan(statement.clone()).await.map_err(|e| failed(&pending, api(e)))?;

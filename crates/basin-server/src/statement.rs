@@ -245,6 +245,20 @@ fn admit_set(set: &Set, role: &Role) -> Result<Admitted, Refused> {
     }
 }
 
+/// The text datafusion-postgres gets for an admitted [`Admitted::Session`] statement. `SET
+/// timezone = …` goes as `SET TIME ZONE …`, which it keeps for the connection; the first form
+/// it would hand to DataFusion, which would change the time zone of every connection of the
+/// role.
+pub fn session_text(statement: &Statement) -> String {
+    if let Statement::Set(Set::SingleAssignment { variable, values, .. }) = statement
+        && variable.to_string().eq_ignore_ascii_case("timezone")
+        && let Some(value) = values.first()
+    {
+        return Statement::Set(Set::SetTimeZone { local: false, value: value.clone() }).to_string();
+    }
+    statement.to_string()
+}
+
 /// A `SET` value as text (`'5s'`, `5000`, `DEFAULT`).
 fn set_value(e: &Expr) -> String {
     match e {
@@ -537,6 +551,14 @@ mod tests {
         ] {
             assert_eq!(outcome(sql), code, "{sql}");
         }
+    }
+
+    #[test]
+    fn a_time_zone_is_set_for_the_connection_only() {
+        let s = parse("SET timezone = 'Europe/Paris'").unwrap().remove(0);
+        assert_eq!(session_text(&s), "SET TIME ZONE 'Europe/Paris'");
+        let s = parse("SET search_path = silver").unwrap().remove(0);
+        assert_eq!(session_text(&s), "SET search_path = silver");
     }
 
     #[test]

@@ -234,4 +234,34 @@ mod tests {
         stores.register_store(&Url::parse("http://evil.example/").unwrap(), memory);
         assert!(stores.get_store(&Url::parse("http://evil.example/x").unwrap()).is_err());
     }
+
+    /// The wall behind the statement gate: statements the gate refuses, planned and run
+    /// directly in a session over these stores, still neither read a file outside the lake nor
+    /// write anywhere.
+    #[tokio::test]
+    async fn statements_past_the_gate_still_cannot_read_or_write_files() {
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::prelude::{SessionConfig, SessionContext};
+
+        let (dir, stores, _) = setup();
+        std::fs::write(dir.path().join("secret.csv"), "user,password\nroot,hunter2\n").unwrap();
+        let runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores)).build_arc().unwrap();
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let before = std::fs::read_dir(dir.path().join("lake/silver/t")).unwrap().count();
+        let outside = dir.path().join("secret.csv").display().to_string();
+        let inside = dir.path().join("lake/silver/t/new.csv").display().to_string();
+        for sql in [
+            format!("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '{outside}'"),
+            "CREATE EXTERNAL TABLE q STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+            format!("COPY (SELECT 'x' AS a) TO '{inside}' STORED AS CSV"),
+            format!("COPY (SELECT 'x' AS a) TO '{}/out.csv' STORED AS CSV", dir.path().display()),
+        ] {
+            let outcome = async { ctx.sql(&sql).await?.collect().await }.await;
+            let e = outcome.expect_err(&sql).to_string();
+            assert!(!e.contains("hunter2") && !e.contains("root:"), "{sql}: {e}");
+        }
+        assert!(ctx.sql("SELECT * FROM p").await.is_err(), "nothing was registered");
+        assert_eq!(std::fs::read_dir(dir.path().join("lake/silver/t")).unwrap().count(), before);
+        assert!(!dir.path().join("out.csv").exists());
+    }
 }
