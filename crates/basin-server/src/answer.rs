@@ -49,6 +49,22 @@ impl Encoding {
     }
 }
 
+/// Whether `plan` only reads rows and filters, projects or limits them: an export, whose cost
+/// is in sending the rows rather than in computing them.
+pub fn is_export(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan as P;
+    let mut export = true;
+    let _ = plan.apply(|node| {
+        export &= matches!(
+            node,
+            P::Projection(_) | P::Filter(_) | P::TableScan(_) | P::Limit(_) | P::SubqueryAlias(_) | P::EmptyRelation(_)
+        );
+        Ok(if export { TreeNodeRecursion::Continue } else { TreeNodeRecursion::Stop })
+    });
+    export
+}
+
 /// Encodes one answer's batches, in order.
 enum Encoder {
     JsonArray { started: bool },
@@ -221,6 +237,21 @@ mod tests {
     }
 
     const THREE: &str = "SELECT * FROM (VALUES (1, 'a'), (2, NULL), (3, 'c,d')) AS t(id, name) ORDER BY id";
+
+    #[tokio::test]
+    async fn exports_are_told_from_queries_that_compute() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (a INT, b VARCHAR) AS VALUES (1, 'x')").await.unwrap();
+        let plan = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move { ctx.sql(sql).await.unwrap().into_unoptimized_plan() }
+        };
+        assert!(is_export(&plan("SELECT * FROM t").await));
+        assert!(is_export(&plan("SELECT a + 1 AS c FROM t WHERE b = 'x' LIMIT 5").await));
+        assert!(!is_export(&plan("SELECT b, count(*) FROM t GROUP BY b").await));
+        assert!(!is_export(&plan("SELECT * FROM t ORDER BY a").await));
+        assert!(!is_export(&plan("SELECT * FROM t x JOIN t y ON x.a = y.a").await));
+    }
 
     #[tokio::test]
     async fn every_encoding_carries_every_row() {

@@ -344,7 +344,14 @@ async fn sql(
         if let Some(limit) = role.max_rows {
             plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan).limit(0, Some(limit as usize))?.build()?;
         }
-        session.ctx.execute_logical_plan(plan).await?.execute_stream().await
+        // An export (rows as they are stored, filtered and projected) is encoded on one thread
+        // whatever the plan, so decoding it over every core buys little and holds a row group
+        // per core: it runs in one partition. Queries that compute use every core.
+        let mut state = session.ctx.state();
+        if crate::answer::is_export(&plan) {
+            state.config_mut().options_mut().execution.target_partitions = 1;
+        }
+        datafusion::dataframe::DataFrame::new(state, plan).execute_stream().await
     });
     let batches = match deadline {
         Some(d) => tokio::time::timeout_at(d, start).await.map_err(|_| timed_out())?,
