@@ -481,6 +481,25 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
         }
         source.tables.push(table);
     }
+    // Tables discovered by `include` take the defaults: incremental ones need a default cursor.
+    let discovered = source.discovered_table("");
+    if !source.config.include.is_empty()
+        && discovered.mode == Mode::Incremental
+        && discovered.cursor.is_none()
+        && source.config.kind != SourceKind::Files
+    {
+        out.push(
+            Diagnostic::error(
+                source.locate(text, "include"),
+                "tables discovered by `include` are incremental (`[defaults] mode`) but have no cursor",
+            )
+            .with_hint(
+                "set `cursor` in `[defaults]` (a column every discovered table has), or list each incremental \
+                 table in [[tables]] with its own `cursor` and keep `[defaults] mode = \"full\"`",
+            ),
+        );
+        ok = false;
+    }
     if source.tables.is_empty() && source.config.include.is_empty() {
         out.push(
             Diagnostic::warning(Location::file(file), "the source names no tables")
@@ -647,6 +666,22 @@ mod tests {
         assert!(all.contains("incremental table `a` needs a `cursor`"), "{all}");
         assert!(all.contains("invalid `lag` for table `b`: unknown unit `parsecs`"), "{all}");
         assert!(all.contains("table `b` is listed twice"), "{all}");
+    }
+
+    #[test]
+    fn discovered_incremental_tables_need_a_default_cursor() {
+        let (s, problems) = read(
+            "kind = \"postgres\"\nurl = \"postgres://h/db\"\ninclude = [\"*\"]\n[defaults]\nmode = \"incremental\"\n",
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("sources/v3.toml:3:1: error: tables discovered by `include` are incremental"), "{all}");
+        assert!(s.is_none(), "the source is not usable");
+        let (s, problems) = read(
+            "kind = \"postgres\"\nurl = \"postgres://h/db\"\ninclude = [\"*\"]\n\
+             [defaults]\nmode = \"incremental\"\ncursor = \"updated_at\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:#?}");
+        assert_eq!(s.unwrap().discovered_table("orders").cursor.as_deref(), Some("updated_at"));
     }
 
     #[test]

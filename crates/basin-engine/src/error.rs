@@ -77,6 +77,12 @@ pub enum Error {
     NoPrimaryKey { table: AssetKey },
 
     #[error(
+        "incremental table {table} has no cursor; set `cursor` for it in `[[tables]]`, or `cursor` in the \
+         source's `[defaults]`"
+    )]
+    NoCursor { table: AssetKey },
+
+    #[error(
         "refusing to replace {table}: it holds {before} rows and the new build has {after} (at least {min_rows} \
          must stay, max_shrink {max_shrink}); nothing was committed. If the data really shrank, run again with \
          --allow-shrink"
@@ -176,7 +182,7 @@ impl Error {
                 basin_connectors::Error::NoSuchTable { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::Invalid,
             },
-            Error::NoPrimaryKey { .. } => ErrorKind::Invalid,
+            Error::NoPrimaryKey { .. } | Error::NoCursor { .. } => ErrorKind::Invalid,
         }
     }
 

@@ -200,7 +200,10 @@ pub async fn ingest_table(
             (commit, rows, zero.load(Ordering::Relaxed))
         }
         Mode::Incremental => {
-            let cursor = table.cursor.clone().expect("validated: incremental tables have a cursor");
+            // Listed tables are validated to have one; a discovered table takes the defaults'.
+            let Some(cursor) = table.cursor.clone() else {
+                return Err(Error::NoCursor { table: table.key.clone() });
+            };
             let primary_key = match table.primary_key.as_slice() {
                 [] => connector.primary_key(&table.name).await.map_err(source_err)?,
                 pk => pk.to_vec(),

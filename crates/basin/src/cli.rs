@@ -581,29 +581,37 @@ async fn sql(
         // An empty result still has columns: print its header.
         batches.push(arrow::array::RecordBatch::new_empty(schema.clone()));
     }
-    let mut out = std::io::stdout().lock();
-    match format {
-        Format::Table => {
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            writeln!(out, "{}", arrow::util::pretty::pretty_format_batches_with_schema(schema, &batches)?)?;
-            if std::io::stdout().is_terminal() {
-                eprintln!("({rows} row{})", if rows == 1 { "" } else { "s" });
+    let written = (|| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match format {
+            Format::Table => {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                writeln!(out, "{}", arrow::util::pretty::pretty_format_batches_with_schema(schema, &batches)?)?;
+                if std::io::stdout().is_terminal() {
+                    eprintln!("({rows} row{})", if rows == 1 { "" } else { "s" });
+                }
+            }
+            Format::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                for b in &batches {
+                    w.write(&nested_as_text(b)?)?;
+                }
+            }
+            Format::Json => {
+                let mut w = arrow::json::ArrayWriter::new(&mut out);
+                for b in &batches {
+                    w.write(b)?;
+                }
+                w.finish()?;
+                writeln!(out)?;
             }
         }
-        Format::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
-            for b in &batches {
-                w.write(&nested_as_text(b)?)?;
-            }
-        }
-        Format::Json => {
-            let mut w = arrow::json::ArrayWriter::new(&mut out);
-            for b in &batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-            writeln!(out)?;
-        }
+        Ok(())
+    })();
+    match written {
+        // The reader closed its end (`basin sql … | head`): what it wanted was written.
+        Err(e) if e.chain().any(|c| c.to_string().contains("Broken pipe")) => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e),
+        Ok(()) => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }

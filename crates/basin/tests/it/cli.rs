@@ -58,6 +58,21 @@ fn plan_writes_nothing_and_explains_each_step() {
 }
 
 #[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let b = Basin::init();
+    for args in [&["plan"][..], &["sql", "SELECT * FROM generate_series(1, 100000)"]] {
+        let mut child =
+            b.command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // The reader goes away before the command writes (`basin plan | head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+    }
+}
+
+#[test]
 fn failures_skip_downstream_and_exit_non_zero() {
     let b = Basin::empty();
     b.write("models/silver/good.sql", "SELECT 1 AS id")
