@@ -1,6 +1,9 @@
 """psycopg 3 and psycopg2 against `basin serve` as the analyst: SCRAM, masked rows, server-side
-parameters, prepared statements, SQLSTATEs, a cancel and a statement timeout."""
+parameters, prepared statements, SQLSTATEs, a cancel and a statement timeout, COPY TO STDOUT,
+and the read-only endpoint refusing writes, files and engine settings."""
+import os
 import sys
+import tempfile
 import threading
 
 import psycopg
@@ -23,6 +26,30 @@ with psycopg.connect(dsn, autocommit=True) as c:
     except psycopg.errors.InsufficientPrivilege:
         pass
     assert c.execute("SELECT 1").fetchone()[0] == 1, "the connection goes on after an error"
+
+    # Exports come to the client (psycopg's copy API), masked.
+    with c.cursor().copy("COPY (SELECT id, email FROM silver.customer ORDER BY id) TO STDOUT WITH (FORMAT csv)") as copy:
+        exported = b"".join(bytes(block) for block in copy)
+    assert exported == b"1,****@acme.com\n2,****@x.org\n3,\n", exported
+
+    # Read-only: writes, server files and engine settings are refused, nothing is written.
+    marker = tempfile.mkdtemp()
+    for sql, error in [
+        (f"COPY (SELECT 1) TO '{marker}/x.csv'", psycopg.errors.InsufficientPrivilege),
+        ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", psycopg.errors.InsufficientPrivilege),
+        ("INSERT INTO silver.customer VALUES (9, 'x', 'y')", psycopg.errors.InsufficientPrivilege),
+        ("SET datafusion.execution.batch_size = 1", psycopg.errors.InsufficientPrivilege),
+        ("SELECT * FROM read_csv('/etc/passwd')", psycopg.errors.InsufficientPrivilege),
+        (f"SELECT 1; COPY (SELECT 1) TO '{marker}/y.csv'", psycopg.errors.InsufficientPrivilege),
+        ("PREPARE p AS SELECT 1", psycopg.errors.FeatureNotSupported),
+    ]:
+        try:
+            c.execute(sql)
+            raise SystemExit(f"not refused: {sql}")
+        except error:
+            pass
+    assert os.listdir(marker) == [], os.listdir(marker)
+    assert c.execute("SELECT current_user").fetchone()[0] == "ana"
 
     # A cancel request stops a running statement; the connection stays usable.
     timer = threading.Timer(1.0, c.cancel)
