@@ -20,7 +20,7 @@ use chrono::NaiveTime;
 use serde::Deserialize;
 
 use crate::asset::AssetKey;
-use crate::model::Columns;
+use crate::values::Columns;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -237,7 +237,7 @@ impl CheckConfig {
             CheckKind::Expression => Check::Expression { sql: need(&self.expression, "expression")? },
             CheckKind::Freshness => {
                 let max_age = match &self.max_age {
-                    Some(t) => Some(crate::source::parse_duration(t).map_err(|e| format!("`max_age`: {e}"))?),
+                    Some(t) => Some(crate::values::parse_duration(t).map_err(|e| format!("`max_age`: {e}"))?),
                     None => None,
                 };
                 let ready_by = match &self.ready_by {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::daemon::{DaemonSection, LAUNCHERS, RetrySection, Schedule, ScheduleConfig};
 use crate::diagnostic::{Diagnostic, Location};
 use crate::toml_check::{self, TomlSource, fields_of};
+pub use crate::values::{Secret, interpolate_env};
 
 pub const PROJECT_FILE: &str = "basin.toml";
 
@@ -106,7 +107,7 @@ impl RunSection {
     pub fn heartbeat_interval(&self) -> std::time::Duration {
         self.heartbeat_interval
             .as_deref()
-            .and_then(|t| crate::source::parse_duration(t).ok())
+            .and_then(|t| crate::values::parse_duration(t).ok())
             .filter(|d| !d.is_zero())
             .unwrap_or(std::time::Duration::from_secs(5))
     }
@@ -121,34 +122,6 @@ impl RunSection {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         }
-    }
-}
-
-/// A string that may carry a credential: its `Debug` and `Display` never show the value.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself, for the one place that hands it to a client library.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 
@@ -227,7 +200,7 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
         interpolate(v, &format!("storage.options.{k}"));
     }
     if let Some(text_value) = &config.run.heartbeat_interval {
-        match crate::source::parse_duration(text_value) {
+        match crate::values::parse_duration(text_value) {
             Ok(d) if !d.is_zero() => {}
             Ok(_) => out.push(
                 Diagnostic::error(find(text, "heartbeat_interval"), "`run.heartbeat_interval` must be more than 0")
@@ -276,12 +249,12 @@ fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
         ));
     }
     if let Some(t) = &d.run_timeout
-        && let Err(e) = crate::source::parse_duration(t)
+        && let Err(e) = crate::values::parse_duration(t)
     {
         out.push(Diagnostic::error(find(text, "run_timeout"), format!("invalid `daemon.run_timeout`: {e}")));
     }
     if let Some(t) = &d.worker_memory_limit
-        && let Err(e) = crate::daemon::parse_size(t)
+        && let Err(e) = crate::values::parse_size(t)
     {
         out.push(Diagnostic::error(
             find(text, "worker_memory_limit"),
@@ -328,33 +301,6 @@ fn check_daemon(text: &str, config: &ProjectConfig, out: &mut Vec<Diagnostic>) {
 
 fn find(text: &str, needle: &str) -> Location {
     Location::at_offset(PROJECT_FILE, text, text.find(needle).unwrap_or(0))
-}
-
-/// Replace `${NAME}` and `${NAME:-default}` with the variable's value. `Err(NAME)` for the
-/// first variable that is unset and has no default.
-pub fn interpolate_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let inner = &rest[start + 2..start + end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        match (lookup(name), default) {
-            (Some(v), _) => out.push_str(&v),
-            (None, Some(d)) => out.push_str(d),
-            (None, None) => return Err(name.to_string()),
-        }
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::failure::FailureCategory;
-use crate::source::parse_duration;
+use crate::values::parse_duration;
+pub use crate::values::parse_size;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -56,23 +57,6 @@ impl Default for DaemonSection {
 }
 
 pub const LAUNCHERS: [&str; 3] = ["subprocess", "in_process", "command"];
-
-/// `"4GiB"`, `"512MiB"`, `"2G"`, `"100M"`, `"64k"` or a number of bytes.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: usize = number.parse().map_err(|_| format!("`{text}` is not a size"))?;
-    let factor: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
-    };
-    n.checked_mul(factor).filter(|b| *b > 0).ok_or_else(|| format!("`{text}` is not a usable size"))
-}
 
 impl DaemonSection {
     pub fn worker_memory_limit(&self) -> Option<usize> {

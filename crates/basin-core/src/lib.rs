@@ -19,6 +19,7 @@ pub mod serve;
 pub mod source;
 pub mod sql_refs;
 mod toml_check;
+pub mod values;
 
 pub use asset::AssetKey;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};

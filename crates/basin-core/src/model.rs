@@ -10,6 +10,7 @@ use crate::asset::AssetKey;
 use crate::diagnostic::Diagnostic;
 use crate::sql_refs::TableRef;
 use crate::toml_check::{self, TomlSource, fields_of};
+pub use crate::values::Columns;
 
 /// How a model's result becomes a table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -35,27 +36,6 @@ impl Materialization {
             Materialization::View => "view",
             Materialization::Incremental => "incremental",
             Materialization::Scd2 => "scd2",
-        }
-    }
-}
-
-/// One string or a list of strings: `unique_key = "id"` and `unique_key = ["a", "b"]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(from = "OneOrMany")]
-pub struct Columns(pub Vec<String>);
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl From<OneOrMany> for Columns {
-    fn from(v: OneOrMany) -> Self {
-        match v {
-            OneOrMany::One(s) => Columns(vec![s]),
-            OneOrMany::Many(v) => Columns(v),
         }
     }
 }

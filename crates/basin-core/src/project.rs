@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 use crate::asset::{AssetKey, RESERVED_SCHEMAS, is_plain_identifier};
 use crate::check::{Check, CheckConfig, CheckKind, CheckSpec};
-use crate::config::{PROJECT_FILE, ProjectConfig, Secret, StorageRoot, parse_project_config};
+use crate::config::{PROJECT_FILE, ProjectConfig, StorageRoot, parse_project_config};
 use crate::diagnostic::{Diagnostic, Diagnostics, Location, did_you_mean};
 use crate::error::{Error, Result};
 use crate::graph::{AssetGraph, AssetNode};
 use crate::model::{Materialization, Model, parse_header};
 use crate::source::{BRONZE, BRONZE_CURRENT, Source, SourceTable, read_source};
 use crate::sql_refs::table_refs;
+use crate::values::Secret;
 
 pub const MODELS_DIR: &str = "models";
 pub const SOURCES_DIR: &str = "sources";

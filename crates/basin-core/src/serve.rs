@@ -22,8 +22,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::Secret;
 use crate::diagnostic::{Diagnostic, Location};
+use crate::values::Secret;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -128,7 +128,7 @@ pub fn check(
                 .with_hint("give both the PEM certificate and its private key, or neither"),
         );
     }
-    if let Err(e) = crate::source::parse_duration(&serve.refresh_interval) {
+    if let Err(e) = crate::values::parse_duration(&serve.refresh_interval) {
         out.push(Diagnostic::error(find("refresh_interval"), format!("invalid `serve.refresh_interval`: {e}")));
     }
     for origin in &serve.allowed_origins {
@@ -223,12 +223,12 @@ pub fn check(
             }
         }
         if let Some(t) = &role.statement_timeout
-            && let Err(e) = crate::source::parse_duration(t)
+            && let Err(e) = crate::values::parse_duration(t)
         {
             out.push(Diagnostic::error(at.clone(), format!("invalid `roles.{name}.statement_timeout`: {e}")));
         }
         if let Some(m) = &role.memory_limit
-            && let Err(e) = crate::daemon::parse_size(m)
+            && let Err(e) = crate::values::parse_size(m)
         {
             out.push(Diagnostic::error(at.clone(), format!("invalid `roles.{name}.memory_limit`: {e}")));
         }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::asset::{AssetKey, is_plain_identifier};
-use crate::config::{Secret, interpolate_env};
 use crate::diagnostic::{Diagnostic, Location};
-use crate::model::{ColumnConfig, Columns};
+use crate::model::ColumnConfig;
 use crate::toml_check::{self, TomlSource, fields_of};
+use crate::values::Columns;
+pub use crate::values::parse_duration;
+use crate::values::{Secret, interpolate_env};
 
 /// The schema every source table lands in.
 pub const BRONZE: &str = "bronze";
@@ -511,23 +513,6 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
 
 fn check_duration(text: Option<&str>) -> Result<(), String> {
     text.map(parse_duration).transpose().map(|_| ())
-}
-
-/// `"30s"`, `"5m"`, `"2h"`, `"1d"`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration"))?;
-    let seconds = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => return Err(format!("unknown unit `{other}` in `{text}`")),
-    };
-    Ok(Duration::from_secs(n * seconds))
 }
 
 /// `*` matches any run of characters; everything else matches itself.
