@@ -62,9 +62,6 @@ pub struct Prepared {
     generation: u64,
     /// The plan as planned from the statement's text.
     plan: LogicalPlan,
-    /// Whether the plan reads the metadata store's tables: then it is planned again at each
-    /// execution, to read the store as it is then.
-    reads_store: bool,
     /// The plan optimised with its placeholders in; `None` when it is optimised per execution.
     optimized: Option<LogicalPlan>,
     /// The parameters' types as planned and as announced to the client, in order.
@@ -77,9 +74,8 @@ impl Plans {
     fn get(&self, statement: &Arc<StoredStatement<Statement>>, session: &RoleSession) -> Option<Arc<Prepared>> {
         let plans = self.0.lock().expect("lock");
         let p = plans.get(&(Arc::as_ptr(statement) as usize))?;
-        let current = p.generation == session.generation
-            && !p.reads_store
-            && p.statement.upgrade().is_some_and(|s| Arc::ptr_eq(&s, statement));
+        let current =
+            p.generation == session.generation && p.statement.upgrade().is_some_and(|s| Arc::ptr_eq(&s, statement));
         current.then(|| {
             p.used.store(tick(), std::sync::atomic::Ordering::Relaxed);
             p.clone()
@@ -100,7 +96,6 @@ impl Plans {
             generation: session.generation,
             optimized: optimize_once(session, &plan),
             inferred: inferred_parameter_types(&plan).map_err(api)?,
-            reads_store: crate::session::reads_store(&plan),
             plan,
             wire,
         });

@@ -63,9 +63,8 @@ impl RoleSession {
         lake_scans(plan, &mut scans);
         for (name, provider) in scans {
             let name = name.resolve("basin", "public");
-            // The metadata store's tables hold the rows read when the plan was made.
             if name.schema.as_ref() == crate::system::SCHEMA {
-                return false;
+                continue;
             }
             // Schemas not of the lake (`pg_catalog`, `information_schema`) do not change.
             let Some(schema) = self.lake.schema(&name.schema) else { continue };
@@ -76,14 +75,6 @@ impl RoleSession {
         }
         true
     }
-}
-
-/// Whether `plan` reads the metadata store's tables (schema `basin`), whose rows are read when
-/// the plan is made: such a plan is made again for every execution.
-pub fn reads_store(plan: &LogicalPlan) -> bool {
-    let mut scans = Vec::new();
-    lake_scans(plan, &mut scans);
-    scans.iter().any(|(name, _)| name.clone().resolve("basin", "public").schema.as_ref() == crate::system::SCHEMA)
 }
 
 /// The table scans of `plan` (with its subqueries and the plans of the views it reads, which

@@ -12,9 +12,11 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 pub const SCHEMA: &str = "basin";
 pub const TABLES: &[&str] = &["check_results", "materializations", "query_log", "runs"];
@@ -41,23 +43,69 @@ impl SchemaProvider for SystemSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let store = self.store.as_ref();
-        let failed = |e: basin_meta::Error| DataFusionError::External(Box::new(e));
-        let batch = match name {
-            "check_results" => check_results(&store.check_results(&Default::default()).await.map_err(failed)?),
-            "materializations" => materializations(&store.materializations(None, LIMIT).await.map_err(failed)?),
-            "query_log" => query_log(&store.query_log(LIMIT).await.map_err(failed)?),
-            "runs" => {
-                let filter = basin_meta::RunFilter { limit: Some(LIMIT), ..Default::default() };
-                runs(&store.runs(&filter).await.map_err(failed)?)
-            }
-            _ => return Ok(None),
-        }?;
-        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+        let Some(name) = TABLES.iter().find(|t| **t == name) else { return Ok(None) };
+        let schema = schema_of(name)?;
+        Ok(Some(Arc::new(StoreTable { name, store: self.store.clone(), schema })))
     }
 
     fn table_exist(&self, name: &str) -> bool {
         TABLES.contains(&name)
+    }
+}
+
+/// One of the store's tables: its rows are read when a query scans it, so a plan kept and
+/// executed again (a prepared statement) reads the store as it is then.
+#[derive(Debug)]
+struct StoreTable {
+    name: &'static str,
+    store: Arc<dyn MetaStore>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = read(self.name, self.store.as_ref()).await?;
+        MemTable::try_new(self.schema.clone(), vec![vec![batch]])?.scan(state, projection, filters, limit).await
+    }
+}
+
+/// The columns of table `name` (one of [`TABLES`]).
+fn schema_of(name: &str) -> DfResult<SchemaRef> {
+    let empty = match name {
+        "check_results" => check_results(&[]),
+        "materializations" => materializations(&[]),
+        "query_log" => query_log(&[]),
+        _ => runs(&[]),
+    };
+    Ok(empty?.schema())
+}
+
+/// Table `name` (one of [`TABLES`]) as the store holds it now, as one batch.
+async fn read(name: &str, store: &dyn MetaStore) -> DfResult<RecordBatch> {
+    let failed = |e: basin_meta::Error| DataFusionError::External(Box::new(e));
+    match name {
+        "check_results" => check_results(&store.check_results(&Default::default()).await.map_err(failed)?),
+        "materializations" => materializations(&store.materializations(None, LIMIT).await.map_err(failed)?),
+        "query_log" => query_log(&store.query_log(LIMIT).await.map_err(failed)?),
+        _ => {
+            let filter = basin_meta::RunFilter { limit: Some(LIMIT), ..Default::default() };
+            runs(&store.runs(&filter).await.map_err(failed)?)
+        }
     }
 }
 

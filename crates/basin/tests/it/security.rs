@@ -100,23 +100,48 @@ impl Setup {
     }
 }
 
-/// Wait until `basin.query_log` (read as the engineer) has `n` entries whose query contains
-/// `marker`; their (user, sqlstate, error).
-async fn logged(s: &Served, marker: &str, n: usize) -> Vec<(String, Option<String>, Option<String>)> {
+/// One entry of `basin.query_log`.
+#[derive(Debug)]
+struct Logged {
+    user: String,
+    sqlstate: Option<String>,
+    error: Option<String>,
+    rows: i64,
+}
+
+/// The entries of `basin.query_log` (read as the engineer) whose query contains `marker`, once
+/// there are `n` of them or 20 s have passed.
+async fn logged(s: &Served, marker: &str, n: usize) -> Vec<Logged> {
     let mut eng = sqlx::PgConnection::connect(&url(s, "eng", ENGINEER_PASSWORD)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    logged_on(&mut eng, marker, n).await
+}
+
+/// [`logged`] on `conn`, through one prepared statement executed again and again: the log
+/// reaches the store up to 100 ms after a statement ends.
+async fn logged_on(eng: &mut sqlx::PgConnection, marker: &str, n: usize) -> Vec<Logged> {
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let rows = sqlx::query("SELECT user_name, sqlstate, error FROM basin.query_log WHERE strpos(query, $1) > 0")
-            .bind(marker)
-            .fetch_all(&mut eng)
-            .await
-            .unwrap();
-        let entries: Vec<_> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+        let rows = sqlx::query(
+            "SELECT user_name, sqlstate, error, rows_returned FROM basin.query_log WHERE strpos(query, $1) > 0",
+        )
+        .bind(marker)
+        .fetch_all(&mut *eng)
+        .await
+        .unwrap();
+        let entries: Vec<Logged> = rows
+            .iter()
+            .map(|r| Logged { user: r.get(0), sqlstate: r.get(1), error: r.get(2), rows: r.get(3) })
+            .collect();
         if entries.len() >= n || Instant::now() > deadline {
             return entries;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Attempts naming `/etc/passwd`, each refused and logged.
+fn passwd_attempts() -> usize {
+    ATTEMPTS.iter().filter(|(sql, _)| sql.contains("/etc/passwd")).count()
 }
 
 #[test]
@@ -163,12 +188,13 @@ fn no_statement_writes_defines_sets_or_opens_a_path_over_the_wire() {
             "the dialect stayed PostgreSQL and the table is whole"
         );
 
-        // The query log has every refusal, with the user.
-        let entries = logged(&t.s, "/etc/passwd", 1).await;
+        // The query log has every refusal, simple and extended, with the user.
+        let entries = logged(&t.s, "/etc/passwd", 2 * passwd_attempts()).await;
+        assert_eq!(entries.len(), 2 * passwd_attempts(), "{entries:?}");
         assert!(
-            entries.iter().all(|(u, code, e)| u == "ana"
-                && code.as_deref() == Some("42501")
-                && e.as_deref().is_some_and(|e| e.starts_with("refused:"))),
+            entries.iter().all(|e| e.user == "ana"
+                && e.sqlstate.as_deref() == Some("42501")
+                && e.error.as_deref().is_some_and(|e| e.starts_with("refused:"))),
             "{entries:?}"
         );
         let copies = logged(&t.s, "cp1.csv", 2).await;
@@ -206,8 +232,9 @@ fn no_statement_writes_defines_sets_or_opens_a_path_over_http() {
     assert_eq!((status, body.as_str()), (200, r#"[{"name":"Cy"}]"#));
     assert_eq!(t.listing(), before, "nothing on disk changed");
     rt().block_on(async {
-        let entries = logged(&t.s, "/etc/passwd", 1).await;
-        assert!(entries.iter().all(|(u, code, _)| u == "ana" && code.as_deref() == Some("42501")), "{entries:?}");
+        let entries = logged(&t.s, "/etc/passwd", passwd_attempts()).await;
+        assert_eq!(entries.len(), passwd_attempts(), "{entries:?}");
+        assert!(entries.iter().all(|e| e.user == "ana" && e.sqlstate.as_deref() == Some("42501")), "{entries:?}");
     });
 }
 
@@ -255,6 +282,20 @@ fn requests_from_other_sites_pages_are_refused_before_anything_runs() {
 }
 
 #[test]
+fn a_prepared_statement_over_the_query_log_sees_entries_logged_after_it_was_planned() {
+    let s = served();
+    rt().block_on(async {
+        let mut eng = sqlx::PgConnection::connect(&url(&s, "eng", ENGINEER_PASSWORD)).await.unwrap();
+        let probe = "prepared-log-probe";
+        assert!(logged_on(&mut eng, probe, 0).await.is_empty());
+        column(&mut eng, "SELECT 'prepared-log-probe' AS p").await.unwrap();
+        // The same prepared statement (sqlx keeps it per connection), executed again.
+        let entries = logged_on(&mut eng, probe, 1).await;
+        assert_eq!(entries.len(), 1, "the prepared statement kept reading the log as it was planned");
+    });
+}
+
+#[test]
 fn current_user_is_the_authenticated_user_or_the_local_role() {
     let s = served();
     rt().block_on(async {
@@ -279,7 +320,7 @@ fn current_user_is_the_authenticated_user_or_the_local_role() {
         assert_eq!(column(&mut conn, "SELECT current_user").await.unwrap(), ["analyst"]);
         column(&mut conn, "SELECT 'local-identity' AS x").await.unwrap();
         let entries = logged(&local, "local-identity", 1).await;
-        assert_eq!(entries.first().map(|e| e.0.as_str()), Some("analyst"), "{entries:?}");
+        assert_eq!(entries.first().map(|e| e.user.as_str()), Some("analyst"), "{entries:?}");
     });
     let (_, body) = http(&local, "POST", "/api/sql", &[], "SELECT current_user AS u");
     assert_eq!(body, r#"[{"u":"analyst"}]"#);
@@ -329,23 +370,11 @@ fn http_answers_stream_in_every_format_and_stop_when_the_client_goes() {
     );
     drop(conn);
     rt().block_on(async {
+        let entries = logged(&s, "client-goes-away", 1).await;
+        let [ended] = entries.as_slice() else { panic!("the abandoned answer was not logged once: {entries:?}") };
+        assert_eq!(ended.sqlstate.as_deref(), Some("08006"), "{ended:?}");
+        assert!(ended.rows < 2_000_000_000, "{ended:?}");
         let mut eng = sqlx::PgConnection::connect(&url(&s, "eng", ENGINEER_PASSWORD)).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let rows = sqlx::query("SELECT sqlstate, rows_returned FROM basin.query_log WHERE strpos(query, $1) > 0")
-                .bind("client-goes-away")
-                .fetch_all(&mut eng)
-                .await
-                .unwrap();
-            if let Some(r) = rows.first() {
-                let (code, returned): (Option<String>, i64) = (r.get(0), r.get(1));
-                assert_eq!(code.as_deref(), Some("08006"));
-                assert!(returned < 2_000_000_000, "{returned}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the abandoned answer was never logged as ended");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         assert_eq!(column(&mut eng, "SELECT name FROM silver.customer WHERE id = 1").await.unwrap(), ["Ann"]);
     });
 }
