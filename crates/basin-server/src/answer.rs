@@ -137,8 +137,8 @@ fn json_lines(batch: &RecordBatch) -> Result<Vec<u8>, ArrowError> {
 /// Where the answer is.
 struct State {
     batches: SendableRecordBatchStream,
-    encoder: Option<Encoder>,
-    encoding: Encoding,
+    schema: SchemaRef,
+    encoder: Encoder,
     pending: Arc<Pending>,
     deadline: Option<tokio::time::Instant>,
     done: bool,
@@ -166,18 +166,13 @@ pub fn stream(
     encoding: Encoding,
     pending: Arc<Pending>,
     deadline: Option<tokio::time::Instant>,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let state = State { batches, encoder: None, encoding, pending, deadline, done: false };
-    futures::stream::unfold(state, |mut state| async move {
+) -> Result<impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, ArrowError> {
+    let schema = batches.schema();
+    let encoder = Encoder::new(encoding, &schema)?;
+    let state = State { batches, schema, encoder, pending, deadline, done: false };
+    Ok(futures::stream::unfold(state, |mut state| async move {
         if state.done {
             return None;
-        }
-        let schema = state.batches.schema();
-        if state.encoder.is_none() {
-            match Encoder::new(state.encoding, &schema) {
-                Ok(e) => state.encoder = Some(e),
-                Err(e) => return Some((Err(state.error("XX000", e.to_string())), state)),
-            }
         }
         let next = match state.deadline {
             Some(d) => match tokio::time::timeout_at(d, state.batches.next()).await {
@@ -189,11 +184,10 @@ pub fn stream(
             },
             None => state.batches.next().await,
         };
-        let encoder = state.encoder.as_mut().expect("made above");
         let bytes = match next {
             Some(Ok(batch)) => {
                 state.pending.rows.fetch_add(batch.num_rows() as i64, Ordering::Relaxed);
-                encoder.batch(&batch)
+                state.encoder.batch(&batch)
             }
             Some(Err(e)) => {
                 let (code, message) = crate::errors::classify(&e);
@@ -201,14 +195,14 @@ pub fn stream(
             }
             None => {
                 state.done = true;
-                encoder.finish(&schema)
+                state.encoder.finish(&state.schema)
             }
         };
         match bytes {
             Ok(b) => Some((Ok(Bytes::from(b)), state)),
             Err(e) => Some((Err(state.error("XX000", e.to_string())), state)),
         }
-    })
+    }))
 }
 
 impl State {
@@ -231,7 +225,7 @@ mod tests {
         let batches = ctx.sql(sql).await.unwrap().execute_stream().await.unwrap();
         let (log, _entries) = tokio::sync::mpsc::unbounded_channel();
         let pending = Arc::new(Pending::new(log, "ana", "analyst", "http", sql));
-        let chunks: Vec<_> = stream(batches, encoding, pending.clone(), None).collect().await;
+        let chunks: Vec<_> = stream(batches, encoding, pending.clone(), None).unwrap().collect().await;
         assert_eq!(pending.rows.load(Ordering::Relaxed), 3);
         String::from_utf8(chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect()).unwrap()
     }

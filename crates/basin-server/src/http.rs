@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use basin_core::{AssetKey, Project};
+use datafusion_postgres::pgwire::error::ErrorInfo;
 use serde::Serialize;
 
 use crate::Server;
@@ -33,7 +34,6 @@ use crate::answer::Encoding;
 use crate::log::Pending;
 use crate::policy::Role;
 use crate::statement::{self, Admitted, Refused};
-use datafusion_postgres::pgwire::error::ErrorInfo;
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -360,8 +360,9 @@ async fn sql(
     .map_err(fail)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let format = Encoding::for_accept(accept);
-    let mut response =
-        Response::new(axum::body::Body::from_stream(crate::answer::stream(batches, format, pending.clone(), deadline)));
+    let body = crate::answer::stream(batches, format, pending.clone(), deadline)
+        .map_err(|e| fail(datafusion::error::DataFusionError::ArrowError(Box::new(e), None)))?;
+    let mut response = Response::new(axum::body::Body::from_stream(body));
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(format.content_type()));
     if let Some(limit) = role.max_rows {
         response.headers_mut().insert("basin-row-limit", limit.into());

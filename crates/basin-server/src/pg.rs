@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion_postgres::DfSessionService;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::pgwire;
 use futures::future::{BoxFuture, FutureExt};
 use futures::{Sink, SinkExt, StreamExt};
 use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
@@ -27,11 +30,6 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::extendedquery::{Bind, BindComplete, Describe, Execute, Parse, ParseComplete};
 use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
-use pgwire::api::results::Tag;
 use pgwire::types::format::FormatOptions;
 
 use crate::auth::{Exchange, ScramError};
@@ -48,6 +46,9 @@ const ROLE: &str = "basin.role";
 /// Metadata key holding who the connection is: the authenticated user, or the role for a
 /// client let in without a password (whatever user name it sent).
 const USER: &str = "basin.user";
+/// Metadata key holding the connection's statement timeout in milliseconds: datafusion-postgres'
+/// own, so that its `SHOW statement_timeout` answers it.
+const STATEMENT_TIMEOUT_MS: &str = "statement_timeout_ms";
 
 pub struct PgHandlers {
     server: Arc<Server>,
@@ -194,7 +195,7 @@ impl Startup {
         client.session_extensions().insert(CancelRegistration { cancels: self.cancels.clone(), key });
         client.session_extensions().insert(CancelSignal(receiver));
         if let Some(timeout) = self.server.roles.get(role).and_then(|r| r.statement_timeout) {
-            client.metadata_mut().insert("statement_timeout_ms".into(), timeout.as_millis().to_string());
+            client.metadata_mut().insert(STATEMENT_TIMEOUT_MS.into(), timeout.as_millis().to_string());
         }
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = "16.0 (Basin)".into();
@@ -370,7 +371,7 @@ type Guarded<T> = std::pin::Pin<Box<dyn futures::Stream<Item = PgWireResult<T>> 
 fn statement_timeout<C: ClientInfo>(client: &C) -> Option<std::time::Duration> {
     client
         .metadata()
-        .get("statement_timeout_ms")
+        .get(STATEMENT_TIMEOUT_MS)
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|ms| *ms > 0)
         .map(std::time::Duration::from_millis)
@@ -451,8 +452,8 @@ fn admitted(sql: &str, user: &str, role: &Role, pending: &Pending) -> PgWireResu
 /// `SET statement_timeout`: the connection's timeout from now on (`None`: its role's).
 fn set_statement_timeout<C: ClientInfo>(client: &mut C, role: &Role, timeout: Option<std::time::Duration>) -> Response {
     match timeout.or(role.statement_timeout) {
-        Some(t) => client.metadata_mut().insert("statement_timeout_ms".into(), t.as_millis().to_string()),
-        None => client.metadata_mut().remove("statement_timeout_ms"),
+        Some(t) => client.metadata_mut().insert(STATEMENT_TIMEOUT_MS.into(), t.as_millis().to_string()),
+        None => client.metadata_mut().remove(STATEMENT_TIMEOUT_MS),
     };
     Response::Execution(Tag::new("SET"))
 }
@@ -680,8 +681,10 @@ impl ExtendedQueryHandler for Queries {
         // again is planned again (`prepared::execute`).
         let session = self.server.lakehouse.session(&role).await.map_err(|e| failed(&pending, e.into()))?;
         let stop = Stop::new(client);
-        // Admitted when parsed; what it is says how it runs.
+        // Admitted when parsed; what it is says how it runs. A query (the lookups' hot path)
+        // was inspected then; the other statements are small, and admitted again for their kind.
         let admitted = match &portal.statement.statement {
+            (_, Some((SqlStatement::Query(_), _))) => Admitted::Query,
             (_, Some((s, _))) => statement::admit(s, &role).map_err(|r| refused(&pending, r))?,
             (_, None) => return Ok(Response::EmptyQuery),
         };

@@ -281,13 +281,8 @@ fn statement_timeout(value: &str, role: &Role) -> Result<Option<Duration>, Refus
     let asked = parse_timeout(value)
         .ok_or_else(|| Refused { code: "22023", message: format!("invalid value for statement_timeout: {value:?}") })?;
     match (role.statement_timeout, asked) {
-        (Some(limit), None) => Err(Refused::denied(format!(
-            "statement_timeout cannot be turned off: role {} allows statements {} ms at most",
-            role.name,
-            limit.as_millis()
-        ))),
-        (Some(limit), Some(a)) if a > limit => Err(Refused::denied(format!(
-            "statement_timeout can only be lowered: role {} allows statements {} ms at most",
+        (Some(limit), asked) if asked.is_none_or(|a| a > limit) => Err(Refused::denied(format!(
+            "statement_timeout can only be lowered, not raised or turned off: role {} allows statements {} ms at most",
             role.name,
             limit.as_millis()
         ))),
@@ -295,20 +290,14 @@ fn statement_timeout(value: &str, role: &Role) -> Result<Option<Duration>, Refus
     }
 }
 
-/// PostgreSQL's forms: a number of milliseconds, or a number with a unit (`ms`, `s`, `min`,
-/// `h`). `0` is no timeout (`Some(None)`).
+/// PostgreSQL's forms: a number of milliseconds, or a duration with a unit (`500ms`, `5s`,
+/// `1min`, `2h`). `0` is no timeout (`Some(None)`).
 fn parse_timeout(value: &str) -> Option<Option<Duration>> {
-    let digits = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
-    let (n, unit) = value.split_at(digits);
-    let n: f64 = n.parse().ok()?;
-    let ms = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" => n,
-        "s" => n * 1e3,
-        "min" => n * 60e3,
-        "h" => n * 3600e3,
-        _ => return None,
+    let d = match value.parse::<u64>() {
+        Ok(ms) => Duration::from_millis(ms),
+        Err(_) => basin_core::values::parse_duration(value).ok()?,
     };
-    Some((ms >= 1.0).then(|| Duration::from_millis(ms as u64)))
+    Some((!d.is_zero()).then_some(d))
 }
 
 /// Check everything a query reads and does: no statement nested in it other than queries
