@@ -182,6 +182,14 @@ pub struct CheckSpec {
     pub name: String,
 }
 
+impl CheckSpec {
+    /// Whether it judges the asset's earlier materialisations (`volume_change`, `freshness` of
+    /// the last build), which the run engine then reads from the metadata store.
+    pub fn reads_history(&self) -> bool {
+        matches!(self.check, Check::VolumeChange { .. } | Check::Freshness { column: None, .. })
+    }
+}
+
 impl fmt::Display for CheckSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)

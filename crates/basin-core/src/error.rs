@@ -53,3 +53,19 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 }
+
+/// An error and its causes on one line, `outer: inner: root`, each cause said once (a message
+/// that already contains its cause's text does not repeat it).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

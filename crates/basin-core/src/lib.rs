@@ -11,6 +11,7 @@ pub mod error;
 pub mod failure;
 pub mod graph;
 pub mod model;
+pub mod outcome;
 pub mod partition;
 pub mod project;
 pub mod scaffold;

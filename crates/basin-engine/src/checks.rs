@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use basin_core::AssetKey;
-use basin_core::check::{Check, CheckKind, CheckSpec, Expected, Severity};
+use basin_core::check::{Check, CheckSpec, Expected};
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
@@ -17,26 +17,7 @@ use datafusion::prelude::SessionContext;
 /// Failing keys kept per check.
 pub const SAMPLES: usize = 20;
 
-/// What one check found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckOutcome {
-    pub name: String,
-    pub kind: CheckKind,
-    pub severity: Severity,
-    pub passed: bool,
-    /// What was found (`12 rows`), what was allowed (`0 rows`).
-    pub observed: String,
-    pub threshold: String,
-    pub samples: Vec<String>,
-    pub duration: Duration,
-}
-
-impl CheckOutcome {
-    /// `not_null(customer_id): 12 rows`, for skip reasons and logs.
-    pub fn summary(&self) -> String {
-        format!("{}: {} (allowed {})", self.name, self.observed, self.threshold)
-    }
-}
+pub use basin_core::outcome::CheckOutcome;
 
 /// What checks know besides the table.
 #[derive(Debug, Clone, Default)]

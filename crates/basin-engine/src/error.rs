@@ -73,6 +73,16 @@ pub enum Error {
         source: Box<basin_connectors::Error>,
     },
 
+    #[error("cannot list the tables of source `{name}`")]
+    SourceCatalog {
+        name: String,
+        #[source]
+        source: Box<basin_connectors::Error>,
+    },
+
+    #[error("no source `{name}` (sources: {known})")]
+    UnknownSource { name: String, known: String },
+
     #[error("incremental table {table} has no primary key; set `primary_key` in its source file")]
     NoPrimaryKey { table: AssetKey },
 
@@ -106,10 +116,15 @@ impl Error {
     pub fn failure_category(&self) -> FailureCategory {
         use datafusion::error::DataFusionError as Df;
         match self {
-            Error::Source { source, .. } if source.is_auth() => FailureCategory::Auth,
-            Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::Connect { .. }) => {
+            Error::Source { source, .. } | Error::SourceCatalog { source, .. } if source.is_auth() => {
+                FailureCategory::Auth
+            }
+            Error::Source { source, .. } | Error::SourceCatalog { source, .. }
+                if matches!(source.as_ref(), basin_connectors::Error::Connect { .. }) =>
+            {
                 FailureCategory::SourceUnavailable
             }
+            Error::SourceCatalog { source, .. } if source.is_transient() => FailureCategory::Transient,
             _ if self.is_transient() => FailureCategory::Transient,
             Error::Query { source, .. } if matches!(source.find_root(), Df::ResourcesExhausted(_)) => {
                 FailureCategory::OutOfMemory
@@ -142,6 +157,7 @@ impl Error {
             | Error::MissingColumn { .. }
             | Error::Scd2 { .. }
             | Error::Partition { .. }
+            | Error::UnknownSource { .. }
             | Error::InvalidAsOf(_) => FailureCategory::BadQuery,
             Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
                 FailureCategory::BadQuery
@@ -175,7 +191,7 @@ impl Error {
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
             Error::BronzeImmutable { .. } | Error::Shrink { .. } | Error::EmptySnapshot { .. } => ErrorKind::Conflict,
-            Error::Source { source, .. } => match source.as_ref() {
+            Error::Source { source, .. } | Error::SourceCatalog { source, .. } => match source.as_ref() {
                 basin_connectors::Error::Connect { .. } | basin_connectors::Error::Query { .. } => {
                     ErrorKind::Unavailable
                 }
@@ -183,6 +199,7 @@ impl Error {
                 _ => ErrorKind::Invalid,
             },
             Error::NoPrimaryKey { .. } | Error::NoCursor { .. } => ErrorKind::Invalid,
+            Error::UnknownSource { .. } => ErrorKind::NotFound,
         }
     }
 

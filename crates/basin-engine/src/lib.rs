@@ -14,6 +14,7 @@ pub mod lake;
 pub mod materialize;
 pub mod observe;
 mod schema;
+pub mod work;
 
 pub use error::{Error, Result};
 pub use lake::{AsOf, Lake, LakeSession};

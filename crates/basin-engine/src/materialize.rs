@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use basin_core::AssetKey;
 use basin_core::model::{Materialization, Model};
@@ -32,37 +32,7 @@ use crate::error::{Error, Result};
 use crate::lake::Lake;
 use crate::schema::fits;
 
-/// What a materialisation did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// A new table was created.
-    Created,
-    /// The whole table was replaced.
-    Replaced,
-    /// Rows were merged on the unique key.
-    Merged { inserted: u64, updated: u64 },
-    /// These partitions were replaced.
-    ReplacedPartitions { partitions: usize },
-    /// A daily-partitioned model's days were replaced.
-    ReplacedDays { range: String },
-    /// The new data was empty; nothing was committed.
-    NoNewData,
-    /// A view was registered; no data written.
-    View,
-    /// A source table was ingested into bronze.
-    Ingested { detail: String },
-}
-
-#[derive(Debug, Clone)]
-pub struct Materialized {
-    pub key: AssetKey,
-    pub action: Action,
-    /// The table version committed, if any.
-    pub version: Option<u64>,
-    /// Rows written by the commit (output rows of the write or merge).
-    pub rows: u64,
-    pub duration: Duration,
-}
+pub use basin_core::outcome::{Action, Materialized};
 
 /// One run's materialisations: the run id stamped on every commit, whether incremental
 /// models are rebuilt from scratch, and the days daily-partitioned models build (yesterday

@@ -28,7 +28,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open the metadata store at {url}: {source}")]
+    #[error("cannot open the metadata store at {url}")]
     Open {
         url: String,
         #[source]
@@ -40,7 +40,7 @@ pub enum Error {
         "the metadata store at {url} has schema version {found}, newer than this Basin knows ({known}); upgrade Basin"
     )]
     NewerSchema { url: String, found: i64, known: i64 },
-    #[error("metadata store: {context}: {source}")]
+    #[error("metadata store: {context}")]
     Sql {
         context: &'static str,
         #[source]
@@ -52,6 +52,23 @@ pub enum Error {
     NotStartable { id: String, status: RunStatus },
     #[error("metadata store: unreadable value in column `{column}`: {detail}")]
     Corrupt { column: &'static str, detail: String },
+}
+
+impl Error {
+    /// Whether the store could not be reached (or refused the credentials), as opposed to a
+    /// store that answered something wrong.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Error::Open { .. } => true,
+            Error::Sql { source, .. } => {
+                matches!(
+                    source,
+                    sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+                )
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Where a run is in its life. `Queued` → `Starting` (claimed by a daemon, being launched) →

@@ -12,12 +12,12 @@ use std::time::Instant;
 use basin_core::clock::SystemClock;
 use basin_core::daemon::{RetryPolicies, RetrySection};
 use basin_meta::{Materialization, MetaStore, NewRun, QueueLimits, SqlStore};
-use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, Settings};
+use basin_orchestrator::{Daemon, Eager, Launcher, RunInProcess, Settings};
 
 struct Nothing;
 
 #[async_trait::async_trait]
-impl Materializer for Nothing {
+impl RunInProcess for Nothing {
     async fn execute(&self, _run_id: String) {}
 }
 

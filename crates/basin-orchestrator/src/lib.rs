@@ -1,6 +1,6 @@
 //! The orchestrator: what `basin daemon` does on every tick. It knows runs, schedules and
 //! processes, never tables: the work of a run is done by a `basin worker` process, a command
-//! (a container per run), or in process through the [`Materializer`] trait, which the binary
+//! (a container per run), or in process through the [`RunInProcess`] trait, which the binary
 //! implements with the engine. Its tests therefore run a whole night in milliseconds with a
 //! [`basin_core::clock::ManualClock`].
 //!
@@ -31,9 +31,14 @@ use basin_core::failure::FailureCategory;
 use basin_meta::{DaemonBeat, Finish, MetaStore, NewRun, QueueLimits, Run, RunStatus};
 use chrono::{DateTime, Utc};
 
+pub mod backfill;
+pub mod record;
+pub mod run;
 pub mod sensors;
 mod standby;
 
+pub use record::Recorder;
+pub use run::{Materializer, RunEvent, RunWork};
 pub use sensors::{Observation, Observe, Sensor};
 
 pub type Result<T, E = basin_meta::Error> = std::result::Result<T, E>;
@@ -41,7 +46,7 @@ pub type Result<T, E = basin_meta::Error> = std::result::Result<T, E>;
 /// Does the work of one queued run in this process (the `in_process` launcher): take the run
 /// (`start_run`), heartbeat it, run it, end it.
 #[async_trait]
-pub trait Materializer: Send + Sync {
+pub trait RunInProcess: Send + Sync {
     async fn execute(&self, run_id: String);
 }
 
@@ -63,7 +68,7 @@ pub enum Launcher {
         project: PathBuf,
         logs: PathBuf,
     },
-    InProcess(Arc<dyn Materializer>),
+    InProcess(Arc<dyn RunInProcess>),
 }
 
 impl Launcher {

@@ -12,7 +12,7 @@ use basin_core::clock::{Clock, ManualClock};
 use basin_core::daemon::{RetryPolicies, RetrySection, Schedule, ScheduleConfig};
 use basin_core::failure::FailureCategory;
 use basin_meta::{Finish, MetaStore, QueueLimits, RunFilter, RunStatus, SqlStore};
-use basin_orchestrator::{Daemon, Launcher, Materializer, Settings};
+use basin_orchestrator::{Daemon, Launcher, RunInProcess, Settings};
 use chrono::{DateTime, Utc};
 
 /// A worker that takes its run, notes (selection, attempt, time) and ends it; the selections
@@ -25,7 +25,7 @@ struct Worker {
 }
 
 #[async_trait]
-impl Materializer for Worker {
+impl RunInProcess for Worker {
     async fn execute(&self, run_id: String) {
         let run = self.store.start_run(&run_id, "test-worker").await.unwrap();
         let selection = run.selection.join(" ");
@@ -165,7 +165,7 @@ async fn a_worker_that_dies_is_failed_at_once_and_retried() {
         store: Arc<dyn MetaStore>,
     }
     #[async_trait]
-    impl Materializer for Dies {
+    impl RunInProcess for Dies {
         async fn execute(&self, run_id: String) {
             // Takes the run and vanishes without ending it, as a killed process would.
             let run = self.store.start_run(&run_id, "w").await.unwrap();
@@ -216,7 +216,7 @@ async fn runs_past_their_timeout_are_stopped_and_canceled_runs_are_killed() {
         store: Arc<dyn MetaStore>,
     }
     #[async_trait]
-    impl Materializer for Forever {
+    impl RunInProcess for Forever {
         async fn execute(&self, run_id: String) {
             self.store.start_run(&run_id, "w").await.unwrap();
             std::future::pending::<()>().await;
@@ -276,7 +276,7 @@ struct Builds {
 }
 
 #[async_trait]
-impl Materializer for Builds {
+impl RunInProcess for Builds {
     async fn execute(&self, run_id: String) {
         let run = self.store.start_run(&run_id, "w").await.unwrap();
         for asset in &run.selection {
@@ -465,7 +465,7 @@ async fn retry_policies_follow_the_failed_asset_then_the_tag() {
         store: Arc<dyn MetaStore>,
     }
     #[async_trait]
-    impl Materializer for Fails {
+    impl RunInProcess for Fails {
         async fn execute(&self, run_id: String) {
             let run = self.store.start_run(&run_id, "w").await.unwrap();
             let asset = run.selection[0].clone();

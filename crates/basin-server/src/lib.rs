@@ -40,7 +40,7 @@ use crate::session::Lakehouse;
 pub enum Error {
     #[error("{0}")]
     Config(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),

@@ -7,18 +7,15 @@
 //! `[daemon.tag_limits]` keeps backfills from crowding out the nightly runs).
 //! `--resume ID` requeues what failed, was canceled or died, and goes on.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use basin_core::partition::DayRange;
 use basin_core::{AssetKey, Project};
-use basin_meta::{MetaStore, NewRun, Run, RunFilter, RunStatus};
-
-use crate::record::open_store;
-
-pub const TAG: &str = "backfill";
+use basin_meta::{MetaStore, Run, RunStatus};
+use basin_orchestrator::backfill;
+use basin_orchestrator::record::open_store;
 
 /// Refuse assets that are not daily-partitioned: a range of days means nothing to them.
 pub fn partitioned_only(project: &Project, keys: &[AssetKey]) -> anyhow::Result<()> {
@@ -45,42 +42,19 @@ pub async fn create(
     per_run: u64,
     launcher: &str,
 ) -> anyhow::Result<(String, Vec<Run>)> {
-    let id = format!("bf-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    let runs = range
-        .chunks(per_run)
-        .into_iter()
-        .map(|r| {
-            let mut new = NewRun { partition: Some(r.to_string()), ..NewRun::new(selection.clone(), launcher) };
-            new.tags.insert("kind".into(), "backfill".into());
-            new.tags.insert(TAG.into(), id.clone());
-            new
-        })
-        .collect();
-    let runs = open_store(project).await?.create_runs(runs).await?;
-    Ok((id, runs))
+    let store = open_store(project).await?;
+    Ok(backfill::create(store.as_ref(), selection, range, per_run, launcher).await?)
 }
 
 /// The latest attempt at each range of backfill `id`, in day order.
 async fn ranges(store: &dyn MetaStore, id: &str) -> anyhow::Result<Vec<(DayRange, Run)>> {
-    let runs = store
-        .runs(&RunFilter { tag: Some((TAG.into(), id.into())), limit: Some(1_000_000), ..Default::default() })
-        .await?;
-    if runs.is_empty() {
+    let ranges = backfill::ranges(store, id).await?;
+    if ranges.is_empty() {
         anyhow::bail!(
             "no backfill `{id}` (its id is printed when it starts; `basin runs --tag kind=backfill` lists them)"
         );
     }
-    let mut latest: BTreeMap<DayRange, Run> = BTreeMap::new();
-    for run in runs {
-        let Some(range) = run.partition.as_deref().and_then(|p| DayRange::parse(p).ok()) else { continue };
-        match latest.get(&range) {
-            Some(seen) if seen.attempt >= run.attempt => {}
-            _ => {
-                latest.insert(range, run);
-            }
-        }
-    }
-    Ok(latest.into_iter().collect())
+    Ok(ranges)
 }
 
 /// Do the queued runs of backfill `id` in this process, in day order, printing progress;
@@ -123,7 +97,7 @@ pub async fn work(project: &Project, lake: &basin_engine::Lake, id: &str) -> any
 async fn wait_while_in_flight(project: &Project, store: &dyn MetaStore, id: &str) -> anyhow::Result<()> {
     let mut told = false;
     loop {
-        crate::record::reap(project, store).await?;
+        basin_orchestrator::record::reap(project, store).await?;
         let busy: Vec<(DayRange, Run)> =
             ranges(store, id).await?.into_iter().filter(|(_, r)| r.status.is_in_flight()).collect();
         let Some((range, run)) = busy.first() else { return Ok(()) };
@@ -145,36 +119,18 @@ async fn wait_while_in_flight(project: &Project, store: &dyn MetaStore, id: &str
 pub async fn requeue(project: &Project, id: &str) -> anyhow::Result<usize> {
     let store = open_store(project).await?;
     wait_while_in_flight(project, store.as_ref(), id).await?;
-    let mut n = 0;
-    for (range, run) in ranges(store.as_ref(), id).await? {
-        if !matches!(run.status, RunStatus::Failure | RunStatus::Canceled) {
-            continue;
-        }
-        // The daemon's own retry, if it has not already queued one; else a new attempt.
-        let again = match store.retry_run(&run.id, chrono::Utc::now()).await? {
-            Some(r) => r,
-            None => {
-                let next = NewRun {
-                    partition: run.partition.clone(),
-                    tags: run.tags.clone(),
-                    priority: run.priority,
-                    attempt: run.attempt + 1,
-                    parent_run_id: Some(run.id.clone()),
-                    ..NewRun::new(run.selection.clone(), &run.launcher)
-                };
-                store.create_run(next).await?
-            }
-        };
-        println!("backfill {id}: {range} was {}; attempt {} queued as run {}", run.status, again.attempt, again.id);
-        n += 1;
+    ranges(store.as_ref(), id).await?;
+    let requeued = backfill::requeue(store.as_ref(), id).await?;
+    for r in &requeued {
+        println!("backfill {id}: {} was {}; attempt {} queued as run {}", r.range, r.was, r.again.attempt, r.again.id);
     }
-    Ok(n)
+    Ok(requeued.len())
 }
 
 /// `basin backfill --status ID`: each range, its latest attempt and how it stands.
 pub async fn status(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn MetaStore> = open_store(project).await?;
-    crate::record::reap(project, store.as_ref()).await?;
+    basin_orchestrator::record::reap(project, store.as_ref()).await?;
     let ranges = ranges(store.as_ref(), id).await?;
     let done = ranges.iter().filter(|(_, r)| r.status == RunStatus::Success).count();
     let selection = ranges.first().map(|(_, r)| r.selection.join(" ")).unwrap_or_default();

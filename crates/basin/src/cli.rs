@@ -17,8 +17,19 @@ pub struct Cli {
     /// The project directory (default: the nearest directory upward with a basin.toml).
     #[arg(long, short = 'C', global = true, env = "BASIN_PROJECT")]
     project: Option<PathBuf>,
+    /// Diagnostics on stderr as `text`, or `json`: one JSON object per line, with the run id
+    /// and asset of the span it happened in, for log shippers. `RUST_LOG` (or `BASIN_LOG`)
+    /// filters them, e.g. `RUST_LOG=basin_engine=debug`.
+    #[arg(long, global = true, value_enum, env = "BASIN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +115,10 @@ enum Command {
         /// writes otherwise, before they commit).
         #[arg(long)]
         allow_shrink: bool,
+        /// `text` (progress and a summary table) or `json` (one JSON object per run event on
+        /// stdout, for scripts).
+        #[arg(long, value_enum, default_value = "text")]
+        format: RunFormat,
     },
     /// Evaluate the checks of the selected assets on their current data, without building
     /// anything. Results are stored (`basin.check_results`); exits non-zero if an `error`
@@ -158,6 +173,9 @@ enum Command {
         /// source column whose type narrowed (both refused otherwise, before anything lands).
         #[arg(long)]
         allow_shrink: bool,
+        /// `text` or `json` (one JSON object per run event on stdout).
+        #[arg(long, value_enum, default_value = "text")]
+        format: RunFormat,
     },
     /// Run a SQL query over the lake; the query is read from stdin when not given.
     Sql {
@@ -241,6 +259,22 @@ enum Format {
     Json,
 }
 
+/// How `run` and `ingest` report.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RunFormat {
+    Text,
+    Json,
+}
+
+impl RunFormat {
+    fn output(self) -> crate::run::Output {
+        match self {
+            RunFormat::Text => crate::run::Output::Full,
+            RunFormat::Json => crate::run::Output::Json,
+        }
+    }
+}
+
 /// `--partition` of `basin run`: checked, and only with daily-partitioned models.
 fn partition_of(project: &Project, keys: &[AssetKey], partition: Option<&str>) -> anyhow::Result<Option<String>> {
     let Some(text) = partition else { return Ok(None) };
@@ -274,7 +308,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let partition = partition_of(&project, &keys, partition.as_deref())?;
             crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags, partition).await
         }
-        Command::Run { selection, full_refresh, concurrency, partition, allow_shrink, .. } => {
+        Command::Run { selection, full_refresh, concurrency, partition, allow_shrink, format, .. } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let partition = partition_of(&project, &keys, partition.as_deref())?;
@@ -284,11 +318,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if allow_shrink {
                 new.tags.insert(crate::run::ALLOW_SHRINK_TAG.into(), "true".into());
             }
-            let recorder = crate::record::Recorder::begin(&project, new).await?;
-            let report =
-                crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Full)
-                    .await?;
-            Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            let recorder = basin_orchestrator::Recorder::begin(&project, new).await?;
+            let report = crate::run::run(&project, &lake, &keys, recorder, concurrency, format.output()).await?;
+            Ok(crate::exit::of_report(&report))
         }
         Command::Check { selection } => {
             let (project, lake) = open(&start_dir)?;
@@ -328,10 +360,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon { serve } => crate::daemon::run(load(&start_dir)?, serve).await,
         Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
         Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
-        Command::Ingest { tables, allow_shrink } => {
+        Command::Ingest { tables, allow_shrink, format } => {
             let (project, lake) = open(&start_dir)?;
-            let ok = crate::ingest::run(&project, &lake, &tables, allow_shrink).await?;
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            crate::ingest::run(&project, &lake, &tables, allow_shrink, format.output()).await
         }
         Command::Serve { hash_password: true, .. } => {
             let mut password = String::new();
@@ -352,7 +383,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(l) = http_listen {
                 project.config.serve.http_listen = l;
             }
-            let store = crate::record::open_store(&project).await?;
+            let store = basin_orchestrator::record::open_store(&project).await?;
             serve(&project, lake, store).await?.await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -462,7 +493,7 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     let warnings = diagnostics.len() - errors;
     if errors > 0 {
         eprintln!("{errors} error(s), {warnings} warning(s) in {}", dir.display());
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(crate::exit::INVALID));
     }
     eprintln!("ok: {} model(s), {warnings} warning(s)", project.models.len());
     Ok(ExitCode::SUCCESS)
@@ -556,7 +587,7 @@ async fn sql(
     }
     // The metadata store's tables (`basin.runs`, `basin.check_results`, …), read when named.
     if query.to_ascii_lowercase().contains("basin.") {
-        let store = crate::record::open_store(project).await?;
+        let store = basin_orchestrator::record::open_store(project).await?;
         let catalog = session.ctx.catalog("basin").expect("the lake's catalog");
         catalog.register_schema(
             basin_server::system::SCHEMA,

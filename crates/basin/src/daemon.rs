@@ -13,9 +13,9 @@ use basin_core::clock::SystemClock;
 use basin_core::daemon::Schedule;
 use basin_core::model::{Automation, Materialization};
 use basin_meta::{Finish, NewRun, QueueLimits};
-use basin_orchestrator::{Daemon, Eager, Launcher, Materializer, OnCron, Settings};
+use basin_orchestrator::{Daemon, Eager, Launcher, OnCron, RunInProcess, Settings};
 
-use crate::record::{Recorder, open_store};
+use basin_orchestrator::record::{Recorder, open_store};
 
 /// How often the daemon looks at its schedules and queue.
 const POLL: Duration = Duration::from_millis(100);
@@ -78,7 +78,7 @@ pub async fn standby(start: &Path) -> anyhow::Result<ExitCode> {
     let (project, lake) = match crate::cli::open(&dir) {
         Ok(opened) => opened,
         Err(e) => {
-            let message = format!("the project cannot be loaded: {}", crate::run::error_chain(e.as_ref()));
+            let message = format!("the project cannot be loaded: {}", basin_core::error::chain(e.as_ref()));
             let failure = Finish::Failure { category: basin_core::failure::FailureCategory::BadQuery, message };
             store.finish_run(run_id, &failure).await?;
             return Err(e);
@@ -93,14 +93,12 @@ pub async fn standby(start: &Path) -> anyhow::Result<ExitCode> {
 pub(crate) async fn execute(project: &Project, lake: &basin_engine::Lake, run_id: &str) -> anyhow::Result<bool> {
     let recorder = match Recorder::take(project, run_id).await {
         Ok(r) => r,
-        Err(e) => match e.downcast_ref::<basin_meta::Error>() {
-            // Canceled or taken meanwhile: nothing to do, and nothing wrong with this worker.
-            Some(basin_meta::Error::NotStartable { status, .. }) => {
-                eprintln!("run {run_id} is {status}; nothing to do");
-                return Ok(true);
-            }
-            _ => return Err(e),
-        },
+        // Canceled or taken meanwhile: nothing to do, and nothing wrong with this worker.
+        Err(basin_meta::Error::NotStartable { status, .. }) => {
+            eprintln!("run {run_id} is {status}; nothing to do");
+            return Ok(true);
+        }
+        Err(e) => return Err(e.into()),
     };
     run_taken(project, lake, recorder).await
 }
@@ -110,7 +108,7 @@ async fn run_taken(project: &Project, lake: &basin_engine::Lake, recorder: Recor
     let keys = match crate::cli::select(project, &recorder.run().selection) {
         Ok(k) => k,
         Err(e) => {
-            let message = format!("its selection no longer resolves: {}", crate::run::error_chain(e.as_ref()));
+            let message = format!("its selection no longer resolves: {}", basin_core::error::chain(e.as_ref()));
             recorder
                 .finish(Finish::Failure { category: basin_core::failure::FailureCategory::BadQuery, message })
                 .await?;
@@ -118,8 +116,7 @@ async fn run_taken(project: &Project, lake: &basin_engine::Lake, recorder: Recor
         }
     };
     let concurrency = project.config.run.effective_concurrency().max(1);
-    let report =
-        crate::run::run_recorded(project, lake, &keys, recorder, concurrency, crate::run::Verbosity::Full).await?;
+    let report = crate::run::run(project, lake, &keys, recorder, concurrency, crate::run::Output::Full).await?;
     Ok(!report.failed())
 }
 
@@ -129,14 +126,14 @@ struct InProcess {
 }
 
 #[async_trait::async_trait]
-impl Materializer for InProcess {
+impl RunInProcess for InProcess {
     async fn execute(&self, run_id: String) {
         let outcome = match crate::cli::open(&self.dir) {
             Ok((project, lake)) => execute(&project, &lake, &run_id).await.map(|_| ()),
             Err(e) => Err(e),
         };
         if let Err(e) = outcome {
-            eprintln!("run {run_id}: {}", crate::run::error_chain(e.as_ref()));
+            eprintln!("run {run_id}: {}", basin_core::error::chain(e.as_ref()));
         }
     }
 }

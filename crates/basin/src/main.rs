@@ -6,8 +6,8 @@ mod checks;
 mod cli;
 mod daemon;
 mod demo;
+mod exit;
 mod ingest;
-mod record;
 mod run;
 mod runs;
 mod sensors;
@@ -19,15 +19,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASIN_LOG").unwrap_or_else(|_| {
-            // sqlx reports every query over a second as a warning; a long read of a big table
-            // is what ingestion does, and it has its own progress and summary.
-            "warn,sqlx::query=error".into()
-        }))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(cli::dispatch(args));
     // A canceled build busy on the CPU may not have reached its next yield; do not wait for it.
@@ -35,17 +27,30 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let mut shown = e.to_string();
-            eprintln!("error: {shown}");
+            eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
-                let text = cause.to_string();
-                if !shown.contains(&text) {
-                    eprintln!("  caused by: {text}");
-                    shown.push_str(&text);
-                }
+                eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            exit::of_error(&e)
         }
+    }
+}
+
+/// Diagnostics to stderr, filtered by `RUST_LOG` (or `BASIN_LOG`), as text or JSON lines.
+fn logging(format: cli::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").or_else(|_| EnvFilter::try_from_env("BASIN_LOG")).unwrap_or_else(|_| {
+            // sqlx reports every query over a second as a warning; a long read of a big table is
+            // what ingestion does, and it has its own progress and summary.
+            "warn,sqlx::query=error".into()
+        });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        cli::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+            .init(),
     }
 }
 

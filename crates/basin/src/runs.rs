@@ -9,7 +9,7 @@ use basin_core::Project;
 use basin_meta::{Cancel, MetaStore, Run, RunFilter, RunStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::record::{open_store, reap};
+use basin_orchestrator::record::{open_store, reap};
 
 /// The filter of `basin runs` from its flags.
 pub fn filter(

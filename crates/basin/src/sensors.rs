@@ -48,7 +48,7 @@ impl Observe for SourceSensor {
     async fn observe(&self) -> Observation {
         match tokio::time::timeout(OBSERVE_TIMEOUT, self.look()).await {
             Ok(Ok(o)) => o,
-            Ok(Err(e)) => Observation { problems: vec![crate::run::error_chain(e.as_ref())], ..Default::default() },
+            Ok(Err(e)) => Observation { problems: vec![basin_core::error::chain(e.as_ref())], ..Default::default() },
             Err(_) => Observation {
                 problems: vec![format!(
                     "source {} did not answer within {}s",

@@ -2,8 +2,14 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
+use basin_core::failure::FailureCategory;
 use basin_core::{AssetKey, Project};
-use basin_engine::{Lake, Materialized, ModelRun};
+use basin_engine::work::LakeMaterializer;
+use basin_engine::{Lake, Materialized};
+use basin_orchestrator::Recorder;
+use basin_orchestrator::run::{AssetError, Outcome, RunOptions};
 
 pub struct TestProject {
     pub dir: tempfile::TempDir,
@@ -40,8 +46,8 @@ impl TestProject {
         Lake::open(&project.storage_root(), &project.config.storage.options).unwrap()
     }
 
-    /// Build the given models (in dependency order) as one run.
-    pub async fn run(&self, keys: &[&str], full_refresh: bool) -> basin_engine::Result<Vec<Materialized>> {
+    /// Build the given models (in dependency order) as one run of the run engine.
+    pub async fn run(&self, keys: &[&str], full_refresh: bool) -> Result<Vec<Materialized>, AssetError> {
         run_on(&self.load(), &self.lake(), keys, full_refresh).await
     }
 
@@ -55,15 +61,28 @@ pub async fn run_on(
     lake: &Lake,
     keys: &[&str],
     full_refresh: bool,
-) -> basin_engine::Result<Vec<Materialized>> {
+) -> Result<Vec<Materialized>, AssetError> {
     let keys: Vec<AssetKey> = keys.iter().map(|k| AssetKey::parse(k).unwrap()).collect();
-    let session = lake.session(&[], None).await?;
-    let run = ModelRun { full_refresh, ..ModelRun::new("test-run") };
-    let mut out = Vec::new();
-    for model in project.ordered(keys.iter()) {
-        out.push(run.materialize(lake, &session.ctx, model).await?);
+    let selection = keys.iter().map(ToString::to_string).collect();
+    let new = basin_meta::NewRun { full_refresh, ..basin_meta::NewRun::new(selection, "in_process") };
+    let recorder = Recorder::begin(project, new).await.unwrap();
+    let materializer = LakeMaterializer::new(Arc::new(project.clone()), lake.clone());
+    let options = RunOptions { concurrency: 1, events: Default::default() };
+    let report = basin_orchestrator::run::run(project, &materializer, recorder, &keys, options).await.unwrap();
+    if let Some(e) = report.aborted() {
+        return Err(e.clone());
     }
-    Ok(out)
+    let mut built = Vec::new();
+    for (key, outcome) in report.outcomes() {
+        match outcome {
+            Outcome::Built(m) | Outcome::CheckFailed(m, _) => built.push(m.clone()),
+            Outcome::Failed(e) => return Err(e.clone()),
+            Outcome::Skipped(why) => {
+                return Err(AssetError::new(format!("{key} skipped: {why}"), FailureCategory::Other));
+            }
+        }
+    }
+    Ok(built)
 }
 
 /// Rows of `sql` over the lake, each row's values joined by `|`, in query order.

@@ -195,10 +195,9 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
             tags: [("demo_night".to_string(), night.to_string())].into(),
             ..basin_meta::NewRun::new(vec!["*".into()], "in_process")
         };
-        let recorder = crate::record::Recorder::begin(&project, new).await?;
+        let recorder = basin_orchestrator::Recorder::begin(&project, new).await?;
         let report =
-            crate::run::run_recorded(&project, &lake, &keys, recorder, concurrency, crate::run::Verbosity::Problems)
-                .await?;
+            crate::run::run(&project, &lake, &keys, recorder, concurrency, crate::run::Output::Problems).await?;
         print_night(&report, t.elapsed().as_secs_f64());
         if options.inject_fault && report.check_failures().next().is_some() {
             println!("\n== the planted defect was caught; nothing downstream of it was built:");
@@ -249,8 +248,8 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
 }
 
 /// One line per layer: what was landed and built, and how long the night took.
-fn print_night(report: &crate::run::Report, secs: f64) {
-    use basin_engine::Action;
+fn print_night(report: &basin_orchestrator::run::Report, secs: f64) {
+    use basin_core::outcome::Action;
     for schema in ["bronze", "silver", "gold"] {
         let built: Vec<_> = report.built().filter(|m| m.key.schema == schema).collect();
         if built.is_empty() {

@@ -147,8 +147,52 @@ async fn a_broken_source_fails_alone_and_lands_nothing() {
     assert!(line("bronze.gone__t").contains("cannot connect to source `gone`"), "{}", ran.stdout);
     assert!(ran.stdout.contains("1 ingested, 2 failed"), "{}", ran.stdout);
     assert!(!b.path().join("lake/bronze/v3__invoice").exists() && !b.path().join("lake/bronze/gone__t").exists());
-    let unknown = b.cmd(&["ingest", "nope"]);
-    assert!(!unknown.ok && unknown.stderr.contains("no source `nope` (sources: gone, v3)"), "{}", unknown.stderr);
+    let unknown = b.command(&["ingest", "nope"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("no source `nope` (sources: gone, v3)"), "{stderr}");
+    assert_eq!(unknown.status.code(), Some(2), "a command line naming no source is invalid: {stderr}");
+    let unreachable = b.command(&["ingest", "gone"]).output().unwrap();
+    assert_eq!(unreachable.status.code(), Some(3), "an unreachable source has its own exit code");
+    let landed = b.command(&["ingest", "v3.customer"]).output().unwrap();
+    assert_eq!(landed.status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn json_output_is_the_run_events_and_json_logs_carry_run_and_asset() {
+    let (b, db) = project();
+    exec(
+        &db,
+        &["CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO customer VALUES (1, 'Acme')"],
+    )
+    .await;
+    let ran = b
+        .command(&["--log-format", "json", "ingest", "v3.customer", "--format", "json"])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(ran.status.success());
+    let stdout = String::from_utf8_lossy(&ran.stdout);
+    let events: Vec<serde_json::Value> =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap_or_default().to_string();
+    assert_eq!(kind(&events[0]), "run_started", "{stdout}");
+    assert_eq!(kind(events.last().unwrap()), "run_finished", "{stdout}");
+    assert_eq!(events.last().unwrap()["status"], "success", "{stdout}");
+    let landed = events.iter().find(|e| kind(e) == "asset_landed").expect("a landed event");
+    assert_eq!((landed["asset"].as_str(), landed["rows"].as_u64()), (Some("bronze.v3__customer"), Some(1)));
+    let run_id = events[0]["run_id"].as_str().unwrap().to_string();
+
+    // Logs: every line one JSON object; those inside the asset's work name the run and asset.
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l["span"]["run_id"] == run_id.as_str() && l["span"]["asset"] == "bronze.v3__customer"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -6,20 +6,27 @@
 
 use std::sync::Arc;
 
-use basin_core::Project;
 use basin_core::clock::SystemClock;
-use basin_meta::{Beat, Finish, Level, Materialization, MetaStore, NewEvent, NewRun, Run};
+use basin_core::outcome::Checked;
+use basin_core::{AssetKey, Project};
+use basin_meta::{Beat, CheckResult, Finish, Level, Materialization, MetaStore, NewEvent, NewRun, Run};
 use tokio::sync::watch;
 
+use crate::Result;
+
 /// Open the project's metadata store (`[metadata] url`, a SQLite file by default).
-pub async fn open_store(project: &Project) -> anyhow::Result<Arc<dyn MetaStore>> {
-    Ok(basin_meta::open(project.config.metadata.url.expose(), &project.dir, Arc::new(SystemClock)).await?)
+pub async fn open_store(project: &Project) -> Result<Arc<dyn MetaStore>> {
+    basin_meta::open(project.config.metadata.url.expose(), &project.dir, Arc::new(SystemClock)).await
 }
 
 /// Fail the runs whose worker stopped heartbeating; what was failed.
-pub async fn reap(project: &Project, store: &dyn MetaStore) -> anyhow::Result<Vec<Run>> {
-    let dead_after = chrono::Duration::from_std(project.config.run.dead_after())?;
-    Ok(store.reap_dead(chrono::Utc::now() - dead_after).await?)
+pub async fn reap(project: &Project, store: &dyn MetaStore) -> Result<Vec<Run>> {
+    let dead_after = chrono::Duration::from_std(project.config.run.dead_after()).unwrap_or(chrono::Duration::MAX);
+    store
+        .reap_dead(
+            chrono::Utc::now().checked_sub_signed(dead_after).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+        )
+        .await
 }
 
 /// One run being recorded by this process.
@@ -33,7 +40,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// Record a run this process starts now.
-    pub async fn begin(project: &Project, mut new: NewRun) -> anyhow::Result<Recorder> {
+    pub async fn begin(project: &Project, mut new: NewRun) -> Result<Recorder> {
         let store = open_store(project).await?;
         new.started_by = Some(basin_meta::this_worker());
         let run = store.create_run(new).await?;
@@ -41,7 +48,7 @@ impl Recorder {
     }
 
     /// Take a queued run (as a daemon's worker does) and record it from here on.
-    pub async fn take(project: &Project, run_id: &str) -> anyhow::Result<Recorder> {
+    pub async fn take(project: &Project, run_id: &str) -> Result<Recorder> {
         let store = open_store(project).await?;
         let run = store.start_run(run_id, &basin_meta::this_worker()).await?;
         Ok(Recorder::watch(project, store, run))
@@ -137,11 +144,40 @@ impl Recorder {
     }
 
     /// End the run. `false` if it had already ended (found dead, or canceled meanwhile).
-    pub async fn finish(mut self, finish: Finish) -> anyhow::Result<bool> {
+    pub async fn finish(mut self, finish: Finish) -> Result<bool> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        Ok(self.store.finish_run(&self.run.id, &finish).await?)
+        self.store.finish_run(&self.run.id, &finish).await
+    }
+
+    /// Store the check results of `key` at `version`, with an event for each failure
+    /// (`check_failed`, at error or warn level by severity) and one for the passes.
+    pub async fn checks(&self, key: &AssetKey, version: Option<u64>, checked: &Checked) {
+        if checked.outcomes.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.add_check_results(&check_results(Some(self.id()), key, version, checked)).await {
+            tracing::warn!(run = %self.id(), asset = %key, "cannot record check results: {e}");
+        }
+        let asset = key.to_string();
+        let mut events = Vec::new();
+        for o in checked.outcomes.iter().filter(|o| !o.passed) {
+            let level = if o.blocks() { Level::Error } else { Level::Warn };
+            let samples =
+                if o.samples.is_empty() { String::new() } else { format!("; e.g. {}", o.samples.join(" | ")) };
+            events.push(NewEvent::new("check_failed", level, Some(&asset), format!("{}{samples}", o.summary())));
+        }
+        let passed = checked.outcomes.iter().filter(|o| o.passed).count();
+        if passed > 0 {
+            events.push(NewEvent::new(
+                "checks_passed",
+                Level::Info,
+                Some(&asset),
+                format!("{passed} of {} check(s) passed", checked.outcomes.len()),
+            ));
+        }
+        self.events(&events).await;
     }
 }
 
@@ -151,4 +187,42 @@ impl Drop for Recorder {
             let _ = stop.send(());
         }
     }
+}
+
+/// Check outcomes as the metadata store keeps them (`run_id` `None` for `basin check`).
+pub fn check_results(
+    run_id: Option<&str>,
+    key: &AssetKey,
+    version: Option<u64>,
+    checked: &Checked,
+) -> Vec<CheckResult> {
+    let at = chrono::Utc::now();
+    checked
+        .outcomes
+        .iter()
+        .map(|o| CheckResult {
+            run_id: run_id.map(str::to_string),
+            asset: key.to_string(),
+            check_name: o.name.clone(),
+            check_type: o.kind.as_str().to_string(),
+            severity: o.severity.as_str().to_string(),
+            passed: o.passed,
+            observed: o.observed.clone(),
+            threshold: o.threshold.clone(),
+            samples: o.samples.clone(),
+            delta_version: version.map(|v| v as i64),
+            duration_ms: o.duration.as_millis() as i64,
+            at,
+        })
+        .collect()
+}
+
+/// `basin check`: store results evaluated outside a run.
+pub async fn store_check_results(
+    store: &dyn MetaStore,
+    key: &AssetKey,
+    version: Option<u64>,
+    checked: &Checked,
+) -> Result<()> {
+    store.add_check_results(&check_results(None, key, version, checked)).await
 }
