@@ -21,6 +21,7 @@ pub mod source;
 pub mod sql_refs;
 mod toml_check;
 pub mod values;
+pub mod work;
 
 pub use asset::AssetKey;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};

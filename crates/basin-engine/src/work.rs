@@ -12,8 +12,8 @@ use basin_connectors::Connector;
 use basin_core::model::{Materialization, Model};
 use basin_core::outcome::{Action, Checked, Materialized};
 use basin_core::source::{Mode, Source, SourceTable};
+use basin_core::work::{AssetError, Job, Materializer, RunSpec, RunWork};
 use basin_core::{AssetKey, Project};
-use basin_orchestrator::run::{AssetError, Events, Job, Materializer, RunEvent, RunSpec, RunWork};
 use chrono::{DateTime, Utc};
 use datafusion::prelude::SessionContext;
 
@@ -130,7 +130,7 @@ impl RunWork for LakeRun {
             reconciliation: None,
         };
         if let Some(table) = self.tables.get(&job.key) {
-            let i = ingest(&self.project, &self.lake, &self.connections, table, &self.run, &job.events)
+            let i = ingest(&self.project, &self.lake, &self.connections, table, &self.run, &job.progress)
                 .await
                 .map_err(|e| asset_error(&e))?;
             let checked = after_ingest(&self.project, &self.lake, &self.ctx, &i, history(i.rows))
@@ -162,15 +162,15 @@ impl RunWork for LakeRun {
     }
 }
 
-/// Ingest one table, opening its source's connection if needed; its progress goes out as
-/// [`RunEvent::AssetProgress`] while it reads.
+/// Ingest one table, opening its source's connection if needed; its progress goes to `report`
+/// while it reads.
 async fn ingest(
     project: &Project,
     lake: &Lake,
     connections: &Connections,
     table: &SourceTable,
     run: &ModelRun,
-    events: &Events,
+    report: &Arc<dyn Fn(basin_core::work::Progress) + Send + Sync>,
 ) -> Result<Ingested> {
     let source = &project.sources[&table.source];
     let connector =
@@ -185,12 +185,11 @@ async fn ingest(
         allow_shrink: run.allow_shrink,
     };
     let ticker = {
-        let (key, events) = (table.key.clone(), events.clone());
+        let report = report.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                events.emit(&RunEvent::AssetProgress {
-                    key: key.clone(),
+                report(basin_core::work::Progress {
                     rows: progress.rows.load(Ordering::Relaxed),
                     chunks_done: progress.chunks_done.load(Ordering::Relaxed),
                     chunks: progress.chunks.load(Ordering::Relaxed),

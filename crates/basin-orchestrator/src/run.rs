@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use basin_core::failure::FailureCategory;
 use basin_core::model::Materialization;
 use basin_core::outcome::{Action, CheckOutcome, Checked, Materialized};
@@ -28,66 +27,7 @@ use crate::record::Recorder;
 /// The run tag that turns the guardrail on destructive writes off (`--allow-shrink`).
 pub const ALLOW_SHRINK_TAG: &str = "allow_shrink";
 
-/// What one run asks of the materializer.
-#[derive(Debug, Clone)]
-pub struct RunSpec {
-    pub run_id: String,
-    /// The selection, in build order.
-    pub assets: Vec<AssetKey>,
-    pub full_refresh: bool,
-    /// The days daily-partitioned models build (`None`: yesterday).
-    pub partition: Option<DayRange>,
-    pub allow_shrink: bool,
-}
-
-/// Why an asset (or a whole run, before any asset) failed: what to tell the user, and the
-/// category its retry policy decides on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetError {
-    pub message: String,
-    pub category: FailureCategory,
-}
-
-impl AssetError {
-    pub fn new(message: impl Into<String>, category: FailureCategory) -> AssetError {
-        AssetError { message: message.into(), category }
-    }
-}
-
-impl std::fmt::Display for AssetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for AssetError {}
-
-/// One asset to materialise.
-pub struct Job {
-    pub key: AssetKey,
-    /// Rows of its earlier materialisations, newest first, when one of its checks judges them.
-    pub earlier_rows: Vec<i64>,
-    /// Where progress of this asset goes ([`RunEvent::AssetProgress`]).
-    pub events: Events,
-}
-
-/// Does the work on tables for the run engine: the engine's, wired by the binary.
-#[async_trait]
-pub trait Materializer: Send + Sync {
-    /// Get ready for one run (for the engine: a session over the lake in which the run's
-    /// builds are registered as they commit).
-    async fn begin(&self, run: &RunSpec) -> Result<Arc<dyn RunWork>, AssetError>;
-}
-
-/// One run's work on tables.
-#[async_trait]
-pub trait RunWork: Send + Sync {
-    /// Ingest or build `job.key`, then evaluate its checks on what it committed.
-    async fn materialize(&self, job: Job) -> Result<(Materialized, Checked), AssetError>;
-
-    /// `key` was built: what the run reads through it from now on sees the new version.
-    async fn built(&self, key: &AssetKey);
-}
+pub use basin_core::work::{AssetError, Job, Materializer, Progress, RunSpec, RunWork};
 
 /// What happens in a run, as it happens.
 #[derive(Debug, Clone)]
@@ -464,8 +404,18 @@ async fn drive(
                 let key = pending.remove(i);
                 recorder.event("asset_started", Level::Info, Some(&key.to_string()), "started").await;
                 events.emit(&RunEvent::AssetStarted { key: key.clone() });
-                let job =
-                    Job { earlier_rows: earlier_rows(project, recorder, &key).await, key, events: events.clone() };
+                let progress = {
+                    let (events, key) = (events.clone(), key.clone());
+                    Arc::new(move |p: Progress| {
+                        events.emit(&RunEvent::AssetProgress {
+                            key: key.clone(),
+                            rows: p.rows,
+                            chunks_done: p.chunks_done,
+                            chunks: p.chunks,
+                        })
+                    })
+                };
+                let job = Job { earlier_rows: earlier_rows(project, recorder, &key).await, key, progress };
                 let span = tracing::info_span!("asset", run_id = %spec.run_id, asset = %job.key);
                 let work = work.clone();
                 let key = job.key.clone();
