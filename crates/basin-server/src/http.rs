@@ -183,8 +183,17 @@ async fn only_expected_browsers(
 struct ApiError(StatusCode, String, Option<String>);
 
 impl IntoResponse for ApiError {
+    /// The answer carries an error id that is also in the server's log, so that a user's report
+    /// of a failed request finds its log line.
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.1, "sqlstate": self.2 });
+        let id = uuid::Uuid::now_v7().to_string();
+        let (status, sqlstate) = (self.0.as_u16(), self.2.as_deref().unwrap_or(""));
+        if self.0.is_server_error() {
+            tracing::error!(error_id = %id, status, sqlstate, "HTTP API request failed: {}", self.1);
+        } else {
+            tracing::warn!(error_id = %id, status, sqlstate, "HTTP API request refused: {}", self.1);
+        }
+        let body = serde_json::json!({ "error": self.1, "sqlstate": self.2, "error_id": id });
         let mut r = (self.0, axum::Json(body)).into_response();
         if self.0 == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, "Basic realm=\"basin\"".parse().expect("valid header"));

@@ -16,6 +16,8 @@ pub(crate) struct Served {
     child: Child,
     pub pg_port: u16,
     pub http: String,
+    /// The server's stderr so far, a line each.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Served {
@@ -75,12 +77,18 @@ pub(crate) fn served_with(b: Basin, serve: &str, command: &[&str]) -> Served {
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     // "serving t over PostgreSQL at 127.0.0.1:PORT and HTTP at http://127.0.0.1:PORT"
     let words: Vec<&str> = banner.split_whitespace().collect();
     let pg = words[words.iter().position(|w| *w == "at").unwrap() + 1];
     let http = words.last().unwrap().trim_start_matches("http://").to_string();
-    Served { basin: b, child, pg_port: pg.rsplit(':').next().unwrap().parse().unwrap(), http }
+    Served { basin: b, child, pg_port: pg.rsplit(':').next().unwrap().parse().unwrap(), http, log }
 }
 
 pub(crate) fn url(s: &Served, user: &str, password: &str) -> String {
@@ -334,6 +342,14 @@ fn roles_see_what_they_are_granted_with_pii_masked_in_every_query_shape() {
     let (status, body) = http(&s, "POST", "/api/sql", &[("Authorization", &auth)], "SELECT * FROM silver.secret");
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("42501") && !body.contains("42,"), "{body}");
+    // The refusal carries an id that the server's log holds too.
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = answer["error_id"].as_str().expect("an error id").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s.log.lock().unwrap().iter().any(|l| l.contains(&id)) {
+        assert!(std::time::Instant::now() < deadline, "error id {id} not in the server's log");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (status, _) = http(&s, "POST", "/api/sql", &[("Authorization", &basic("ana", "nope"))], "SELECT 1");
     assert_eq!(status, 401);
     let (status, body) = http(&s, "GET", "/api/assets", &[("Authorization", &auth)], "");
