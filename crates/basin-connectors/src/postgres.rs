@@ -10,7 +10,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use basin_core::source::Source;
+use basin_core::source::{Infinity, Source};
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -24,6 +24,7 @@ use crate::{Connector, Extract, KeyRange, Window};
 pub struct PostgresConnector {
     name: String,
     pool: PgPool,
+    infinity: Infinity,
 }
 
 /// A column as `pg_attribute` describes it.
@@ -131,7 +132,7 @@ impl PostgresConnector {
             // Chunks and tables queue for a connection; the limit is the source's, not a timeout.
             .acquire_timeout(std::time::Duration::from_secs(600))
             .connect_lazy_with(options);
-        Ok(PostgresConnector { name: source.name.clone(), pool })
+        Ok(PostgresConnector { name: source.name.clone(), pool, infinity: source.config.infinity.unwrap_or_default() })
     }
 
     fn query_err(&self, table: &str, what: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
@@ -313,6 +314,7 @@ impl Connector for PostgresConnector {
         let mut conn = self.pool.acquire().await.map_err(self.query_err(table, "connecting"))?;
         let (tx, extract, zero_dates) = crate::batch::channel(schema.clone());
         let mut batch = Batcher::new(schema, &self.name, table, zero_dates);
+        let infinity = self.infinity;
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let read_err = |batch: &Batcher, e| Error::Query {
@@ -331,7 +333,7 @@ impl Connector for PostgresConnector {
                     return;
                 }
             };
-            let mut parser = CopyParser::default();
+            let mut parser = CopyParser { infinity, ..CopyParser::default() };
             while let Some(chunk) = chunks.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
@@ -372,6 +374,7 @@ struct CopyParser {
     buf: BytesMut,
     header_done: bool,
     ended: bool,
+    infinity: Infinity,
 }
 
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -438,7 +441,14 @@ impl CopyParser {
             let result = match span {
                 None => batch.append(i, Value::Null),
                 Some(span) if *is_list => append_array(batch.column(i), *decode, &self.buf[span.clone()]),
-                Some(span) => value(*decode, &self.buf[span.clone()]).and_then(|v| batch.append(i, v)),
+                Some(span) => match (infinite(*decode, &self.buf[span.clone()]), self.infinity) {
+                    (Some(_), Infinity::Null) => {
+                        batch.zero_date(i);
+                        Ok(())
+                    }
+                    (Some(later), Infinity::Clamp) => batch.append(i, clamped(*decode, later)),
+                    _ => value(*decode, &self.buf[span.clone()]).and_then(|v| batch.append(i, v)),
+                },
             };
             if let Err(problem) = result {
                 let names: Vec<&str> = pk.iter().map(|&k| batch.schema.field(k).name().as_str()).collect();
@@ -491,15 +501,52 @@ fn value(decode: Decode, bytes: &[u8]) -> Result<Value<'_>, String> {
         },
         Decode::Bytea => Value::Bytes(bytes),
         Decode::Date => match i32::from_be_bytes(be(bytes)?) {
-            i32::MAX | i32::MIN => return Err("an infinite date has no Arrow value".into()),
+            i32::MAX | i32::MIN => {
+                return Err("an infinite date (set `infinity = \"null\"` or `\"clamp\"` for the source)".into());
+            }
             d => Value::Days(d + PG_EPOCH_DAYS),
         },
         Decode::Timestamp => match i64::from_be_bytes(be(bytes)?) {
-            i64::MAX | i64::MIN => return Err("an infinite timestamp has no Arrow value".into()),
+            i64::MAX | i64::MIN => {
+                return Err("an infinite timestamp (set `infinity = \"null\"` or `\"clamp\"` for the source)".into());
+            }
             t => Value::Micros(t + PG_EPOCH_MICROS),
         },
         Decode::Uuid => Value::String(uuid_text(be::<16>(bytes)?)),
     })
+}
+
+/// Whether a binary date or timestamp is PostgreSQL's `infinity` (`Some(true)`) or
+/// `-infinity` (`Some(false)`).
+fn infinite(decode: Decode, bytes: &[u8]) -> Option<bool> {
+    match decode {
+        Decode::Date => match i32::from_be_bytes(be(bytes).ok()?) {
+            i32::MAX => Some(true),
+            i32::MIN => Some(false),
+            _ => None,
+        },
+        Decode::Timestamp => match i64::from_be_bytes(be(bytes).ok()?) {
+            i64::MAX => Some(true),
+            i64::MIN => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `infinity` (`later`) or `-infinity` as the latest or earliest value of the column:
+/// 9999-12-31 (23:59:59.999999) or 0001-01-01 (00:00:00).
+fn clamped(decode: Decode, later: bool) -> Value<'static> {
+    // Days from 1970-01-01 to 9999-12-31 and to 0001-01-01.
+    const LAST_DAY: i32 = 2_932_896;
+    const FIRST_DAY: i32 = -719_162;
+    const DAY_MICROS: i64 = 86_400_000_000;
+    match (decode, later) {
+        (Decode::Date, true) => Value::Days(LAST_DAY),
+        (Decode::Date, false) => Value::Days(FIRST_DAY),
+        (_, true) => Value::Micros((LAST_DAY as i64 + 1) * DAY_MICROS - 1),
+        (_, false) => Value::Micros(FIRST_DAY as i64 * DAY_MICROS),
+    }
 }
 
 fn uuid_text(b: [u8; 16]) -> String {

@@ -26,7 +26,7 @@
 //! | PostgreSQL numeric without precision, p > 38        | Utf8 (the exact text)            |
 //! | PostgreSQL text / varchar / char / name, json, jsonb | Utf8                            |
 //! | PostgreSQL bytea                                    | Binary                           |
-//! | PostgreSQL date / timestamp / timestamptz           | Date32 / Timestamp(µs) / Timestamp(µs, "UTC"); ±infinity fails |
+//! | PostgreSQL date / timestamp / timestamptz           | Date32 / Timestamp(µs) / Timestamp(µs, "UTC"); ±infinity fails, or with the source's `infinity = "null"` → NULL (counted) / `"clamp"` → 9999-12-31 / 0001-01-01 |
 //! | PostgreSQL uuid                                     | Utf8 (canonical 8-4-4-4-12)      |
 //! | PostgreSQL one-dimensional arrays of the above      | List of the element's type       |
 //! | PostgreSQL time, timetz, interval, inet, money, bit, enums, ranges, domains… | Utf8 (`::text`) |

@@ -214,6 +214,8 @@ pub struct SourceConfig {
     pub max_connections: Option<usize>,
     /// MySQL: read TINYINT(1) columns as booleans (values other than 0 and 1 fail the table).
     pub tinyint1_as_boolean: Option<bool>,
+    /// PostgreSQL: what a `date`/`timestamp` value of `infinity` or `-infinity` becomes.
+    pub infinity: Option<Infinity>,
     /// Further attempts at a table whose read fails on a transient error (a dropped
     /// connection, a server restarting, a deadlock); default 2.
     pub retries: Option<u32>,
@@ -227,6 +229,19 @@ pub struct SourceConfig {
     pub defaults: TableDefaults,
     #[serde(default)]
     pub tables: Vec<TableConfig>,
+}
+
+/// What a PostgreSQL `infinity`/`-infinity` date or timestamp becomes in bronze: the table
+/// fails naming the column and row (`error`, the default), NULL counted like MySQL's zero
+/// dates (`null`), or the latest/earliest value the column can hold (`clamp`:
+/// 9999-12-31 / 0001-01-01, at 23:59:59.999999 / 00:00:00 for timestamps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Infinity {
+    #[default]
+    Error,
+    Null,
+    Clamp,
 }
 
 /// A source as read from `sources/<name>.toml`.

@@ -97,6 +97,55 @@ async fn a_value_without_an_arrow_form_names_source_table_column_and_key() {
 }
 
 #[tokio::test]
+async fn infinite_dates_fail_by_default_or_become_null_or_clamped_by_the_sources_policy() {
+    let Some(db) = TestDb::create(Server::Postgres, "inf").await else { return };
+    db.execute(&[
+        "CREATE TABLE e (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz)",
+        "INSERT INTO e VALUES (1, '2024-01-02', '2024-01-02 03:04:05', '2024-01-02 03:04:05+00'),
+            (2, 'infinity', 'infinity', '-infinity'), (3, '-infinity', '-infinity', 'infinity')",
+    ])
+    .await;
+    let f = source(&db, "");
+    let c = PostgresConnector::connect(&f.source).await.unwrap();
+    let extract = c.extract("e", None).await.unwrap();
+    let err = futures::TryStreamExt::try_collect::<Vec<_>>(extract.batches).await.unwrap_err();
+    let Error::Value { column, row_key, problem, .. } = &err else { panic!("{err}") };
+    assert_eq!((column.as_str(), row_key.as_str()), ("d", "id=2"));
+    assert!(problem.contains("infinite date") && problem.contains("infinity = \"null\""), "{problem}");
+
+    let f = source(&db, "infinity = \"null\"");
+    let c = PostgresConnector::connect(&f.source).await.unwrap();
+    let (batches, nulls) = read_all(&c, "e", None).await;
+    let b = &batches[0];
+    assert_eq!(nulls, 6, "each infinite value is NULL and counted");
+    assert_eq!((cell(b, "d", 0), cell(b, "ts", 0)), ("2024-01-02".into(), "2024-01-02T03:04:05".into()));
+    assert!((1..3).all(|r| ["d", "ts", "tz"].iter().all(|c| cell(b, c, r).is_empty())));
+
+    let f = source(&db, "infinity = \"clamp\"");
+    let c = PostgresConnector::connect(&f.source).await.unwrap();
+    let (batches, nulls) = read_all(&c, "e", None).await;
+    let b = &batches[0];
+    assert_eq!(nulls, 0);
+    assert_eq!(
+        [cell(b, "d", 1), cell(b, "ts", 1), cell(b, "tz", 1)],
+        ["9999-12-31", "9999-12-31T23:59:59.999999", "0001-01-01T00:00:00Z"]
+    );
+    assert_eq!(
+        [cell(b, "d", 2), cell(b, "ts", 2), cell(b, "tz", 2)],
+        ["0001-01-01", "0001-01-01T00:00:00", "9999-12-31T23:59:59.999999Z"]
+    );
+
+    // A value the policy does not know is a diagnostic, not a panic.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("basin.toml"), "[project]\nname = \"t\"\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+    std::fs::write(dir.path().join("sources/app.toml"), "kind = \"postgres\"\nurl = \"x\"\ninfinity = \"maybe\"\n")
+        .unwrap();
+    let loaded = format!("{:?}", basin_core::Project::load(dir.path()));
+    assert!(loaded.contains("sources/app.toml") && loaded.contains("unknown variant `maybe`"), "{loaded}");
+}
+
+#[tokio::test]
 async fn windows_counts_and_cursors_are_exact_and_cannot_inject() {
     let Some(db) = TestDb::create(Server::Postgres, "window").await else { return };
     db.execute(&[
