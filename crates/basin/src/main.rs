@@ -41,9 +41,10 @@ fn logging(format: cli::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("RUST_LOG").or_else(|_| EnvFilter::try_from_env("BASIN_LOG")).unwrap_or_else(|_| {
-            // sqlx reports every query over a second as a warning; a long read of a big table is
-            // what ingestion does, and it has its own progress and summary.
-            "warn,sqlx::query=error".into()
+            // sqlx reports every query over a second, and every wait over two for a pooled
+            // connection, as a warning; a long read of a big table is what ingestion does, and
+            // chunks queue for a source's connections by design (`max_connections`).
+            "warn,sqlx::query=error,sqlx::pool::acquire=error".into()
         });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
