@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use basin_core::{AssetKey, Diagnostics, Project, selection};
+use basin_core::{AssetKey, Project};
+
+use crate::open::{load, open, print_diagnostics, select, serve};
 use basin_engine::{AsOf, Lake};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -474,13 +476,6 @@ fn init(dir: PathBuf, name: Option<String>, template: Option<Template>) -> anyho
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_diagnostics(diagnostics: &Diagnostics) {
-    let mut err = std::io::stderr().lock();
-    for d in diagnostics.iter() {
-        let _ = writeln!(err, "{d}");
-    }
-}
-
 async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     let dir = Project::find(start)?;
     let (project, mut diagnostics) = Project::load(&dir)?;
@@ -497,49 +492,6 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     }
     eprintln!("ok: {} model(s), {warnings} warning(s)", project.models.len());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Load and validate the project (printing its diagnostics) and open its lake.
-pub(crate) fn open(start: &Path) -> anyhow::Result<(Project, Lake)> {
-    let project = load(start)?;
-    let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
-    Ok((project, lake))
-}
-
-/// Bind `basin serve`'s endpoints for `project` and say where; the future that serves them.
-pub(crate) async fn serve(
-    project: &Project,
-    lake: Lake,
-    store: std::sync::Arc<dyn basin_meta::MetaStore>,
-) -> anyhow::Result<impl Future<Output = Result<(), basin_server::Error>> + use<>> {
-    let server = basin_server::Server::new(project, lake, store)?;
-    let listening = basin_server::bind(&project.config.serve, &project.dir).await?;
-    eprintln!(
-        "serving {} over PostgreSQL at {} and HTTP at http://{}",
-        project.config.project.name, listening.pg, listening.http
-    );
-    eprintln!("  psql -h {} -p {} -d basin -U <user>", listening.pg.ip(), listening.pg.port());
-    Ok(listening.serve(server))
-}
-
-/// Load and validate the project, printing its diagnostics; refuse an invalid one.
-pub(crate) fn load(start: &Path) -> anyhow::Result<Project> {
-    let dir = Project::find(start)?;
-    let (project, diagnostics) = Project::load(&dir)?;
-    print_diagnostics(&diagnostics);
-    if diagnostics.has_errors() {
-        bail!(
-            "{} has {} problem(s); fix them and run again (`basin validate` lists them)",
-            dir.display(),
-            diagnostics.errors().count()
-        );
-    }
-    Ok(project)
-}
-
-pub(crate) fn select(project: &Project, selection: &[String]) -> anyhow::Result<Vec<AssetKey>> {
-    let text = selection.join(" ");
-    Ok(selection::select(&project.graph, &text)?.into_iter().cloned().collect())
 }
 
 /// An asset named on the command line: a project asset, or any table in the lake.

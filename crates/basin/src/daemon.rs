@@ -43,7 +43,7 @@ pub async fn enqueue(
 
 /// `basin worker --run-id ID`: take the queued run, build its selection, end it.
 pub async fn worker(start: &Path, run_id: &str) -> anyhow::Result<ExitCode> {
-    let (project, lake) = crate::cli::open(start)?;
+    let (project, lake) = crate::open::open(start)?;
     basin_engine::lake::set_memory_limit(project.config.daemon.worker_memory_limit());
     Ok(if execute(&project, &lake, run_id).await? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -75,7 +75,7 @@ pub async fn standby(start: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let (project, lake) = match crate::cli::open(&dir) {
+    let (project, lake) = match crate::open::open(&dir) {
         Ok(opened) => opened,
         Err(e) => {
             let message = format!("the project cannot be loaded: {}", basin_core::error::chain(e.as_ref()));
@@ -105,7 +105,7 @@ pub(crate) async fn execute(project: &Project, lake: &basin_engine::Lake, run_id
 
 /// Build the selection of a run this process has taken, and end it; whether it succeeded.
 async fn run_taken(project: &Project, lake: &basin_engine::Lake, recorder: Recorder) -> anyhow::Result<bool> {
-    let keys = match crate::cli::select(project, &recorder.run().selection) {
+    let keys = match crate::open::select(project, &recorder.run().selection) {
         Ok(k) => k,
         Err(e) => {
             let message = format!("its selection no longer resolves: {}", basin_core::error::chain(e.as_ref()));
@@ -128,7 +128,7 @@ struct InProcess {
 #[async_trait::async_trait]
 impl RunInProcess for InProcess {
     async fn execute(&self, run_id: String) {
-        let outcome = match crate::cli::open(&self.dir) {
+        let outcome = match crate::open::open(&self.dir) {
             Ok((project, lake)) => execute(&project, &lake, &run_id).await.map(|_| ()),
             Err(e) => Err(e),
         };
@@ -174,7 +174,7 @@ pub async fn run(project: Project, serve: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(&project).await?;
     if serve {
         let lake = basin_engine::Lake::open(&project.storage_root(), &project.config.storage.options)?;
-        let endpoint = crate::cli::serve(&project, lake, store.clone()).await?;
+        let endpoint = crate::open::serve(&project, lake, store.clone()).await?;
         tokio::spawn(async move {
             if let Err(e) = endpoint.await {
                 tracing::error!(error = %e, "the SQL endpoint stopped");

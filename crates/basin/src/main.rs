@@ -8,6 +8,7 @@ mod daemon;
 mod demo;
 mod exit;
 mod ingest;
+mod open;
 mod run;
 mod runs;
 mod sensors;

@@ -187,7 +187,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
                 generate::UNKNOWN_CHARGE_TYPE
             );
         }
-        let (project, lake) = crate::cli::open(dir)?;
+        let (project, lake) = crate::open::open(dir)?;
         let keys: Vec<AssetKey> = project.graph.keys().cloned().collect();
         let concurrency = options.concurrency.unwrap_or_else(|| project.config.run.effective_concurrency()).max(1);
         let t = Instant::now();

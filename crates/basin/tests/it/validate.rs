@@ -99,6 +99,11 @@ fn serving_settings_are_checked_before_anything_listens() {
     }
     let serve = b.cmd(&["serve"]);
     assert!(!serve.ok && serve.stderr.contains("problem(s)"), "serve refuses the project: {}", serve.stderr);
+    // An invalid project has its own exit code, for `validate` and every command it stops.
+    for args in [&["validate"][..], &["serve"], &["run"]] {
+        let code = b.command(args).output().unwrap().status.code();
+        assert_eq!(code, Some(2), "{args:?}");
+    }
 }
 
 #[test]
