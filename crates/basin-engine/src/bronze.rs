@@ -35,12 +35,7 @@ use crate::error::{Error, Result};
 use crate::lake::{Lake, new_context};
 use crate::schema::{TypeChange, fits, type_change, widest};
 
-pub const INGESTION_DATE: &str = "_ingestion_date";
-pub const RUN_ID: &str = "_run_id";
-pub const EXTRACTED_AT: &str = "_extracted_at";
-pub const SOURCE: &str = "_source";
-/// The metadata columns Basin adds to every bronze row.
-pub const METADATA_COLUMNS: [&str; 4] = [INGESTION_DATE, RUN_ID, EXTRACTED_AT, SOURCE];
+pub use crate::current::{CURRENT_SCHEMA, EXTRACTED_AT, INGESTION_DATE, METADATA_COLUMNS, RUN_ID, SOURCE};
 
 /// How far an incremental table has been read: the cursor column's greatest value landed,
 /// as SQL literal text, with the column's type.
@@ -249,7 +244,7 @@ impl<'a> BronzeWriter<'a> {
             write = write.with_replace_where(col(INGESTION_DATE).eq(date_literal(today)));
         }
         let table = write.await.map_err(Error::delta(&self.key, "write"))?;
-        let rows = crate::materialize::last_commit_rows(&table).await;
+        let rows = crate::delta::last_commit_rows(&table).await;
         Ok(BronzeCommit { version: table.version(), rows, ingestion_date: today, watermark })
     }
 
@@ -398,7 +393,7 @@ impl<'a> BronzeWriter<'a> {
     /// The source's column types as the table's latest ingest recorded them; empty if it
     /// recorded none (a table written before Basin recorded them).
     async fn recorded_source_types(&self, table: &DeltaTable) -> Result<BTreeMap<String, DataType>> {
-        let info = latest_ingest(table, &self.key).await?.unwrap_or_default();
+        let info = crate::delta::latest_ingest(table, &self.key).await?.unwrap_or_default();
         let Some(types) = info.get("basin.source_types").and_then(|t| t.as_object()) else {
             return Ok(BTreeMap::new());
         };
@@ -436,7 +431,7 @@ impl<'a> BronzeWriter<'a> {
         if let Some(rows) = self.source_rows {
             metadata.push(("basin.reconciliation".to_string(), json!({ "source_rows": rows })));
         }
-        crate::lake::commit_properties(metadata)
+        crate::delta::commit_properties(metadata)
     }
 }
 
@@ -450,57 +445,14 @@ fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties
     use deltalake::parquet::basic::{Compression, ZstdLevel};
     deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
-        .set_dictionary_page_size_limit(crate::materialize::DICTIONARY_PAGE_LIMIT)
+        .set_dictionary_page_size_limit(crate::delta::DICTIONARY_PAGE_LIMIT)
         .build()
 }
 
-/// The schema of the current-state views over bronze tables.
-pub const CURRENT_SCHEMA: &str = "bronze_current";
-
-/// The SQL of a bronze table's current state: for full snapshots the latest day's snapshot,
-/// for incremental tables the latest version of each primary key. Without the metadata
-/// columns. `None` if no ingest commit says how the table is loaded.
+/// The SQL of a bronze table's current state (see [`crate::current::current_state_sql`]).
 pub async fn current_state_sql(lake: &Lake, key: &AssetKey, columns: &[String]) -> Result<Option<String>> {
     let Some(table) = lake.table(key).await? else { return Ok(None) };
-    let Some(how) = latest_ingest(&table, key).await?.and_then(|mut i| i.remove("basin.bronze")) else {
-        return Ok(None);
-    };
-    let data: Vec<String> =
-        columns.iter().filter(|c| !METADATA_COLUMNS.contains(&c.as_str())).map(|c| quote(c)).collect();
-    let list = data.join(", ");
-    let table_ref = format!("{}.{}", quote(&key.schema), quote(&key.name));
-    let pk: Vec<String> = how["primary_key"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).map(quote).collect())
-        .unwrap_or_default();
-    Ok(Some(match (how["mode"].as_str(), how["cursor"].as_str()) {
-        // Every key landed once (an append-only source, or a first load): every row is current.
-        (Some("incremental"), Some(_)) if keys_landed_once(&table, &how) => {
-            format!("SELECT {list} FROM {table_ref}")
-        }
-        // The row with the key's highest cursor. The writer never lands a (key, cursor) twice,
-        // so that row is unique, and a hash aggregate joined back is several times faster
-        // than ranking every row with a window (which sorts the whole table).
-        (Some("incremental"), Some(cursor)) if !pk.is_empty() => {
-            let qualified: Vec<String> = data.iter().map(|c| format!("t.{c}")).collect();
-            let on: Vec<String> = pk.iter().map(|k| format!("t.{k} = latest.{k}")).collect();
-            format!(
-                "SELECT {} FROM {table_ref} AS t \
-                 JOIN (SELECT {pk}, MAX({c}) AS __basin_latest FROM {table_ref} GROUP BY {pk}) AS latest \
-                 ON {} AND t.{c} = latest.__basin_latest",
-                qualified.join(", "),
-                on.join(" AND "),
-                pk = pk.join(", "),
-                c = quote(cursor),
-            )
-        }
-        // Files land once each: every row is current.
-        (Some("files"), _) => format!("SELECT {list} FROM {table_ref}"),
-        _ => format!(
-            "SELECT {list} FROM {table_ref} WHERE {d} = (SELECT MAX({d}) FROM {table_ref})",
-            d = quote(INGESTION_DATE)
-        ),
-    }))
+    crate::current::current_state_sql(&table, key, columns).await
 }
 
 /// The progress of a first load that has not finished: the latest commit's, if it is a
@@ -511,7 +463,7 @@ pub async fn last_backfill(lake: &Lake, key: &AssetKey) -> Result<Option<Backfil
     while let Some(info) = history.next().await {
         let info = info.map_err(Error::delta(key, "history"))?;
         if let Some(b) = info.info.get("basin.backfill") {
-            let rows = crate::history::commit_rows(&info).unwrap_or(0);
+            let rows = crate::delta::commit_rows(&info).unwrap_or(0);
             return Ok(serde_json::from_value::<Backfill>(b.clone())
                 .ok()
                 .map(|b| Backfill { landed: b.landed + rows, ..b }));
@@ -535,76 +487,6 @@ pub async fn ingested_files(lake: &Lake, key: &AssetKey) -> Result<std::collecti
         }
     }
     Ok(out)
-}
-
-/// The commit information of the table's latest ingest (the newest commit saying how the
-/// table is loaded, `basin.bronze`); `None` if no commit does.
-async fn latest_ingest(
-    table: &DeltaTable,
-    key: &AssetKey,
-) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
-    let mut history = table.history(None);
-    while let Some(info) = history.next().await {
-        let info = info.map_err(Error::delta(key, "history"))?.info;
-        if info.contains_key("basin.bronze") {
-            return Ok(Some(info));
-        }
-    }
-    Ok(None)
-}
-
-/// Whether no key of an incremental bronze table has landed twice, so that its current state
-/// is the table itself (no aggregate over every key, no join back), as its Delta file
-/// statistics prove. One ingest run lands each key at most once: a read returns each row of
-/// the source's primary key once, the lag's repeats of landed rows are left out, and the
-/// rounds of a first load read disjoint key ranges. So it is enough that the key ranges of
-/// different runs do not overlap, as when the source only appends or the table has had its
-/// first load only. Bronze files are never removed, so this holds of every older version too.
-/// Only for one integer key (exact statistics); any file without statistics, or holding rows
-/// of more than one run, answers no.
-fn keys_landed_once(table: &DeltaTable, how: &serde_json::Value) -> bool {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::common::Column;
-    use datafusion::common::pruning::PruningStatistics;
-    let Some([key]) = how["primary_key"].as_array().map(Vec::as_slice) else { return false };
-    let Some(key) = key.as_str() else { return false };
-    let Ok(state) = table.snapshot() else { return false };
-    let snapshot = state.snapshot();
-    let integer = snapshot.arrow_schema().field_with_name(key).is_ok_and(|f| f.data_type().is_integer());
-    if !integer {
-        return false;
-    }
-    let files = snapshot.log_data();
-    if files.num_files() == 0 {
-        return true;
-    }
-    let (k, run) = (Column::from_name(key), Column::from_name(RUN_ID));
-    let stats = |c: &Column, max: bool| if max { files.max_values(c) } else { files.min_values(c) };
-    let as_type = |a: Option<datafusion::arrow::array::ArrayRef>, t: &DataType| {
-        a.and_then(|a| datafusion::arrow::compute::cast(&a, t).ok()).filter(|a| a.null_count() == 0)
-    };
-    let (Some(lo), Some(hi), Some(run_lo), Some(run_hi)) = (
-        as_type(stats(&k, false), &DataType::Int64),
-        as_type(stats(&k, true), &DataType::Int64),
-        as_type(stats(&run, false), &DataType::Utf8),
-        as_type(stats(&run, true), &DataType::Utf8),
-    ) else {
-        return false;
-    };
-    let (lo, hi) = (lo.as_primitive::<Int64Type>(), hi.as_primitive::<Int64Type>());
-    let (run_lo, run_hi) = (run_lo.as_string::<i32>(), run_hi.as_string::<i32>());
-    let mut runs: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for i in 0..lo.len() {
-        if run_lo.value(i) != run_hi.value(i) {
-            return false;
-        }
-        let range = runs.entry(run_lo.value(i)).or_insert((lo.value(i), hi.value(i)));
-        *range = (range.0.min(lo.value(i)), range.1.max(hi.value(i)));
-    }
-    let mut ranges: Vec<(i64, i64)> = runs.into_values().collect();
-    ranges.sort_unstable();
-    ranges.windows(2).all(|w| w[0].1 < w[1].0)
 }
 
 /// The watermark of the latest commit that stored one: what the table's rows cover.

@@ -30,7 +30,7 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
     for (i, info) in infos.into_iter().enumerate() {
         let info = info.map_err(Error::delta(key, "history"))?;
         let text = |k: &str| info.info.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        let rows = commit_rows(&info);
+        let rows = crate::delta::commit_rows(&info);
         out.push(Commit {
             version: info.info.get("version").and_then(|v| v.as_u64()).unwrap_or(latest.saturating_sub(i as u64)),
             timestamp: info.timestamp.and_then(DateTime::from_timestamp_millis),
@@ -43,19 +43,10 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
     Ok(out)
 }
 
-/// Output rows a commit recorded in its `operationMetrics` (writes and merges name them
-/// differently), if any.
-pub(crate) fn commit_rows(info: &deltalake::kernel::CommitInfo) -> Option<u64> {
-    let metrics = info.info.get("operationMetrics")?;
-    ["num_added_rows", "num_output_rows", "numOutputRows"]
-        .iter()
-        .find_map(|k| metrics.get(*k).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())))
-}
-
 /// Restore `key` to an earlier version or time, as a new commit. Returns the new version.
 pub async fn restore(lake: &Lake, key: &AssetKey, target: &AsOf, run_id: &str) -> Result<u64> {
     let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
-    let mut builder = table.restore().with_commit_properties(crate::lake::commit_properties([
+    let mut builder = table.restore().with_commit_properties(crate::delta::commit_properties([
         ("basin.run_id".to_string(), json!(run_id)),
         ("basin.operation".to_string(), json!("restore")),
     ]));

@@ -324,7 +324,7 @@ pub async fn ingest_table(
 /// Rows of the latest full snapshot of a bronze table (its latest commit's), 0 without one.
 async fn last_snapshot_rows(lake: &Lake, key: &basin_core::AssetKey) -> Result<u64> {
     let Some(table) = lake.table(key).await? else { return Ok(0) };
-    Ok(crate::materialize::last_commit_rows(&table).await)
+    Ok(crate::delta::last_commit_rows(&table).await)
 }
 
 /// The first source error of a read, kept for the table's error.

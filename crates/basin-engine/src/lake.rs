@@ -279,9 +279,10 @@ impl Lake {
             .await
             .map_err(Error::query(format!("cannot read {key}")))?;
         let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let Some(sql) = crate::bronze::current_state_sql(self, key, &columns).await? else { return Ok(()) };
+        let Some(table) = self.table(key).await? else { return Ok(()) };
+        let Some(sql) = crate::current::current_state_sql(&table, key, &columns).await? else { return Ok(()) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("cannot define the current state of {key}")))?;
-        register_view(ctx, &AssetKey::new(crate::bronze::CURRENT_SCHEMA, &key.name), df, &sql)
+        register_view(ctx, &AssetKey::new(crate::current::CURRENT_SCHEMA, &key.name), df, &sql)
     }
 
     /// Register (or re-register) the table of `key` in `ctx` at the table's loaded version.
@@ -384,16 +385,4 @@ pub(crate) fn register_provider(ctx: &SessionContext, key: &AssetKey, provider: 
     let _ = schema.deregister_table(&key.name);
     schema.register_table(key.name.clone(), provider).map_err(Error::query(format!("cannot register {key}")))?;
     Ok(())
-}
-
-/// Commit properties for every Basin write: `metadata`, and no silent rebase. Each write reads
-/// the table first (what it replaces, the keys it merges, the rows an increment must not
-/// repeat), and delta-rs's conflict check does not treat a full overwrite as having read the
-/// whole table: two replaces of an empty table would both commit and double its rows. So a
-/// write whose table moved since it read it fails (a transient failure, retried by the daemon)
-/// instead of being rebased onto the other writer's version.
-pub(crate) fn commit_properties(
-    metadata: impl IntoIterator<Item = (String, serde_json::Value)>,
-) -> deltalake::kernel::transaction::CommitProperties {
-    deltalake::kernel::transaction::CommitProperties::default().with_metadata(metadata).with_max_retries(0)
 }

@@ -4,6 +4,8 @@
 
 pub mod bronze;
 pub mod checks;
+pub mod current;
+mod delta;
 pub mod error;
 pub mod files_table;
 pub mod functions;

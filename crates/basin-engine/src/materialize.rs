@@ -80,7 +80,7 @@ impl ModelRun {
         check_columns(key, &df, "cluster_by", &model.config.cluster_by.0)?;
         if let Some(range) = range {
             let (table, action) = self.replace_days(lake, ctx, model, df, range).await?;
-            let rows = last_commit_rows(&table).await;
+            let rows = crate::delta::last_commit_rows(&table).await;
             lake.register_table(ctx, key, &table).await?;
             return Ok(Materialized {
                 key: key.clone(),
@@ -120,7 +120,7 @@ impl ModelRun {
         let version = table.version();
         let rows = match &action {
             Action::NoNewData => 0,
-            _ => last_commit_rows(&table).await,
+            _ => crate::delta::last_commit_rows(&table).await,
         };
         lake.register_table(ctx, key, &table).await?;
         Ok(Materialized { key: key.clone(), action, version, rows, duration: start.elapsed() })
@@ -136,7 +136,7 @@ impl ModelRun {
         operation: &str,
         extra: impl IntoIterator<Item = (String, serde_json::Value)>,
     ) -> CommitProperties {
-        crate::lake::commit_properties(extra.into_iter().chain([
+        crate::delta::commit_properties(extra.into_iter().chain([
             ("basin.run_id".to_string(), json!(self.run_id)),
             ("basin.model".to_string(), json!(model.key.to_string())),
             ("basin.sql_hash".to_string(), json!(model.sql_hash())),
@@ -701,7 +701,7 @@ impl Scd2Sql<'_> {
 
 /// The Parquet settings of the files a model writes.
 ///
-/// A column chunk's dictionary is capped at [`DICTIONARY_PAGE_LIMIT`]: a column with few
+/// A column chunk's dictionary is capped at [`crate::delta::DICTIONARY_PAGE_LIMIT`]: a column with few
 /// distinct values (a status, a label, a month) fits and stays dictionary-encoded, while a
 /// near-unique one (a key, an amount) falls back to plain encoding early instead of
 /// interning a megabyte of values first. Every reader of a column chunk decodes its whole
@@ -718,7 +718,7 @@ fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::Wri
     use deltalake::parquet::basic::Compression;
     use deltalake::parquet::schema::types::ColumnPath;
     let clustered = &model.config.cluster_by.0;
-    let limit = if clustered.is_empty() { DICTIONARY_PAGE_LIMIT } else { CLUSTERED_DICTIONARY_LIMIT };
+    let limit = if clustered.is_empty() { crate::delta::DICTIONARY_PAGE_LIMIT } else { CLUSTERED_DICTIONARY_LIMIT };
     let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_dictionary_page_size_limit(limit);
@@ -730,9 +730,6 @@ fn writer_properties(model: &Model) -> deltalake::parquet::file::properties::Wri
     }
     builder.build()
 }
-
-/// Bytes a column chunk's dictionary may take before the column falls back to plain encoding.
-pub(crate) const DICTIONARY_PAGE_LIMIT: usize = 64 * 1024;
 
 /// The same for a table clustered by a key.
 const CLUSTERED_DICTIONARY_LIMIT: usize = 16 * 1024;
@@ -801,14 +798,6 @@ pub fn query_of(model: &Model) -> String {
 fn table_rows(key: &AssetKey, table: &DeltaTable) -> Result<u64> {
     let snapshot = table.snapshot().map_err(Error::delta(key, "read snapshot"))?;
     Ok(snapshot.log_data().iter().map(|f| f.num_records().unwrap_or(0) as u64).sum())
-}
-
-/// Output rows of the table's latest commit, from its `operationMetrics`.
-pub(crate) async fn last_commit_rows(table: &DeltaTable) -> u64 {
-    use futures::StreamExt;
-    let mut history = table.history(Some(1));
-    let Some(Ok(info)) = history.next().await else { return 0 };
-    crate::history::commit_rows(&info).unwrap_or(0)
 }
 
 /// Every `view` model with its SQL, in dependency order (a view after the views it reads).
