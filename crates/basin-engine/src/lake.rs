@@ -58,6 +58,9 @@ pub struct LakeSession {
     pub ctx: SessionContext,
     /// Views whose SQL did not plan (e.g. an upstream table not built yet), with the reason.
     pub unavailable_views: Vec<(AssetKey, String)>,
+    /// Tables of the lake that could not be opened or registered, with where they are and why:
+    /// left out of the session (and logged once as a warning) so that the others stay usable.
+    pub unavailable_tables: Vec<(AssetKey, String)>,
     /// The tables registered, at the versions the session reads.
     pub tables: Vec<(AssetKey, DeltaTable)>,
 }
@@ -248,19 +251,27 @@ impl Lake {
             .collect::<Vec<_>>()
             .await;
         let mut tables = Vec::new();
+        let mut unavailable_tables = Vec::new();
         for (key, table) in loaded {
-            let table = match (table, as_of) {
-                (Ok(Some(t)), _) => t,
+            let registered = match (table, as_of) {
+                (Ok(Some(t)), _) => self.register_everything(&ctx, &key, &t, files).await.map(|()| t),
                 (Ok(None), _) => continue,
                 // A table created after the requested time does not exist then.
                 (Err(_), Some(_)) => continue,
-                (Err(e), None) => return Err(e),
+                (Err(e), None) => Err(e),
             };
-            self.register_table_reading(&ctx, &key, &table, files).await?;
-            if key.schema == basin_core::source::BRONZE {
-                self.register_current_state(&ctx, &key).await?;
+            match registered {
+                Ok(table) => tables.push((key, table)),
+                // One table the lake cannot open or register does not stop the others.
+                Err(e) => {
+                    let at = self.table_url(&key);
+                    let reason = basin_core::error::chain(&e);
+                    tracing::warn!(table = %key, path = %at, "left out of the session: {reason}");
+                    let exact = datafusion::common::TableReference::partial(key.schema.as_str(), key.name.as_str());
+                    let _ = ctx.deregister_table(exact);
+                    unavailable_tables.push((key, format!("{at}: {reason}")));
+                }
             }
-            tables.push((key, table));
         }
         let mut unavailable_views = Vec::new();
         for (key, sql) in views {
@@ -269,13 +280,29 @@ impl Lake {
                 Err(e) => unavailable_views.push((key.clone(), e.to_string())),
             }
         }
-        Ok(LakeSession { ctx, unavailable_views, tables })
+        Ok(LakeSession { ctx, unavailable_views, unavailable_tables, tables })
+    }
+
+    /// Register `table` as `key`, and for a bronze table its current state.
+    async fn register_everything(
+        &self,
+        ctx: &SessionContext,
+        key: &AssetKey,
+        table: &DeltaTable,
+        files: bool,
+    ) -> Result<()> {
+        self.register_table_reading(ctx, key, table, files).await?;
+        if key.schema == basin_core::source::BRONZE {
+            self.register_current_state(ctx, key).await?;
+        }
+        Ok(())
     }
 
     /// Register `bronze_current.<name>`, the current state of bronze table `key`.
     pub async fn register_current_state(&self, ctx: &SessionContext, key: &AssetKey) -> Result<()> {
+        // The exact name: a table name with capitals or spaces is not an SQL identifier as is.
         let provider = ctx
-            .table_provider(format!("{}.{}", key.schema, key.name))
+            .table_provider(datafusion::common::TableReference::partial(key.schema.as_str(), key.name.as_str()))
             .await
             .map_err(Error::query(format!("cannot read {key}")))?;
         let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();

@@ -475,3 +475,42 @@ async fn cluster_by_writes_the_rows_sorted_in_the_file() {
     let err = p.run(&["silver.c"], false).await.unwrap_err().to_string();
     assert!(err.contains("cluster_by") && err.contains("nope"), "{err}");
 }
+
+#[tokio::test]
+async fn a_table_the_lake_cannot_open_is_left_out_and_named_and_the_others_stay_usable() {
+    let p = TestProject::new();
+    p.model("silver.good", "SELECT 1 AS id");
+    p.run(&["silver.good"], false).await.unwrap();
+    // A folder that looks like a table but whose log is garbage (a crashed copy, a hand edit).
+    let broken = p.path().join("lake/silver/broken/_delta_log");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("00000000000000000000.json"), "not a delta log\n").unwrap();
+    let session = p.lake().session(&[], None).await.expect("one broken table does not stop the session");
+    assert_eq!(rows(&session.ctx, "SELECT id FROM silver.good").await, vec!["1"]);
+    let [(key, reason)] = session.unavailable_tables.as_slice() else { panic!("{:?}", session.unavailable_tables) };
+    assert_eq!(key.to_string(), "silver.broken");
+    assert!(reason.contains("silver/broken"), "the reason names where the table is: {reason}");
+    // A run over the rest of the lake still builds.
+    p.model("gold.g", "SELECT id FROM silver.good");
+    p.run(&["gold.g"], false).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bronze_table_whose_name_is_not_a_plain_identifier_is_queryable_quoted() {
+    use basin_engine::datafusion::arrow::array::{Int64Array, RecordBatch};
+    use basin_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let p = TestProject::new();
+    p.model("silver.good", "SELECT 1 AS id");
+    p.run(&["silver.good"], false).await.unwrap();
+    // A Delta table under bronze whose name has capitals and a space, as a source may name one.
+    let schema = std::sync::Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+    let batch = RecordBatch::try_new(schema, vec![std::sync::Arc::new(Int64Array::from(vec![7]))]).unwrap();
+    let url = url::Url::from_directory_path(p.path().join("lake/bronze/app__My Table")).unwrap();
+    std::fs::create_dir_all(p.path().join("lake/bronze/app__My Table")).unwrap();
+    let table = deltalake::DeltaTableBuilder::from_url(url).unwrap().build().unwrap();
+    table.write(vec![batch]).await.unwrap();
+    let session = p.lake().session(&[], None).await.unwrap();
+    assert!(session.unavailable_tables.is_empty(), "{:?}", session.unavailable_tables);
+    assert_eq!(rows(&session.ctx, "SELECT id FROM bronze.\"app__My Table\"").await, vec!["7"]);
+    assert_eq!(rows(&session.ctx, "SELECT id FROM silver.good").await, vec!["1"]);
+}
