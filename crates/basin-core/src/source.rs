@@ -173,6 +173,10 @@ pub struct TableDefaults {
 pub struct TableConfig {
     /// The table's name in the source, as the source spells it.
     pub name: String,
+    /// Its bronze name (`bronze.<source>__<as>`), for a table whose own name does not make a
+    /// good one or collides with another's (`Orders` and `orders`).
+    #[serde(rename = "as")]
+    pub bronze_as: Option<String>,
     pub mode: Option<Mode>,
     pub cursor: Option<String>,
     /// Read from the source's catalog when omitted.
@@ -279,9 +283,40 @@ pub const DEFAULT_CHUNK_ROWS: u64 = 1_000_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 
 impl Source {
-    /// The bronze asset of a source table: `bronze.<source>__<table>`, lower-cased.
+    /// The bronze asset of a source table: `bronze.<source>__<table>`, lower-cased, with every
+    /// character other than a letter, a digit or `_` written `_` (`Order Items` lands as
+    /// `bronze.shop__order_items`). Names that meet that way (`Orders`, `orders`) are refused
+    /// until one is mapped with `as`.
     pub fn bronze_key(source: &str, table: &str) -> AssetKey {
-        AssetKey::new(BRONZE, format!("{source}__{}", table.to_lowercase()))
+        let name: String =
+            table.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+        AssetKey::new(BRONZE, format!("{source}__{name}"))
+    }
+
+    /// Whether `[[tables]]` entry `listed` is the catalog's table `table`: the same name, or
+    /// the same but for case when the catalog has no table of exactly the entry's name.
+    pub fn lists<'a>(listed: &str, table: &str, catalog: impl IntoIterator<Item = &'a str>) -> bool {
+        listed == table || (listed.eq_ignore_ascii_case(table) && !catalog.into_iter().any(|c| c == listed))
+    }
+
+    /// The tables of the source's catalog `catalog` that `include`/`exclude` discover and no
+    /// `[[tables]]` entry lists, with their effective settings.
+    pub fn discovered(&self, catalog: &[String]) -> Vec<SourceTable> {
+        let names = || catalog.iter().map(String::as_str);
+        catalog
+            .iter()
+            .filter(|t| self.discovers(t) && !self.tables.iter().any(|x| Source::lists(&x.name, t, names())))
+            .map(|t| self.discovered_table(t))
+            .collect()
+    }
+
+    /// Tables of `tables` that would land under one bronze name: (the name, the tables).
+    pub fn collisions(tables: &[SourceTable]) -> Vec<(AssetKey, Vec<String>)> {
+        let mut by_key: BTreeMap<&AssetKey, Vec<String>> = BTreeMap::new();
+        for t in tables {
+            by_key.entry(&t.key).or_default().push(t.name.clone());
+        }
+        by_key.into_iter().filter(|(_, names)| names.len() > 1).map(|(k, names)| (k.clone(), names)).collect()
     }
 
     pub fn max_connections(&self) -> usize {
@@ -327,7 +362,10 @@ impl Source {
         SourceTable {
             source: self.name.clone(),
             name: t.name.clone(),
-            key: Source::bronze_key(&self.name, &t.name),
+            key: match &t.bronze_as {
+                Some(name) => AssetKey::new(BRONZE, format!("{}__{name}", self.name)),
+                None => Source::bronze_key(&self.name, &t.name),
+            },
             mode: t.mode.or(d.mode).unwrap_or_default(),
             cursor: t.cursor.clone().or_else(|| d.cursor.clone()),
             primary_key: t.primary_key.0.clone(),
@@ -444,15 +482,23 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
         if t.name.is_empty() || !is_plain_identifier(&table.key.name) {
             out.push(
                 Diagnostic::error(here(), format!("table `{}` cannot be named in bronze as `{}`", t.name, table.key))
-                    .with_hint("bronze names are lower-case letters, digits and `_`"),
+                    .with_hint("bronze names are lower-case letters, digits and `_`: set `as = \"<name>\"`"),
             );
             continue;
         }
         if let Some(first) = seen.insert(table.key.clone(), t.name.clone()) {
-            out.push(
-                Diagnostic::error(here(), format!("table `{}` is listed twice (as `{first}` too)", t.name))
-                    .with_hint("keep one entry"),
-            );
+            let (message, hint) = if first == t.name {
+                (format!("table `{}` is listed twice", t.name), "keep one entry".to_string())
+            } else {
+                (
+                    format!("tables `{first}` and `{}` would both land as {}", t.name, table.key),
+                    format!(
+                        "give one of them its own bronze name: `as = \"{}_2\"`",
+                        table.key.name.strip_prefix(&format!("{}__", source.name)).unwrap_or(&table.key.name)
+                    ),
+                )
+            };
+            out.push(Diagnostic::error(here(), message).with_hint(hint));
             continue;
         }
         if source.config.kind == SourceKind::Files {
@@ -558,6 +604,45 @@ mod tests {
         let mut out = Vec::new();
         let s = read_source("sources/v3.toml", text, &mut out);
         (s, out.iter().map(|d| d.to_string()).collect())
+    }
+
+    /// Any source table name lands under a plain bronze name; names that meet are refused until
+    /// one is mapped with `as`, and a listed `Orders` is not the catalog's `orders`.
+    #[test]
+    fn source_tables_get_plain_collision_free_bronze_names() {
+        assert_eq!(Source::bronze_key("shop", "Order Items").to_string(), "bronze.shop__order_items");
+        assert_eq!(Source::bronze_key("shop", "`odd`\"name\"").to_string(), "bronze.shop___odd__name_");
+        let (source, problems) = read(
+            "kind = \"mysql\"\nurl = \"mysql://x/y\"\ninclude = [\"*\"]\n\
+             [[tables]]\nname = \"Orders\"\nas = \"orders_upper\"\n\
+             [[tables]]\nname = \"Order Items\"\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let source = source.unwrap();
+        let keys: Vec<String> = source.tables.iter().map(|t| t.key.to_string()).collect();
+        assert_eq!(keys, ["bronze.v3__orders_upper", "bronze.v3__order_items"]);
+        let catalog: Vec<String> =
+            ["Orders", "orders", "Order Items", "order_items", "Customers"].map(String::from).into();
+        let found: Vec<String> = source.discovered(&catalog).iter().map(|t| t.name.clone()).collect();
+        assert_eq!(
+            found,
+            ["orders", "order_items", "Customers"],
+            "exact names first: `Orders` is listed, `orders` is not"
+        );
+        let all: Vec<SourceTable> = source.tables.iter().cloned().chain(source.discovered(&catalog)).collect();
+        let collisions = Source::collisions(&all);
+        assert_eq!(collisions.len(), 1, "{collisions:?}");
+        assert_eq!(collisions[0].0.to_string(), "bronze.v3__order_items");
+        assert_eq!(collisions[0].1, ["Order Items", "order_items"]);
+
+        let (_, problems) = read(
+            "kind = \"mysql\"\nurl = \"mysql://x/y\"\n[[tables]]\nname = \"A-b\"\n[[tables]]\nname = \"a_b\"\n\
+             [[tables]]\nname = \"c\"\nas = \"Not Plain\"\n",
+        );
+        let all = problems.join("\n");
+        assert!(all.contains("tables `A-b` and `a_b` would both land as bronze.v3__a_b"), "{all}");
+        assert!(all.contains("as = \"a_b_2\""), "{all}");
+        assert!(all.contains("table `c` cannot be named in bronze as `bronze.v3__Not Plain`"), "{all}");
     }
 
     #[test]

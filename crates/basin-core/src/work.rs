@@ -62,6 +62,14 @@ pub struct Job {
     pub progress: Arc<dyn Fn(Progress) + Send + Sync>,
 }
 
+/// One asset whose checks are evaluated on its data as it is, without building it.
+pub struct CheckJob {
+    pub key: AssetKey,
+    /// Its recorded materialisations (rows, when), newest first, when one of its checks judges
+    /// them: the newest is the one checked, the others its history.
+    pub materializations: Vec<(i64, chrono::DateTime<chrono::Utc>)>,
+}
+
 /// Does the work on tables for the run engine: the engine's, wired by the binary.
 #[async_trait]
 pub trait Materializer: Send + Sync {
@@ -78,4 +86,8 @@ pub trait RunWork: Send + Sync {
 
     /// `key` was built: what the run reads through it from now on sees the new version.
     async fn built(&self, key: &AssetKey);
+
+    /// Evaluate `job.key`'s checks on its current data (`basin check`): the table version
+    /// they read (`None` for a view or a table not built yet) and their outcomes.
+    async fn check(&self, job: CheckJob) -> Result<(Option<u64>, Checked), AssetError>;
 }

@@ -30,6 +30,16 @@ pub enum Error {
         source: Box<deltalake::DeltaTableError>,
     },
 
+    /// Another writer (a run of the daemon, a manual `basin ingest`) committed to the table
+    /// between this operation's read and its commit. Delta's optimistic concurrency refused
+    /// this commit, so none of it is visible.
+    #[error(
+        "another run committed to {table} while this run's `{operation}` was writing it{version}; nothing of \
+         this run landed in {table}, and a retry starts from the new version",
+        version = version.map(|v| format!(" (version {v})")).unwrap_or_default()
+    )]
+    Conflict { table: AssetKey, operation: &'static str, version: Option<u64> },
+
     #[error("{context}")]
     Query {
         context: String,
@@ -79,6 +89,15 @@ pub enum Error {
         #[source]
         source: Box<basin_connectors::Error>,
     },
+
+    #[error(
+        "tables {} of source `{origin}` would all land as {key}; nothing was ingested. Give all but one its \
+         own bronze name in sources/{origin}.toml: [[tables]] name = \"{}\" as = \"{}_2\"",
+        tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+        tables.last().map(String::as_str).unwrap_or_default(),
+        key.name.strip_prefix(&format!("{origin}__")).unwrap_or(&key.name)
+    )]
+    NameCollision { origin: String, key: AssetKey, tables: Vec<String> },
 
     #[error("no source `{name}` (sources: {known})")]
     UnknownSource { name: String, known: String },
@@ -136,19 +155,7 @@ impl Error {
             Error::OpenLake { .. } | Error::ListLake { .. } => FailureCategory::Transient,
             // Another writer committed to the same table first: the next attempt starts from
             // its version.
-            Error::Delta { source, .. }
-                if matches!(
-                    source.as_ref(),
-                    deltalake::DeltaTableError::VersionAlreadyExists(_)
-                        | deltalake::DeltaTableError::Transaction {
-                            source: deltalake::kernel::transaction::TransactionError::CommitConflict(_)
-                                | deltalake::kernel::transaction::TransactionError::VersionAlreadyExists(_)
-                                | deltalake::kernel::transaction::TransactionError::MaxCommitAttempts(_)
-                        }
-                ) =>
-            {
-                FailureCategory::Transient
-            }
+            Error::Conflict { .. } => FailureCategory::Transient,
             Error::Delta { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
             Error::Query { .. } if self.kind() == ErrorKind::Unavailable => FailureCategory::Transient,
             Error::Query { .. }
@@ -158,6 +165,7 @@ impl Error {
             | Error::Scd2 { .. }
             | Error::Partition { .. }
             | Error::UnknownSource { .. }
+            | Error::NameCollision { .. }
             | Error::InvalidAsOf(_) => FailureCategory::BadQuery,
             Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
                 FailureCategory::BadQuery
@@ -190,7 +198,10 @@ impl Error {
             | Error::Partition { .. }
             | Error::InvalidAsOf(_)
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
-            Error::BronzeImmutable { .. } | Error::Shrink { .. } | Error::EmptySnapshot { .. } => ErrorKind::Conflict,
+            Error::BronzeImmutable { .. }
+            | Error::Shrink { .. }
+            | Error::EmptySnapshot { .. }
+            | Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Source { source, .. } | Error::SourceCatalog { source, .. } => match source.as_ref() {
                 basin_connectors::Error::Connect { .. } | basin_connectors::Error::Query { .. } => {
                     ErrorKind::Unavailable
@@ -198,18 +209,60 @@ impl Error {
                 basin_connectors::Error::NoSuchTable { .. } => ErrorKind::NotFound,
                 _ => ErrorKind::Invalid,
             },
-            Error::NoPrimaryKey { .. } | Error::NoCursor { .. } => ErrorKind::Invalid,
+            Error::NoPrimaryKey { .. } | Error::NoCursor { .. } | Error::NameCollision { .. } => ErrorKind::Invalid,
             Error::UnknownSource { .. } => ErrorKind::NotFound,
         }
     }
 
     pub(crate) fn delta(table: &AssetKey, operation: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Self {
         let table = table.clone();
-        move |source| Error::Delta { table, operation, source: Box::new(source) }
+        move |source| {
+            use deltalake::kernel::transaction::TransactionError as Tx;
+            let version = match &source {
+                deltalake::DeltaTableError::VersionAlreadyExists(v)
+                | deltalake::DeltaTableError::Transaction { source: Tx::VersionAlreadyExists(v) } => Some(*v),
+                deltalake::DeltaTableError::Transaction {
+                    source: Tx::CommitConflict(_) | Tx::MaxCommitAttempts(_),
+                } => None,
+                _ => return Error::Delta { table, operation, source: Box::new(source) },
+            };
+            tracing::debug!(%table, operation, "commit refused: {source}");
+            Error::Conflict { table, operation, version }
+        }
     }
 
     pub(crate) fn query(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> Self {
         let context = context.into();
         move |source| Error::Query { context, source: Box::new(source) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::kernel::transaction::TransactionError as Tx;
+
+    /// A commit refused because another run committed first says so, names the table and the
+    /// version, and is retried (`transient`); other Delta errors keep their cause.
+    #[test]
+    fn a_lost_commit_race_says_what_happened_and_is_transient() {
+        let table = AssetKey::parse("bronze.shop__orders").unwrap();
+        let lost = Error::delta(&table, "append")(deltalake::DeltaTableError::Transaction {
+            source: Tx::VersionAlreadyExists(7),
+        });
+        let text = lost.to_string();
+        assert!(text.contains("another run committed to bronze.shop__orders"), "{text}");
+        assert!(text.contains("(version 7)") && text.contains("nothing of this run landed"), "{text}");
+        assert_eq!(lost.failure_category(), FailureCategory::Transient);
+        assert_eq!(lost.kind(), ErrorKind::Conflict);
+
+        let retried_out =
+            Error::delta(&table, "merge")(deltalake::DeltaTableError::Transaction { source: Tx::MaxCommitAttempts(0) });
+        assert!(!retried_out.to_string().contains("Failed to commit transaction"), "{retried_out}");
+        assert_eq!(retried_out.failure_category(), FailureCategory::Transient);
+
+        let other = Error::delta(&table, "open")(deltalake::DeltaTableError::NotATable("x".into()));
+        assert!(matches!(other, Error::Delta { .. }));
+        assert_eq!(other.kind(), ErrorKind::NotFound);
     }
 }

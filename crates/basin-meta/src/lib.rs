@@ -9,7 +9,7 @@
 //! cursors of schedules and sensors, and daemon heartbeats. The schema is versioned
 //! ([`migrations`]) and upgraded when a store is opened.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -414,6 +414,30 @@ impl QueueLimits {
     }
 }
 
+/// What a run writes, as far as the queue can tell: the assets its selection resolves to, in
+/// one partition or in all of them. Two runs whose footprints overlap would race for the same
+/// Delta commits (one of them losing its work), so the queue starts the later one only once
+/// the earlier has ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub assets: BTreeSet<String>,
+    /// `None`: every partition (or an unpartitioned run).
+    pub partition: Option<String>,
+}
+
+impl Footprint {
+    pub fn overlaps(&self, other: &Footprint) -> bool {
+        let same_partitions = match (&self.partition, &other.partition) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        same_partitions && !self.assets.is_disjoint(&other.assets)
+    }
+}
+
+/// How the queue learns a run's footprint (the daemon resolves selections on its project).
+pub type FootprintOf<'a> = &'a (dyn Fn(&Run) -> Footprint + Sync);
+
 /// A daemon's heartbeat, so others (and `basin status`) can see who is alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonBeat {
@@ -443,10 +467,16 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// Fail every in-flight run with no heartbeat since `stale_before` as `worker_died`;
     /// returns them as they are now.
     async fn reap_dead(&self, stale_before: DateTime<Utc>) -> Result<Vec<Run>>;
-    /// Take up to `max` queued runs that fit the limits, highest priority first and FIFO
-    /// within a priority, marking them `Starting` for `claimer`. Two claimers never get the
-    /// same run.
-    async fn claim_queued(&self, limits: &QueueLimits, claimer: &str, max: usize) -> Result<Vec<Run>>;
+    /// Take up to `max` queued runs that fit the limits and whose footprint overlaps no run in
+    /// flight (nor one claimed before it), highest priority first and FIFO within a priority,
+    /// marking them `Starting` for `claimer`. Two claimers never get the same run.
+    async fn claim_queued(
+        &self,
+        limits: &QueueLimits,
+        claimer: &str,
+        max: usize,
+        footprint: FootprintOf<'_>,
+    ) -> Result<Vec<Run>>;
     /// Move cursor `cursor` from `expected` (`None`: not set yet) to `value` and queue `run`,
     /// in one transaction: both or neither. `None` if the cursor had moved (another daemon
     /// took the tick).

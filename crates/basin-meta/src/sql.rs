@@ -21,8 +21,8 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, Type};
 
 use crate::migrations::{LEDGER, MIGRATIONS, latest};
 use crate::{
-    Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Level, Materialization,
-    MetaStore, NewEvent, NewRun, QueryLogEntry, QueueLimits, Result, Run, RunFilter, RunStatus,
+    Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Footprint, FootprintOf,
+    Level, Materialization, MetaStore, NewEvent, NewRun, QueryLogEntry, QueueLimits, Result, Run, RunFilter, RunStatus,
 };
 
 /// Advisory-lock keys (PostgreSQL) for the decisions only one process may take at a time.
@@ -739,7 +739,13 @@ impl MetaStore for SqlStore {
         Ok(reaped)
     }
 
-    async fn claim_queued(&self, limits: &QueueLimits, claimer: &str, max: usize) -> Result<Vec<Run>> {
+    async fn claim_queued(
+        &self,
+        limits: &QueueLimits,
+        claimer: &str,
+        max: usize,
+        footprint: FootprintOf<'_>,
+    ) -> Result<Vec<Run>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -763,19 +769,19 @@ impl MetaStore for SqlStore {
             "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'QUEUED' AND NOT cancel_requested \
              AND (not_before IS NULL OR not_before <= $1) ORDER BY priority DESC, seq ASC"
         );
+        let flying_text = format!("SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('STARTING', 'STARTED')");
         let claim_text = format!(
             "UPDATE runs SET status = 'STARTING', worker = $2, heartbeat_at = $3 \
              WHERE id = $1 AND status = 'QUEUED' RETURNING {RUN_COLUMNS}"
         );
         in_tx!(self, Some(QUEUE_LOCK), tx => {
-            let flying: Vec<String> = sqlx::query_scalar("SELECT tags FROM runs WHERE status IN ('STARTING', 'STARTED')")
+            let flying = sqlx::query(AssertSqlSafe(flying_text.clone()))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql("read the runs in flight"))?;
-            let mut in_flight: Vec<BTreeMap<String, String>> = flying
-                .iter()
-                .map(|t| serde_json::from_str(t).map_err(|e| Error::Corrupt { column: "tags", detail: e.to_string() }))
-                .collect::<Result<_>>()?;
+            let flying = flying.iter().map(run_from).collect::<Result<Vec<_>>>()?;
+            let mut in_flight: Vec<BTreeMap<String, String>> = flying.iter().map(|r| r.tags.clone()).collect();
+            let mut writing: Vec<Footprint> = flying.iter().map(footprint).collect();
             let rows = sqlx::query(AssertSqlSafe(queued_text.clone()))
                 .bind(now)
                 .fetch_all(&mut *tx)
@@ -790,6 +796,10 @@ impl MetaStore for SqlStore {
                 if !limits.admits(&run.tags, &in_flight) {
                     continue;
                 }
+                let writes = footprint(&run);
+                if writing.iter().any(|w| w.overlaps(&writes)) {
+                    continue;
+                }
                 let row = sqlx::query(AssertSqlSafe(claim_text.clone()))
                     .bind(&run.id)
                     .bind(claimer)
@@ -801,6 +811,7 @@ impl MetaStore for SqlStore {
                     let event = NewEvent::new("run_starting", Level::Info, None, format!("claimed by {claimer}"));
                     insert_events!(tx, &run.id, now, [&event]);
                     in_flight.push(run.tags.clone());
+                    writing.push(writes);
                     claimed.push(run_from(&r)?);
                 }
             }

@@ -16,7 +16,8 @@
 //!    `timeout`; canceled runs have their worker killed;
 //! 5. retries: each failed queued run is retried once per the retry policy (backoff doubling)
 //!    or settled;
-//! 6. queue: runs that fit the global and per-tag limits are claimed and launched.
+//! 6. queue: runs that fit the global and per-tag limits, and write no asset (partition) a run
+//!    in flight writes ([`footprints`]), are claimed and launched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -28,10 +29,11 @@ use async_trait::async_trait;
 use basin_core::clock::Clock;
 use basin_core::daemon::{RetryPolicies, Schedule};
 use basin_core::failure::FailureCategory;
-use basin_meta::{DaemonBeat, Finish, MetaStore, NewRun, QueueLimits, Run, RunStatus};
+use basin_meta::{DaemonBeat, Finish, Footprint, MetaStore, NewRun, QueueLimits, Run, RunStatus};
 use chrono::{DateTime, Utc};
 
 pub mod backfill;
+pub mod check;
 pub mod record;
 pub mod run;
 pub mod sensors;
@@ -167,6 +169,22 @@ pub struct Daemon {
     workers: BTreeMap<String, (Worker, DateTime<Utc>)>,
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
+    footprint: Footprints,
+}
+
+/// How the daemon tells what a queued run will write.
+pub type Footprints = Arc<dyn Fn(&Run) -> Footprint + Send + Sync>;
+
+/// Footprints on a project's asset graph: the assets a run's selection resolves to now (none
+/// if it no longer resolves: such a run fails as it starts, writing nothing), in the run's
+/// partition.
+pub fn footprints(graph: basin_core::graph::AssetGraph) -> Footprints {
+    Arc::new(move |run: &Run| Footprint {
+        assets: basin_core::selection::select(&graph, &run.selection.join(" "))
+            .map(|keys| keys.into_iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        partition: run.partition.clone(),
+    })
 }
 
 impl Daemon {
@@ -197,7 +215,15 @@ impl Daemon {
             workers: BTreeMap::new(),
             last_monitor: None,
             started_at,
+            footprint: Arc::new(|_: &Run| Footprint::default()),
         }
+    }
+
+    /// Start no run while another run in flight writes one of its assets (see [`footprints`]);
+    /// without this, runs are exclusive only through the limits.
+    pub fn with_footprints(mut self, footprint: Footprints) -> Daemon {
+        self.footprint = footprint;
+        self
     }
 
     /// Materialise these assets when their upstream changes.
@@ -458,7 +484,7 @@ impl Daemon {
 
     async fn launch(&mut self, tick: &mut Tick) -> Result<()> {
         let free = self.settings.limits.max_concurrent_runs.saturating_sub(self.workers.len());
-        for run in self.store.claim_queued(&self.settings.limits, &self.id, free).await? {
+        for run in self.store.claim_queued(&self.settings.limits, &self.id, free, &*self.footprint).await? {
             let warm = match (&mut self.pool, &self.launcher) {
                 (Some(pool), Launcher::Subprocess { logs, .. }) => pool.hand(&run.id, logs).await,
                 _ => None,

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use basin_core::clock::SystemClock;
+use basin_core::failure::FailureCategory;
 use basin_core::outcome::Checked;
 use basin_core::{AssetKey, Project};
 use basin_meta::{Beat, CheckResult, Finish, Level, Materialization, MetaStore, NewEvent, NewRun, Run};
@@ -27,6 +28,35 @@ pub async fn reap(project: &Project, store: &dyn MetaStore) -> Result<Vec<Run>> 
             chrono::Utc::now().checked_sub_signed(dead_after).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
         )
         .await
+}
+
+/// Queue a run for the daemon (`basin run --queue`).
+pub async fn queue(project: &Project, new: NewRun) -> Result<Run> {
+    open_store(project).await?.create_run(new).await
+}
+
+/// A standby worker takes queued run `run_id` before it reads the project: `None` if the run
+/// can no longer start (canceled, or taken by another worker meanwhile).
+pub async fn take_standby(store: &dyn MetaStore, run_id: &str) -> Result<Option<Run>> {
+    match store.start_run(run_id, &basin_meta::this_worker()).await {
+        Ok(run) => Ok(Some(run)),
+        Err(basin_meta::Error::NotStartable { status, .. }) => {
+            tracing::info!(run_id, "run is {status}; nothing to do");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// End a run this process took but could not begin (its project no longer loads).
+pub async fn fail_taken(store: &dyn MetaStore, run_id: &str, category: FailureCategory, message: String) -> Result<()> {
+    store.finish_run(run_id, &Finish::Failure { category, message }).await.map(|_| ())
+}
+
+/// Ask run `id` to stop (`basin runs cancel`): a queued run is canceled at once, a running one
+/// by its worker at its next heartbeat.
+pub async fn cancel(store: &dyn MetaStore, id: &str) -> Result<basin_meta::Cancel> {
+    store.request_cancel(id).await
 }
 
 /// One run being recorded by this process.

@@ -86,6 +86,10 @@ impl RunWork for FakeRun {
     }
 
     async fn built(&self, _: &AssetKey) {}
+
+    async fn check(&self, job: basin_core::work::CheckJob) -> Result<(Option<u64>, Checked), AssetError> {
+        Err(AssetError::new(format!("{} is only built here", job.key), basin_core::failure::FailureCategory::Other))
+    }
 }
 
 fn recording() -> (Events, Arc<Mutex<Vec<RunEvent>>>) {
@@ -185,4 +189,50 @@ async fn a_canceled_run_stops_and_skips_what_it_had_not_done() {
     assert!(report.outcomes().all(|(_, o)| matches!(o, Outcome::Skipped(why) if why == "run canceled")));
     assert_eq!(store.run(&id).await.unwrap().unwrap().status, RunStatus::Canceled);
     assert!(seen.lock().unwrap().iter().any(|e| matches!(e, RunEvent::RunCanceled)));
+}
+
+/// The daemon's footprints: what a queued run's selection resolves to on the project, so two
+/// runs that write one asset (in one partition) never run at once.
+#[test]
+fn footprints_follow_the_selection_on_the_graph() {
+    let (_dir, project) = project();
+    let footprint = basin_orchestrator::footprints(project.graph.clone());
+    let run = |selection: &str, partition: Option<&str>| {
+        let mut new = basin_meta::NewRun::new(vec![selection.to_string()], "subprocess");
+        new.partition = partition.map(str::to_string);
+        // A run as the queue holds it.
+        basin_meta::Run {
+            id: selection.to_string(),
+            status: basin_meta::RunStatus::Queued,
+            selection: new.selection,
+            partition: new.partition,
+            tags: Default::default(),
+            launcher: new.launcher,
+            priority: 0,
+            attempt: 1,
+            parent_run_id: None,
+            full_refresh: false,
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            heartbeat_at: None,
+            worker: None,
+            cancel_requested: false,
+            failure_category: None,
+            failure_message: None,
+            queued: true,
+            retried: false,
+            not_before: None,
+        }
+    };
+    let everything = footprint(&run("*", None));
+    let chain = footprint(&run("+gold.c", None));
+    assert_eq!(chain.assets, ["gold.c", "silver.a", "silver.b"].map(String::from).into());
+    assert!(everything.overlaps(&chain));
+    assert!(!footprint(&run("silver.p+", None)).overlaps(&chain), "disjoint branches run together");
+    assert!(
+        !footprint(&run("silver.a", Some("2026-01-01"))).overlaps(&footprint(&run("silver.a", Some("2026-01-02"))))
+    );
+    assert!(footprint(&run("silver.a", Some("2026-01-01"))).overlaps(&chain), "all partitions meet one");
+    assert!(footprint(&run("silver.nope", None)).assets.is_empty(), "fails at start, writes nothing");
 }

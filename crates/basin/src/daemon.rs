@@ -35,7 +35,7 @@ pub async fn enqueue(
         let (k, v) = crate::runs::parse_tag(t)?;
         new.tags.insert(k, v);
     }
-    let run = open_store(project).await?.create_run(new).await?;
+    let run = basin_orchestrator::record::queue(project, new).await?;
     println!("{}", run.id);
     eprintln!("queued run {}; `basin daemon` launches it (`basin runs show {}` to follow it)", run.id, run.id);
     Ok(ExitCode::SUCCESS)
@@ -67,20 +67,16 @@ pub async fn standby(start: &Path) -> anyhow::Result<ExitCode> {
     if run_id.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    let run = match store.start_run(run_id, &basin_meta::this_worker()).await {
-        Ok(run) => run,
-        Err(basin_meta::Error::NotStartable { status, .. }) => {
-            eprintln!("run {run_id} is {status}; nothing to do");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(e) => return Err(e.into()),
+    let Some(run) = basin_orchestrator::record::take_standby(store.as_ref(), run_id).await? else {
+        eprintln!("run {run_id} was canceled or taken meanwhile; nothing to do");
+        return Ok(ExitCode::SUCCESS);
     };
     let (project, lake) = match crate::open::open(&dir) {
         Ok(opened) => opened,
         Err(e) => {
             let message = format!("the project cannot be loaded: {}", basin_core::error::chain(e.as_ref()));
-            let failure = Finish::Failure { category: basin_core::failure::FailureCategory::BadQuery, message };
-            store.finish_run(run_id, &failure).await?;
+            let category = basin_core::failure::FailureCategory::BadQuery;
+            basin_orchestrator::record::fail_taken(store.as_ref(), run_id, category, message).await?;
             return Err(e);
         }
     };
@@ -201,7 +197,8 @@ pub async fn run(project: Project, serve: bool) -> anyhow::Result<ExitCode> {
     let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
         .with_automation(eager)
         .with_cron_automation(on_cron)
-        .with_sensors(crate::sensors::sensors(&project)?);
+        .with_sensors(crate::sensors::sensors(&project)?)
+        .with_footprints(basin_orchestrator::footprints(project.graph.clone()));
     eprintln!(
         "basin daemon {} on {}: {} schedule(s), launcher {}, up to {} run(s) at once{}",
         daemon.id(),

@@ -98,6 +98,28 @@ pub async fn check_sources(project: &Project) -> Vec<basin_core::Diagnostic> {
                 continue;
             }
         };
+        if !source.config.include.is_empty() {
+            match connector.tables().await {
+                Ok(catalog) => {
+                    let all: Vec<_> = source.tables.iter().cloned().chain(source.discovered(&catalog)).collect();
+                    for (key, tables) in basin_core::source::Source::collisions(&all) {
+                        let named: Vec<String> = tables.iter().map(|t| format!("`{t}`")).collect();
+                        let table = key.name.strip_prefix(&format!("{}__", source.name)).unwrap_or(&key.name);
+                        out.push(
+                            Diagnostic::error(at(), format!("tables {} would all land as {key}", named.join(", ")))
+                                .with_hint(format!(
+                                    "give all but one its own bronze name: [[tables]] name = \"{}\" as = \"{table}_2\"",
+                                    tables.last().map(String::as_str).unwrap_or_default()
+                                )),
+                        );
+                    }
+                }
+                Err(e) => out.push(
+                    Diagnostic::error(at(), basin_core::error::chain(&e))
+                        .with_hint("`include` discovers tables from the source's catalog, which cannot be listed"),
+                ),
+            }
+        }
         for table in &source.tables {
             let columns = match connector.columns(&table.name).await {
                 Ok(c) => c,

@@ -204,7 +204,7 @@ pub async fn cancel(project: &Project, id: &str) -> anyhow::Result<ExitCode> {
     let store = store_for(project).await?;
     let id = resolve(store.as_ref(), id).await?.id;
     let id = id.as_str();
-    match store.request_cancel(id).await {
+    match basin_orchestrator::record::cancel(store.as_ref(), id).await {
         Ok(Cancel::Canceled) => println!("run {id} canceled"),
         Ok(Cancel::Requested) => println!(
             "run {id}: cancellation requested; its worker stops at its next heartbeat (within {}s)",

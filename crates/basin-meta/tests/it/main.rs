@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use basin_core::clock::{Clock, ManualClock};
 use basin_meta::{
-    Beat, Cancel, DaemonBeat, Error, FailureCategory, Finish, Level, Materialization, MetaStore, NewEvent, NewRun,
-    QueueLimits, RunFilter, RunStatus, SqlStore,
+    Beat, Cancel, DaemonBeat, Error, FailureCategory, Finish, Footprint, Level, Materialization, MetaStore, NewEvent,
+    NewRun, QueueLimits, Run, RunFilter, RunStatus, SqlStore,
 };
 use basin_testkit::{Server, TestDb};
 use chrono::{DateTime, Duration, Utc};
@@ -48,6 +48,16 @@ fn queued(selection: &str, priority: i64, tag_pairs: &[(&str, &str)]) -> NewRun 
     NewRun { priority, tags: tags(tag_pairs), ..NewRun::new(vec![selection.to_string()], "subprocess") }
 }
 
+/// No footprint: runs never exclude each other.
+fn anything(_: &Run) -> Footprint {
+    Footprint::default()
+}
+
+/// Each run writes the assets it names, in its partition.
+fn named(run: &Run) -> Footprint {
+    Footprint { assets: run.selection.iter().cloned().collect(), partition: run.partition.clone() }
+}
+
 /// Each contract test once per backend.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -73,6 +83,7 @@ on_both!(
     a_run_without_heartbeat_is_failed_as_worker_died_and_its_late_worker_cannot_revive_it,
     the_queue_takes_priority_then_fifo_within_global_and_tag_limits,
     two_claimers_never_take_the_same_run,
+    a_run_waits_while_another_writes_one_of_its_assets,
     cursors_move_only_from_the_value_the_mover_saw,
     materialisations_and_daemon_heartbeats_are_kept,
     the_schema_is_migrated_once_and_a_newer_one_is_refused,
@@ -175,7 +186,7 @@ async fn a_backfill_s_runs_are_recorded_together_and_claimed_in_order(db: Db) {
     assert_eq!(created.iter().map(|r| r.partition.as_deref().unwrap()).collect::<Vec<_>>(), days);
     let filter = RunFilter { tag: Some(("backfill".into(), "bf-1".into())), ..Default::default() };
     assert_eq!(store.runs(&filter).await.unwrap().len(), 3);
-    let claimed = store.claim_queued(&QueueLimits::default(), "d", 10).await.unwrap();
+    let claimed = store.claim_queued(&QueueLimits::default(), "d", 10, &anything).await.unwrap();
     assert_eq!(claimed.iter().map(|r| r.partition.as_deref().unwrap()).collect::<Vec<_>>(), days, "FIFO");
     assert!(store.create_runs(Vec::new()).await.unwrap().is_empty());
 }
@@ -283,7 +294,7 @@ async fn cancel_stops_queued_runs_at_once_and_asks_workers_to_stop(db: Db) {
         store.start_run(&waiting.id, "w").await,
         Err(Error::NotStartable { status: RunStatus::Canceled, .. })
     ));
-    assert!(store.claim_queued(&QueueLimits::default(), "d", 10).await.unwrap().is_empty());
+    assert!(store.claim_queued(&QueueLimits::default(), "d", 10, &anything).await.unwrap().is_empty());
 
     let running = store.create_run(queued("b", 0, &[])).await.unwrap();
     store.start_run(&running.id, "w:1").await.unwrap();
@@ -327,7 +338,7 @@ async fn a_run_without_heartbeat_is_failed_as_worker_died_and_its_late_worker_ca
     assert!(store.reap_dead(clock.now() - Duration::seconds(30)).await.unwrap().is_empty());
     // A claimed run whose daemon died before launching it is found the same way.
     let claimed = store.create_run(queued("c", 0, &[])).await.unwrap();
-    assert_eq!(store.claim_queued(&QueueLimits::default(), "daemon-1", 1).await.unwrap()[0].id, claimed.id);
+    assert_eq!(store.claim_queued(&QueueLimits::default(), "daemon-1", 1, &anything).await.unwrap()[0].id, claimed.id);
     clock.advance(Duration::minutes(5));
     store.heartbeat(&alive.id).await.unwrap();
     let reaped = store.reap_dead(clock.now() - Duration::seconds(30)).await.unwrap();
@@ -356,27 +367,65 @@ async fn the_queue_takes_priority_then_fifo_within_global_and_tag_limits(db: Db)
     };
     let names = |runs: Vec<basin_meta::Run>| runs.iter().map(|r| ids[&r.id]).collect::<Vec<_>>();
     // Priority first; b waits for a (one run against source v3); then FIFO up to four in flight.
-    let first = store.claim_queued(&limits, "daemon", 10).await.unwrap();
+    let first = store.claim_queued(&limits, "daemon", 10, &anything).await.unwrap();
     assert!(first.iter().all(|r| r.status == RunStatus::Starting && r.worker.as_deref() == Some("daemon")));
     assert_eq!(names(first.clone()), ["c", "a", "d", "e"]);
-    assert!(store.claim_queued(&limits, "daemon", 10).await.unwrap().is_empty(), "four in flight");
+    assert!(store.claim_queued(&limits, "daemon", 10, &anything).await.unwrap().is_empty(), "four in flight");
 
     let a = first.iter().find(|r| ids[&r.id] == "a").unwrap();
     store.start_run(&a.id, "w").await.unwrap();
     store.finish_run(&a.id, &Finish::Success).await.unwrap();
-    assert_eq!(names(store.claim_queued(&limits, "daemon", 10).await.unwrap()), ["b"]);
+    assert_eq!(names(store.claim_queued(&limits, "daemon", 10, &anything).await.unwrap()), ["b"]);
     let e = first.iter().find(|r| ids[&r.id] == "e").unwrap();
     store
         .finish_run(&e.id, &Finish::Failure { category: FailureCategory::Transient, message: "x".into() })
         .await
         .unwrap();
     // `max` bounds one claim too.
-    assert_eq!(names(store.claim_queued(&limits, "daemon", 0).await.unwrap()), Vec::<&str>::new());
-    assert_eq!(names(store.claim_queued(&limits, "daemon", 1).await.unwrap()), ["f"]);
+    assert_eq!(names(store.claim_queued(&limits, "daemon", 0, &anything).await.unwrap()), Vec::<&str>::new());
+    assert_eq!(names(store.claim_queued(&limits, "daemon", 1, &anything).await.unwrap()), ["f"]);
     assert_eq!(
         store.runs(&RunFilter { status: Some(RunStatus::Queued), ..Default::default() }).await.unwrap().len(),
         0
     );
+}
+
+async fn a_run_waits_while_another_writes_one_of_its_assets(db: Db) {
+    let clock = ManualClock::new(t0());
+    let store = db.open(&clock).await;
+    let mut ids = BTreeMap::new();
+    for (name, selection, partition) in [
+        ("a", vec!["silver.a", "silver.b"], None),
+        ("b", vec!["silver.b"], None),
+        ("c", vec!["silver.c"], None),
+        ("d1", vec!["gold.daily"], Some("2026-01-01")),
+        ("d2", vec!["gold.daily"], Some("2026-01-02")),
+        ("d1 again", vec!["gold.daily"], Some("2026-01-01")),
+    ] {
+        let new = NewRun {
+            partition: partition.map(str::to_string),
+            ..NewRun::new(selection.iter().map(|s| s.to_string()).collect(), "subprocess")
+        };
+        let r = store.create_run(new).await.unwrap();
+        ids.insert(r.id.clone(), name);
+        clock.advance(Duration::milliseconds(1));
+    }
+    let names = |runs: &[Run]| runs.iter().map(|r| ids[&r.id]).collect::<Vec<_>>();
+    let limits = QueueLimits { max_concurrent_runs: 100, ..QueueLimits::default() };
+    // b writes silver.b, which a is writing; "d1 again" the partition d1 is writing. Others
+    // (another asset, another partition) go ahead.
+    let first = store.claim_queued(&limits, "daemon", 10, &named).await.unwrap();
+    assert_eq!(names(&first), ["a", "c", "d1", "d2"]);
+    assert!(store.claim_queued(&limits, "daemon", 10, &named).await.unwrap().is_empty());
+    for done in ["a", "d1"] {
+        let run = first.iter().find(|r| ids[&r.id] == done).unwrap();
+        store.finish_run(&run.id, &Finish::Success).await.unwrap();
+    }
+    assert_eq!(names(&store.claim_queued(&limits, "daemon", 10, &named).await.unwrap()), ["b", "d1 again"]);
+    // Without footprints, nothing is held back.
+    let more = store.create_run(NewRun::new(vec!["silver.b".into()], "subprocess")).await.unwrap();
+    assert!(store.claim_queued(&limits, "daemon", 10, &named).await.unwrap().is_empty());
+    assert_eq!(store.claim_queued(&limits, "daemon", 10, &anything).await.unwrap()[0].id, more.id);
 }
 
 async fn two_claimers_never_take_the_same_run(db: Db) {
@@ -392,7 +441,7 @@ async fn two_claimers_never_take_the_same_run(db: Db) {
     let claim_all = |store: Arc<SqlStore>, name: &'static str, limits: QueueLimits| async move {
         let mut got = Vec::new();
         loop {
-            let claimed = store.claim_queued(&limits, name, 3).await.unwrap();
+            let claimed = store.claim_queued(&limits, name, 3, &anything).await.unwrap();
             if claimed.is_empty() {
                 break got;
             }
@@ -564,7 +613,7 @@ async fn schedule_ticks_and_retries_are_queued_once(db: Db) {
     store.request_cancel(&first.unwrap().id).await.unwrap();
 
     // The run fails transiently; a retry is queued once, and not claimed before its backoff.
-    let claimed = store.claim_queued(&QueueLimits::default(), "d", 1).await.unwrap();
+    let claimed = store.claim_queued(&QueueLimits::default(), "d", 1, &anything).await.unwrap();
     assert_eq!(claimed[0].id, tick.id);
     store.start_run(&tick.id, "w").await.unwrap();
     store
@@ -581,9 +630,12 @@ async fn schedule_ticks_and_retries_are_queued_once(db: Db) {
     assert_eq!(retry.not_before, Some(t0() + Duration::seconds(30)));
     assert!(store.retry_run(&tick.id, t0()).await.unwrap().is_none(), "never twice");
     assert!(store.unretried_failures().await.unwrap().is_empty());
-    assert!(store.claim_queued(&QueueLimits::default(), "d", 5).await.unwrap().is_empty(), "backoff not over");
+    assert!(
+        store.claim_queued(&QueueLimits::default(), "d", 5, &anything).await.unwrap().is_empty(),
+        "backoff not over"
+    );
     clock.advance(Duration::seconds(31));
-    assert_eq!(store.claim_queued(&QueueLimits::default(), "d", 5).await.unwrap()[0].id, retry.id);
+    assert_eq!(store.claim_queued(&QueueLimits::default(), "d", 5, &anything).await.unwrap()[0].id, retry.id);
     let kinds: Vec<String> = store.events(&tick.id).await.unwrap().into_iter().map(|e| e.kind).collect();
     assert_eq!(kinds.last().map(String::as_str), Some("run_retried"));
 

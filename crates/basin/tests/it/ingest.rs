@@ -223,6 +223,51 @@ async fn validate_connect_checks_tables_and_columns() {
     b.cmd(&["validate", "--connect"]).success();
 }
 
+/// A source table whose name is not a plain identifier lands under a plain bronze name every
+/// command can query; two that would meet there are refused, by `validate --connect` and by
+/// the ingest (which lands nothing), until one is mapped with `as`.
+#[tokio::test]
+async fn odd_table_names_land_under_plain_names_and_collisions_are_refused() {
+    let b = Basin::empty();
+    let db = b.path().join("shop.db");
+    exec(
+        &db,
+        &[
+            "CREATE TABLE \"Order Items\" (id INTEGER PRIMARY KEY, qty INTEGER)",
+            "INSERT INTO \"Order Items\" VALUES (1, 2), (2, 3)",
+            "CREATE TABLE order_items (id INTEGER PRIMARY KEY, qty INTEGER)",
+            "INSERT INTO order_items VALUES (7, 1)",
+            "CREATE TABLE \"Customer-Notes\" (id INTEGER PRIMARY KEY, note TEXT)",
+            "INSERT INTO \"Customer-Notes\" VALUES (1, 'hi')",
+        ],
+    )
+    .await;
+    let source = format!("kind = \"sqlite\"\nurl = \"sqlite://{}\"\ninclude = [\"*\"]\n", db.display());
+    b.write("sources/shop.toml", &source);
+    let ran = b.cmd(&["validate", "--connect"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr.contains("tables `Order Items`, `order_items` would all land as bronze.shop__order_items"),
+        "{}",
+        ran.stderr
+    );
+    let ran = b.cmd(&["ingest", "shop"]);
+    assert!(!ran.ok);
+    assert!(ran.stderr.contains("nothing was ingested"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("as = \"order_items_2\""), "{}", ran.stderr);
+    assert!(b.files().iter().all(|f| !f.contains("shop__")), "nothing landed: {:?}", b.files());
+
+    b.write(
+        "sources/shop.toml",
+        &format!("{source}\n[[tables]]\nname = \"Order Items\"\nas = \"order_items_spaced\"\n"),
+    );
+    b.cmd(&["validate", "--connect"]).success();
+    b.cmd(&["ingest", "shop"]).success();
+    assert_eq!(b.sql("SELECT SUM(qty) AS q FROM bronze.shop__order_items_spaced"), ["q", "5"]);
+    assert_eq!(b.sql("SELECT SUM(qty) AS q FROM bronze.shop__order_items"), ["q", "1"]);
+    assert_eq!(b.sql("SELECT note FROM bronze.shop__customer_notes"), ["note", "hi"]);
+}
+
 #[tokio::test]
 async fn mysql_source_lands_in_bronze_and_a_missing_table_fails_alone() {
     use basin_testkit::{Server, TestDb};
