@@ -101,6 +101,11 @@ pub struct ModelConfig {
     pub dq_flags: bool,
     /// Share of its rows a full replace of this table may drop (see `[run] max_shrink`).
     pub max_shrink: Option<f64>,
+    /// `incremental`: the tables (as the query names them) read as only what they gained
+    /// since the versions the model's last build read; the others are read whole. Default:
+    /// the one table the query reads, if it reads one; none if it reads several (name the
+    /// driving table, e.g. the facts' line items). `[]` reads every table whole.
+    pub incremental_from: Option<Columns>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,11 +184,55 @@ impl Model {
         &self.text
     }
 
+    /// The references an `incremental` build reads as changes only (see
+    /// [`ModelConfig::incremental_from`]): none for other materialisations, for a
+    /// daily-partitioned model and for one whose `incremental_from` names a table it does not
+    /// read (validation reports it).
+    pub fn incremental_inputs(&self) -> Vec<Vec<String>> {
+        if self.config.materialized != Materialization::Incremental || self.config.partitions.is_some() {
+            return Vec::new();
+        }
+        let mut read: Vec<Vec<String>> = Vec::new();
+        for r in self.refs.iter().filter(|r| r.parts.len() == 2) {
+            if !read.contains(&r.parts) {
+                read.push(r.parts.clone());
+            }
+        }
+        match &self.config.incremental_from {
+            None if read.len() == 1 => read,
+            None => Vec::new(),
+            Some(named) => {
+                let named: Vec<Vec<String>> = named.0.iter().map(|n| reference_parts(n)).collect();
+                read.into_iter().filter(|r| named.contains(r)).collect()
+            }
+        }
+    }
+
     /// SHA-256 of the file, recorded with every commit so a table says which SQL built it.
     pub fn sql_hash(&self) -> String {
         let digest = Sha256::digest(self.text.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// `bronze_current.x` (or `"Quoted".x`) as the parts a [`TableRef`] holds: unquoted
+/// identifiers folded to lower case, quoted ones kept.
+pub fn reference_parts(name: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = name.trim();
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"').unwrap_or(quoted.len());
+            parts.push(quoted[..end].to_string());
+            rest = quoted.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find('.').unwrap_or(rest.len());
+            parts.push(rest[..end].trim().to_lowercase());
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start().strip_prefix('.').unwrap_or(rest).trim_start();
+    }
+    parts
 }
 
 /// The header comment of a model file: the TOML body and its byte offset in the file.

@@ -37,6 +37,44 @@ pub struct Materialized {
     /// Rows written by the commit (output rows of the write or merge).
     pub rows: u64,
     pub duration: Duration,
+    /// How an incremental build read the tables it reads as changes (empty otherwise).
+    pub read: Vec<InputRead>,
+}
+
+/// How an incremental build read one of the tables it reads as changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRead {
+    /// The table (`bronze.orders`, `silver.fact_invoice`).
+    pub table: AssetKey,
+    /// The version read.
+    pub version: u64,
+    /// Read as what it gained after this version (the one the last build read); `None`:
+    /// read whole, for `whole_because`.
+    pub after: Option<u64>,
+    /// Rows of the changes read (`None` when read whole).
+    pub rows: Option<u64>,
+    /// Why it was read whole: a first build, `--full-refresh`, a rewrite since the last build.
+    pub whole_because: Option<String>,
+}
+
+impl InputRead {
+    /// `read 1204 new rows of bronze.orders (versions 8–9)` or `read bronze.orders whole (…)`.
+    pub fn describe(&self) -> String {
+        match (self.after, self.rows) {
+            (Some(after), Some(rows)) if after >= self.version => {
+                format!("read {rows} new rows of {} (unchanged since version {after})", self.table)
+            }
+            (Some(after), Some(rows)) => {
+                format!("read {rows} new rows of {} (versions {}–{})", self.table, after + 1, self.version)
+            }
+            _ => format!(
+                "read {} whole at version {}{}",
+                self.table,
+                self.version,
+                self.whole_because.as_ref().map(|b| format!(": {b}")).unwrap_or_default()
+            ),
+        }
+    }
 }
 
 impl Materialized {
@@ -53,7 +91,8 @@ impl Materialized {
             Action::Ingested { detail } => return detail.clone(),
         };
         let version = self.version.map(|v| format!(", version {v}")).unwrap_or_default();
-        format!("{what}, {} rows{version}", self.rows)
+        let read: String = self.read.iter().map(|r| format!("; {}", r.describe())).collect();
+        format!("{what}, {} rows{version}{read}", self.rows)
     }
 
     /// The days a daily-partitioned build replaced, as the metadata store keeps them.
@@ -143,7 +182,14 @@ mod tests {
     #[test]
     fn a_build_describes_its_commit() {
         let key = AssetKey::new("silver", "t");
-        let m = |action| Materialized { key: key.clone(), action, version: Some(3), rows: 5, duration: Duration::ZERO };
+        let m = |action| Materialized {
+            key: key.clone(),
+            action,
+            version: Some(3),
+            rows: 5,
+            duration: Duration::ZERO,
+            read: Vec::new(),
+        };
         assert_eq!(
             m(Action::Merged { inserted: 4, updated: 1 }).describe(),
             "merged: 4 inserted, 1 updated, 5 rows, version 3"

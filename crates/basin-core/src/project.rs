@@ -366,6 +366,38 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
         }
         _ => {}
     }
+    if let Some(named) = &config.incremental_from {
+        if config.materialized != Materialization::Incremental {
+            out.push(
+                Diagnostic::error(locate("incremental_from"), "`incremental_from` is a setting of incremental models")
+                    .with_hint("set `materialized = \"incremental\"`, or remove it"),
+            );
+        } else if config.partitions.is_some() {
+            out.push(
+                Diagnostic::error(
+                    locate("incremental_from"),
+                    "a daily-partitioned model reads its days, not changes: `incremental_from` has no meaning here",
+                )
+                .with_hint("remove it"),
+            );
+        }
+        let read: Vec<String> = refs.iter().filter(|r| r.parts.len() == 2).map(|r| r.display()).collect();
+        for n in &named.0 {
+            let parts = crate::model::reference_parts(n);
+            if !refs.iter().any(|r| r.parts == parts) {
+                out.push(
+                    Diagnostic::error(
+                        locate("incremental_from"),
+                        format!("`incremental_from` names `{n}`, which the query does not read"),
+                    )
+                    .with_hint(format!(
+                        "the query reads {}",
+                        if read.is_empty() { "no table".to_string() } else { read.join(", ") }
+                    )),
+                );
+            }
+        }
+    }
     match (config.automation, config.cron_schedule(&format!("{schema}.{name}"))) {
         (Some(crate::model::Automation::OnCron), None) => out.push(
             Diagnostic::error(locate("automation"), "`automation = \"on_cron\"` needs a `cron` pattern")

@@ -132,9 +132,82 @@ impl Collector {
     }
 }
 
+/// `sql` with every reference to the table `parts` (`[schema, name]`, normalised as
+/// [`TableRef::parts`], optionally catalog-qualified) replaced by the unqualified name `to`,
+/// which must be a plain identifier. Text, comments and positions elsewhere are kept; a column
+/// qualified by the table's full name (`bronze_current.x.id`) follows it. Errors are the
+/// tokenizer's.
+pub fn rename_table(sql: &str, parts: &[String], to: &str) -> Result<String, String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| e.to_string())?;
+    let word = |t: &Token| match t {
+        Token::Word(w) => Some(normalise(&sqlparser::ast::Ident {
+            value: w.value.clone(),
+            quote_style: w.quote_style,
+            span: sqlparser::tokenizer::Span::empty(),
+        })),
+        _ => None,
+    };
+    // The indices of the tokens that are not whitespace or comments.
+    let solid: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i], Token::Whitespace(_))).collect();
+    let mut replace: Vec<(usize, usize)> = Vec::new(); // token ranges, inclusive
+    let n = parts.len();
+    let mut k = 0;
+    while k + 2 * n - 1 <= solid.len() && n > 0 {
+        let matches = (0..n).all(|j| {
+            word(&tokens[solid[k + 2 * j]]).as_deref() == Some(parts[j].as_str())
+                && (j + 1 == n || tokens[solid[k + 2 * j + 1]] == Token::Period)
+        });
+        let after_period = k > 0 && tokens[solid[k - 1]] == Token::Period;
+        if matches && !after_period {
+            replace.push((solid[k], solid[k + 2 * n - 2]));
+            k += 2 * n - 1;
+        } else if matches && k >= 2 && word(&tokens[solid[k - 2]]).is_some() {
+            // A catalog before the schema goes too: `basin.bronze_current.x`.
+            let before_catalog = k >= 3 && tokens[solid[k - 3]] == Token::Period;
+            if !before_catalog {
+                replace.push((solid[k - 2], solid[k + 2 * n - 2]));
+            }
+            k += 2 * n - 1;
+        } else {
+            k += 1;
+        }
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    for (start, end) in replace {
+        for t in &tokens[i..start] {
+            out.push_str(&t.to_string());
+        }
+        out.push_str(to);
+        i = end + 1;
+    }
+    for t in &tokens[i..] {
+        out.push_str(&t.to_string());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renames_a_table_wherever_the_query_names_it() {
+        let to = |sql: &str| rename_table(sql, &["bronze_current".into(), "orders".into()], "__changes").unwrap();
+        assert_eq!(
+            to("/* basin */\nSELECT o.id, Bronze_Current . Orders.amount FROM bronze_current.orders o \
+                JOIN bronze_current.orders_x x ON true JOIN silver.orders s ON true"),
+            "/* basin */\nSELECT o.id, __changes.amount FROM __changes o \
+                JOIN bronze_current.orders_x x ON true JOIN silver.orders s ON true"
+        );
+        assert_eq!(to("SELECT * FROM basin.bronze_current.orders"), "SELECT * FROM __changes");
+        assert_eq!(
+            to("SELECT 'bronze_current.orders' FROM \"bronze_current\".\"orders\""),
+            "SELECT 'bronze_current.orders' FROM __changes"
+        );
+        assert_eq!(to("SELECT * FROM \"Bronze_current\".orders"), "SELECT * FROM \"Bronze_current\".orders");
+    }
 
     fn names(sql: &str) -> Vec<String> {
         table_refs(sql).unwrap().iter().map(TableRef::display).collect()

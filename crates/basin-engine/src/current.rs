@@ -25,13 +25,25 @@ pub const CURRENT_SCHEMA: &str = "bronze_current";
 /// for incremental tables the latest version of each primary key. Without the metadata
 /// columns. `None` if no ingest commit says how the table is loaded.
 pub async fn current_state_sql(table: &DeltaTable, key: &AssetKey, columns: &[String]) -> Result<Option<String>> {
+    let table_ref = format!("{}.{}", quote(&key.schema), quote(&key.name));
+    current_state_of(table, key, columns, &table_ref).await
+}
+
+/// [`current_state_sql`] of the rows `table_ref` holds: the table, or part of its rows with
+/// its columns (the rows it gained since a version, of which it is the current state of the
+/// keys they hold).
+pub(crate) async fn current_state_of(
+    table: &DeltaTable,
+    key: &AssetKey,
+    columns: &[String],
+    table_ref: &str,
+) -> Result<Option<String>> {
     let Some(how) = crate::delta::latest_ingest(table, key).await?.and_then(|mut i| i.remove("basin.bronze")) else {
         return Ok(None);
     };
     let data: Vec<String> =
         columns.iter().filter(|c| !METADATA_COLUMNS.contains(&c.as_str())).map(|c| quote(c)).collect();
     let list = data.join(", ");
-    let table_ref = format!("{}.{}", quote(&key.schema), quote(&key.name));
     let pk: Vec<String> = how["primary_key"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_str()).map(quote).collect())

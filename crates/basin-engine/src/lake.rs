@@ -293,21 +293,21 @@ impl Lake {
     ) -> Result<()> {
         self.register_table_reading(ctx, key, table, files).await?;
         if key.schema == basin_core::source::BRONZE {
-            self.register_current_state(ctx, key).await?;
+            self.register_current_state(ctx, key, table).await?;
         }
         Ok(())
     }
 
-    /// Register `bronze_current.<name>`, the current state of bronze table `key`.
-    pub async fn register_current_state(&self, ctx: &SessionContext, key: &AssetKey) -> Result<()> {
+    /// Register `bronze_current.<name>`, the current state of bronze table `key`, opened as
+    /// `table` and already registered in `ctx`.
+    pub async fn register_current_state(&self, ctx: &SessionContext, key: &AssetKey, table: &DeltaTable) -> Result<()> {
         // The exact name: a table name with capitals or spaces is not an SQL identifier as is.
         let provider = ctx
             .table_provider(datafusion::common::TableReference::partial(key.schema.as_str(), key.name.as_str()))
             .await
             .map_err(Error::query(format!("cannot read {key}")))?;
         let columns: Vec<String> = provider.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let Some(table) = self.table(key).await? else { return Ok(()) };
-        let Some(sql) = crate::current::current_state_sql(&table, key, &columns).await? else { return Ok(()) };
+        let Some(sql) = crate::current::current_state_sql(table, key, &columns).await? else { return Ok(()) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("cannot define the current state of {key}")))?;
         register_view(ctx, &AssetKey::new(crate::current::CURRENT_SCHEMA, &key.name), df, &sql)
     }
@@ -332,7 +332,11 @@ impl Lake {
             Some(Some(files)) => Arc::new(files),
             _ => provider,
         };
-        register_provider(ctx, key, provider)
+        register_provider(ctx, key, provider)?;
+        if let Some(tables) = ctx.state().config().get_extension::<SessionTables>() {
+            tables.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), table.clone());
+        }
+        Ok(())
     }
 }
 fn dir_url(url: &Url) -> Url {
@@ -354,8 +358,24 @@ pub fn set_memory_limit(bytes: Option<usize>) {
     MEMORY_LIMIT.store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The Delta tables registered in a session, at the versions it reads: what a model's build
+/// records as the versions of its inputs, and reads their changes from.
+#[derive(Debug, Default)]
+pub(crate) struct SessionTables(std::sync::Mutex<std::collections::HashMap<AssetKey, DeltaTable>>);
+
+/// The table registered as `key` in `ctx`, at the version the session reads (`None`: not a
+/// Delta table of the lake, e.g. a view).
+pub(crate) fn registered_table(ctx: &SessionContext, key: &AssetKey) -> Option<DeltaTable> {
+    let tables = ctx.state().config().get_extension::<SessionTables>()?;
+    let map = tables.0.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(key).cloned()
+}
+
 pub(crate) fn new_context() -> SessionContext {
-    let config = SessionConfig::new().with_information_schema(true).with_default_catalog_and_schema("basin", "public");
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_default_catalog_and_schema("basin", "public")
+        .with_extension(Arc::new(SessionTables::default()));
     // Delta's planner executes the write and merge nodes deltalake adds to plans.
     let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_default_features()

@@ -3,6 +3,7 @@
 //! links DataFusion and deltalake.
 
 pub mod bronze;
+mod changes;
 pub mod checks;
 pub mod current;
 mod delta;

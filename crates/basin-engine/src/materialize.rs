@@ -46,6 +46,8 @@ pub struct ModelRun {
     /// max_shrink`), and whether the guardrail is off for this run (`--allow-shrink`).
     pub max_shrink: f64,
     pub allow_shrink: bool,
+    /// The versions of the tables the model being built reads, recorded with its commit.
+    pub(crate) inputs: std::collections::BTreeMap<String, u64>,
 }
 
 impl ModelRun {
@@ -57,6 +59,7 @@ impl ModelRun {
             partition: None,
             max_shrink: basin_core::config::DEFAULT_MAX_SHRINK,
             allow_shrink: false,
+            inputs: Default::default(),
         }
     }
 }
@@ -64,6 +67,10 @@ impl ModelRun {
 impl ModelRun {
     /// Build `model` with `ctx` (a session over the lake holding its upstream tables), then
     /// register the result in `ctx` so downstream models of the same run read it.
+    ///
+    /// An incremental model reads the tables of [`Model::incremental_inputs`] as what they
+    /// gained since its last build (see [`crate::changes`]); with nothing new in any of them it
+    /// commits nothing. Every commit records the versions of the tables the query read.
     pub async fn materialize(&self, lake: &Lake, ctx: &SessionContext, model: &Model) -> Result<Materialized> {
         let start = Instant::now();
         let key = &model.key;
@@ -73,7 +80,45 @@ impl ModelRun {
                 .map_err(|problem| Error::Partition { table: key.clone(), problem })?,
             None => model.sql().to_string(),
         };
-        let sql = if model.flags.is_empty() { sql } else { crate::checks::flagged_sql(&sql, &model.flags) };
+        let run = ModelRun { inputs: crate::changes::input_versions(ctx, model), ..self.clone() };
+        let planned = if model.incremental_inputs().is_empty() {
+            Vec::new()
+        } else {
+            let existing = lake.table(key).await?;
+            crate::changes::plan(ctx, model, existing.as_ref(), self.full_refresh).await?
+        };
+        let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id)
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
+            .to_lowercase();
+        let bound = crate::changes::bind(ctx, &sql, planned, &tag).await?;
+        if bound.nothing_new() {
+            bound.release(ctx);
+            let version = lake.table(key).await?.and_then(|t| t.version());
+            return Ok(Materialized {
+                key: key.clone(),
+                action: Action::NoNewData,
+                version,
+                rows: 0,
+                duration: start.elapsed(),
+                read: bound.read,
+            });
+        }
+        let built = run.build(lake, ctx, model, &bound.sql, range, start).await;
+        bound.release(ctx);
+        built.map(|m| Materialized { read: bound.read, ..m })
+    }
+
+    async fn build(
+        &self,
+        lake: &Lake,
+        ctx: &SessionContext,
+        model: &Model,
+        sql: &str,
+        range: Option<DayRange>,
+        start: Instant,
+    ) -> Result<Materialized> {
+        let key = &model.key;
+        let sql = if model.flags.is_empty() { sql.to_string() } else { crate::checks::flagged_sql(sql, &model.flags) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
@@ -88,6 +133,7 @@ impl ModelRun {
                 version: table.version(),
                 rows,
                 duration: start.elapsed(),
+                read: Vec::new(),
             });
         }
 
@@ -99,6 +145,7 @@ impl ModelRun {
                 version: None,
                 rows: 0,
                 duration: start.elapsed(),
+                read: Vec::new(),
             });
         }
         let existing = lake.table(key).await?;
@@ -123,7 +170,7 @@ impl ModelRun {
             _ => crate::delta::last_commit_rows(&table).await,
         };
         lake.register_table(ctx, key, &table).await?;
-        Ok(Materialized { key: key.clone(), action, version, rows, duration: start.elapsed() })
+        Ok(Materialized { key: key.clone(), action, version, rows, duration: start.elapsed(), read: Vec::new() })
     }
 
     fn commit_properties(&self, model: &Model, operation: &str) -> CommitProperties {
@@ -142,6 +189,7 @@ impl ModelRun {
             ("basin.sql_hash".to_string(), json!(model.sql_hash())),
             ("basin.materialization".to_string(), json!(model.config.materialized.as_str())),
             ("basin.operation".to_string(), json!(operation)),
+            (crate::changes::INPUTS.to_string(), json!(self.inputs)),
         ]))
     }
 

@@ -90,11 +90,11 @@ impl Materializer for LakeMaterializer {
             .map(|m| (m.clone(), project.graph.with_ancestors(&m.key).into_iter().cloned().collect()))
             .collect();
         let run = ModelRun {
-            run_id: spec.run_id.clone(),
             full_refresh: spec.full_refresh,
             partition: spec.partition,
             max_shrink: project.config.run.max_shrink.unwrap_or(basin_core::config::DEFAULT_MAX_SHRINK),
             allow_shrink: spec.allow_shrink,
+            ..ModelRun::new(spec.run_id.clone())
         };
         Ok(Arc::new(LakeRun {
             project: project.clone(),
@@ -163,12 +163,8 @@ impl RunWork for LakeRun {
 
     async fn check(&self, job: CheckJob) -> std::result::Result<(Option<u64>, Checked), AssetError> {
         let key = &job.key;
-        if self.project.bronze.contains_key(key)
-            && let Err(e) = self.lake.register_current_state(&self.ctx, key).await
-        {
-            // Not ingested yet: its checks say so when they read it.
-            tracing::debug!(%key, "no current state: {e}");
-        }
+        // The session registered every bronze table's current state when it began, and
+        // `after_ingest` re-registers it after this run's ingestion.
         let version = self.lake.table(key).await.ok().flatten().and_then(|t| t.version());
         let mut recorded = job.materializations.iter();
         let latest = recorded.next();
@@ -233,6 +229,7 @@ pub fn materialized(i: &Ingested) -> Materialized {
         version: i.version.filter(|_| changed),
         rows: i.rows,
         duration: i.duration,
+        read: Vec::new(),
     }
 }
 
@@ -360,7 +357,7 @@ async fn after_ingest(
     let key = &i.table.key;
     if let Some(t) = lake.table(key).await? {
         lake.register_table(ctx, key, &t).await?;
-        lake.register_current_state(ctx, key).await?;
+        lake.register_current_state(ctx, key, &t).await?;
     }
     let reconciliation = Some((i.reconciliation.source_rows, i.reconciliation.read_rows));
     Ok(evaluate_checks(project, ctx, key, History { reconciliation, ..history }).await)

@@ -68,6 +68,7 @@ impl RunWork for FakeRun {
             version: Some(0),
             rows: 7,
             duration: Duration::from_millis(1),
+            read: Vec::new(),
         };
         let failing = name == "silver.b";
         let checked = Checked {

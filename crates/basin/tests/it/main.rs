@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod demo;
+mod incremental;
 mod ingest;
 mod interop;
 mod object_store;

@@ -1,0 +1,236 @@
+//! An incremental model's inputs read as what they gained since its last build.
+//!
+//! Every build records, in its commit, the version of each lake table its query read
+//! (`basin.inputs`). The next incremental build reads each table of
+//! [`Model::incremental_inputs`] as the rows the commits after that version added — bronze
+//! tables only ever append, so that is exactly the new rows; `bronze_current.x` becomes the
+//! current state of the keys those rows hold — and MERGEs only them. A table whose commits
+//! since then did more than append (rows rewritten or removed, a schema change) is read whole,
+//! and the build says why. The other tables the query reads (dimensions joined to the facts)
+//! are read whole, as always.
+
+use std::collections::BTreeMap;
+
+use basin_core::AssetKey;
+use basin_core::model::Model;
+use basin_core::outcome::InputRead;
+use basin_core::source::{BRONZE, BRONZE_CURRENT};
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use deltalake::kernel::Action;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::lake::registered_table;
+
+/// The commit property holding the versions a build read.
+pub(crate) const INPUTS: &str = "basin.inputs";
+
+/// The asset a reference reads: `bronze_current.x` is the current state of `bronze.x`.
+fn asset_of(parts: &[String]) -> Option<AssetKey> {
+    match parts {
+        [schema, name] if schema == BRONZE_CURRENT => Some(AssetKey::new(BRONZE, name)),
+        [schema, name] => Some(AssetKey::new(schema, name)),
+        _ => None,
+    }
+}
+
+/// The versions of the lake tables `model` reads, as `ctx` reads them: what its build records.
+pub(crate) fn input_versions(ctx: &SessionContext, model: &Model) -> BTreeMap<String, u64> {
+    model
+        .refs
+        .iter()
+        .filter_map(|r| asset_of(&r.parts))
+        .filter_map(|key| Some((key.to_string(), registered_table(ctx, &key)?.version()?)))
+        .collect()
+}
+
+/// The versions the newest build of `table` recorded having read; `None` when that build
+/// recorded none (built before Basin recorded them).
+async fn last_inputs(table: &DeltaTable, key: &AssetKey) -> Result<Option<BTreeMap<String, u64>>> {
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?.info;
+        if info.contains_key("basin.model") {
+            return Ok(info.get(INPUTS).and_then(|v| serde_json::from_value(v.clone()).ok()));
+        }
+    }
+    Ok(None)
+}
+
+/// How one incremental input will be read.
+pub(crate) struct Planned {
+    /// The reference as the query names it.
+    parts: Vec<String>,
+    asset: AssetKey,
+    table: DeltaTable,
+    pub read: InputRead,
+}
+
+/// How the next build of `model` (whose table is `existing`) reads its incremental inputs,
+/// with `ctx` holding the versions it reads.
+pub(crate) async fn plan(
+    ctx: &SessionContext,
+    model: &Model,
+    existing: Option<&DeltaTable>,
+    full_refresh: bool,
+) -> Result<Vec<Planned>> {
+    let inputs = model.incremental_inputs();
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let last = match existing {
+        Some(t) if !full_refresh => last_inputs(t, &model.key).await?,
+        _ => None,
+    };
+    let mut planned = Vec::new();
+    for parts in inputs {
+        let Some(asset) = asset_of(&parts) else { continue };
+        let Some(table) = registered_table(ctx, &asset) else {
+            tracing::debug!(model = %model.key, input = %asset, "not a lake table: read whole");
+            continue;
+        };
+        let Some(head) = table.version() else { continue };
+        let whole = |because: String| InputRead {
+            table: asset.clone(),
+            version: head,
+            after: None,
+            rows: None,
+            whole_because: Some(because),
+        };
+        let read = match (existing, full_refresh, &last) {
+            (None, _, _) => whole("first build".into()),
+            (_, true, _) => whole("--full-refresh".into()),
+            (_, _, None) => whole("the last build did not record the versions it read".into()),
+            (_, _, Some(last)) => match last.get(&asset.to_string()) {
+                None => whole("the last build did not read it".into()),
+                Some(&after) if after > head => {
+                    whole(format!("the last build read version {after}, newer than its latest ({head}): recreated?"))
+                }
+                Some(&after) => match appended_rows(&table, &asset, after, head).await? {
+                    Ok(rows) => {
+                        InputRead { table: asset.clone(), version: head, after: Some(after), rows, whole_because: None }
+                    }
+                    Err(because) => whole(because),
+                },
+            },
+        };
+        planned.push(Planned { parts, asset, table, read });
+    }
+    Ok(planned)
+}
+
+/// The rows the commits after `after` up to `head` added, when all they did was add rows
+/// (`Ok(None)`: some file has no row count); otherwise why the table must be read whole.
+async fn appended_rows(
+    table: &DeltaTable,
+    key: &AssetKey,
+    after: u64,
+    head: u64,
+) -> Result<std::result::Result<Option<u64>, String>> {
+    let log = table.log_store();
+    let mut rows = Some(0u64);
+    for version in after + 1..=head {
+        let Some(bytes) = log.read_commit_entry(version).await.map_err(Error::delta(key, "read the log"))? else {
+            return Ok(Err(format!("version {version} is no longer in its log")));
+        };
+        let actions = deltalake::logstore::get_actions(version, &bytes).map_err(Error::delta(key, "read the log"))?;
+        for action in actions {
+            match action {
+                Action::Add(add) if add.data_change => {
+                    let n = add
+                        .stats
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()?.get("numRecords")?.as_u64());
+                    rows = rows.zip(n).map(|(a, b)| a + b);
+                }
+                Action::Remove(remove) if remove.data_change => {
+                    return Ok(Err(format!("version {version} rewrote or removed rows")));
+                }
+                Action::Metadata(_) => return Ok(Err(format!("version {version} changed its schema or settings"))),
+                _ => {}
+            }
+        }
+    }
+    Ok(Ok(rows))
+}
+
+/// A model's SQL with its incremental inputs bound to their changes.
+pub(crate) struct Bound {
+    pub sql: String,
+    pub read: Vec<InputRead>,
+    /// The tables registered for this build, dropped by [`Bound::release`].
+    registered: Vec<String>,
+}
+
+impl Bound {
+    /// Whether every input is read as changes and none has any: the build has nothing to do.
+    pub fn nothing_new(&self) -> bool {
+        !self.read.is_empty() && self.read.iter().all(|r| r.after.is_some() && r.rows == Some(0))
+    }
+
+    pub fn release(&self, ctx: &SessionContext) {
+        for name in &self.registered {
+            let _ = ctx.deregister_table(name.as_str());
+        }
+    }
+}
+
+/// Bind `sql`, the query of `model`, to the changes of its incremental inputs as `planned`:
+/// each is registered under a name of this build (`tag`) and the query reads it there.
+pub(crate) async fn bind(ctx: &SessionContext, sql: &str, planned: Vec<Planned>, tag: &str) -> Result<Bound> {
+    let mut bound = Bound { sql: sql.to_string(), read: Vec::new(), registered: Vec::new() };
+    for (i, p) in planned.into_iter().enumerate() {
+        let Some(after) = p.read.after else {
+            bound.read.push(p.read);
+            continue;
+        };
+        let result = bind_one(ctx, &mut bound, &p, after, &format!("__basin_changes_{tag}_{i}")).await;
+        if let Err(e) = result {
+            bound.release(ctx);
+            return Err(e);
+        }
+        bound.read.push(p.read);
+    }
+    Ok(bound)
+}
+
+async fn bind_one(ctx: &SessionContext, bound: &mut Bound, p: &Planned, after: u64, name: &str) -> Result<()> {
+    let failed = || Error::query(format!("cannot read the changes of {}", p.asset));
+    let reference = p.parts.iter().map(|s| quote(s)).collect::<Vec<_>>().join(".");
+    let head = p.read.version;
+    let view_sql = if after >= head {
+        format!("SELECT * FROM {reference} WHERE false")
+    } else {
+        let raw = format!("{name}_raw");
+        let cdf = p.table.clone().scan_cdf().with_starting_version(after + 1).with_ending_version(head);
+        let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(cdf)
+            .map_err(Error::delta(&p.asset, "read changes"))?;
+        ctx.register_table(raw.as_str(), std::sync::Arc::new(provider)).map_err(failed())?;
+        bound.registered.push(raw.clone());
+        let snapshot = p.table.snapshot().map_err(Error::delta(&p.asset, "load"))?;
+        let columns: Vec<String> =
+            snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+        let current = if p.parts.first().map(String::as_str) == Some(BRONZE_CURRENT) {
+            crate::current::current_state_of(&p.table, &p.asset, &columns, &quote(&raw)).await?
+        } else {
+            None
+        };
+        current.unwrap_or_else(|| {
+            let list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+            format!("SELECT {list} FROM {}", quote(&raw))
+        })
+    };
+    let df = ctx.sql(&view_sql).await.map_err(failed())?;
+    ctx.register_table(name, df.into_view()).map_err(failed())?;
+    bound.registered.push(name.to_string());
+    bound.sql = basin_core::sql_refs::rename_table(&bound.sql, &p.parts, name).map_err(|e| Error::Query {
+        context: format!("cannot bind the changes of {}", p.asset),
+        source: Box::new(datafusion::error::DataFusionError::Plan(e)),
+    })?;
+    Ok(())
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
