@@ -67,10 +67,15 @@ pub(crate) struct Planned {
     pub read: InputRead,
 }
 
-/// How the next build of `model` (whose table is `existing`) reads its incremental inputs,
-/// with `ctx` holding the versions it reads.
+/// The assets `model` reads as changes.
+pub(crate) fn incremental_assets(model: &Model) -> Vec<AssetKey> {
+    model.incremental_inputs().iter().filter_map(|p| asset_of(p)).collect()
+}
+
+/// How the next build of `model` (whose table is `existing`) reads its incremental inputs, at
+/// the versions `table_of` gives (those its session reads).
 pub(crate) async fn plan(
-    ctx: &SessionContext,
+    table_of: impl Fn(&AssetKey) -> Option<DeltaTable>,
     model: &Model,
     existing: Option<&DeltaTable>,
     full_refresh: bool,
@@ -86,7 +91,7 @@ pub(crate) async fn plan(
     let mut planned = Vec::new();
     for parts in inputs {
         let Some(asset) = asset_of(&parts) else { continue };
-        let Some(table) = registered_table(ctx, &asset) else {
+        let Some(table) = table_of(&asset) else {
             tracing::debug!(model = %model.key, input = %asset, "not a lake table: read whole");
             continue;
         };

@@ -85,7 +85,8 @@ impl ModelRun {
             Vec::new()
         } else {
             let existing = lake.table(key).await?;
-            crate::changes::plan(ctx, model, existing.as_ref(), self.full_refresh).await?
+            let table_of = |k: &AssetKey| crate::lake::registered_table(ctx, k);
+            crate::changes::plan(table_of, model, existing.as_ref(), self.full_refresh).await?
         };
         let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id)
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
@@ -856,4 +857,28 @@ pub fn view_definitions(project: &basin_core::Project) -> Vec<(AssetKey, String)
         .filter(|m| m.config.materialized == Materialization::View)
         .map(|m| (m.key.clone(), query_of(m)))
         .collect()
+}
+
+/// How the next build of `model` would read the tables it reads as changes (`basin plan`):
+/// each at its latest version, as what it gained since the last build or whole, and why.
+/// Empty for a model that reads no table as changes.
+pub async fn incremental_reads(
+    lake: &Lake,
+    model: &Model,
+    full_refresh: bool,
+) -> Result<Vec<basin_core::outcome::InputRead>> {
+    let assets = crate::changes::incremental_assets(model);
+    if assets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tables = HashMap::new();
+    for asset in assets {
+        if let Some(t) = lake.table(&asset).await? {
+            tables.insert(asset, t);
+        }
+    }
+    let existing = lake.table(&model.key).await?;
+    let planned =
+        crate::changes::plan(|k: &AssetKey| tables.get(k).cloned(), model, existing.as_ref(), full_refresh).await?;
+    Ok(planned.into_iter().map(|p| p.read).collect())
 }

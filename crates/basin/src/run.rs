@@ -305,6 +305,19 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
                 )
             }
         };
+        let reads = match basin_engine::materialize::incremental_reads(lake, model, full_refresh).await {
+            Ok(reads) if !reads.is_empty() => reads.iter().map(|r| format!("; {}", r.describe())).collect(),
+            Ok(_)
+                if kind == Materialization::Incremental
+                    && model.config.partitions.is_none()
+                    && model.config.incremental_from.is_none() =>
+            {
+                "; reads every table whole (name the table to read as changes in `incremental_from`)".to_string()
+            }
+            Ok(_) => String::new(),
+            Err(e) => format!("; cannot tell what it reads: {e}"),
+        };
+        let action = format!("{action}{reads}");
         let ups: Vec<String> = project.graph.upstream(key).iter().map(|k| k.to_string()).collect();
         let after = if ups.is_empty() { String::new() } else { format!("; after {}", ups.join(", ")) };
         println!("{:>5}  {:<40} {:<12} {action}{after}", i + 1, key.to_string(), kind.as_str());

@@ -101,6 +101,16 @@ async fn night_after_night(server: Server) {
         );
     }
 
+    // `basin plan` says what the next build reads: the versions it gained since the last one.
+    db.execute(&[&insert(2, 6)]).await;
+    run(&["ingest", "shop"]);
+    let plan = run(&["plan", "silver.orders_enriched"]);
+    assert!(plan.contains("read 2 new rows of bronze.shop__orders (versions"), "{plan}");
+    let plan = run(&["plan", "silver.orders_enriched", "--full-refresh"]);
+    assert!(plan.contains("read bronze.shop__orders whole") && plan.contains("--full-refresh"), "{plan}");
+    run(&["run"]);
+    total += 2;
+
     // A night without changes reads nothing and commits nothing.
     let log = b.path().join("lake/silver/orders_enriched/_delta_log");
     let version = || {
@@ -129,4 +139,30 @@ async fn an_incremental_model_reads_only_new_rows_from_mariadb() {
 #[tokio::test]
 async fn an_incremental_model_reads_only_new_rows_from_postgres() {
     night_after_night(Server::Postgres).await;
+}
+
+#[test]
+fn incremental_from_names_a_table_the_incremental_query_reads() {
+    let b = Basin::empty();
+    b.write(
+        "models/silver/a.sql",
+        "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\nincremental_from = \"silver.nope\"\n*/\nSELECT id FROM silver.b",
+    )
+    .write("models/silver/b.sql", "SELECT 1 AS id")
+    .write("models/silver/c.sql", "/* basin\nincremental_from = \"silver.b\"\n*/\nSELECT id FROM silver.b");
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "models/silver/a.sql:4:1: error: `incremental_from` names `silver.nope`, which the query does not read\n  \
+             hint: the query reads silver.b"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr.contains("models/silver/c.sql:2:1: error: `incremental_from` is a setting of incremental models"),
+        "{}",
+        ran.stderr
+    );
 }
