@@ -58,14 +58,21 @@ pub struct InputRead {
 }
 
 impl InputRead {
-    /// `read 1204 new rows of bronze.orders (versions 8–9)` or `read bronze.orders whole (…)`.
+    /// `read the 1204 new rows of bronze.orders (versions 8–9)` or `read bronze.orders whole
+    /// at version 9: first build`.
     pub fn describe(&self) -> String {
         match (self.after, self.rows) {
             (Some(after), Some(rows)) if after >= self.version => {
-                format!("read {rows} new rows of {} (unchanged since version {after})", self.table)
+                format!("read the {rows} new rows of {} (unchanged since version {after})", self.table)
             }
-            (Some(after), Some(rows)) => {
-                format!("read {rows} new rows of {} (versions {}–{})", self.table, after + 1, self.version)
+            (Some(after), rows) => {
+                let versions = if after + 1 == self.version {
+                    format!("version {}", self.version)
+                } else {
+                    format!("versions {}–{}", after + 1, self.version)
+                };
+                let rows = rows.map(|n| format!("{n} ")).unwrap_or_default();
+                format!("read the {rows}new rows of {} ({versions})", self.table)
             }
             _ => format!(
                 "read {} whole at version {}{}",

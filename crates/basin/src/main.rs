@@ -44,8 +44,9 @@ fn logging(format: cli::LogFormat) {
         EnvFilter::try_from_env("RUST_LOG").or_else(|_| EnvFilter::try_from_env("BASIN_LOG")).unwrap_or_else(|_| {
             // sqlx reports every query over a second, and every wait over two for a pooled
             // connection, as a warning; a long read of a big table is what ingestion does, and
-            // chunks queue for a source's connections by design (`max_connections`).
-            "warn,sqlx::query=error,sqlx::pool::acquire=error".into()
+            // chunks queue for a source's connections by design (`max_connections`). deltalake
+            // warns about its own metrics on every MERGE, nothing a user can act on.
+            "warn,sqlx::query=error,sqlx::pool::acquire=error,deltalake_core::operations::merge=error".into()
         });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

@@ -267,8 +267,16 @@ fn print_night(report: &basin_orchestrator::run::Report, secs: f64) {
             line.push_str(&format!(": {}", landed.join(", ")));
         }
         for m in &built {
-            if let Action::Merged { inserted, updated } = m.action {
-                line.push_str(&format!("; {}: {inserted} version(s) opened, {updated} closed", m.key));
+            match (&m.action, m.read.as_slice()) {
+                // An incremental model that read its line items' changes only.
+                (Action::Merged { inserted, updated }, read @ [_, ..]) => {
+                    let read: Vec<String> = read.iter().map(|r| r.describe()).collect();
+                    line.push_str(&format!("; {}: {inserted} inserted, {updated} updated, {}", m.key, read.join(", ")));
+                }
+                (Action::Merged { inserted, updated }, []) => {
+                    line.push_str(&format!("; {}: {inserted} version(s) opened, {updated} closed", m.key));
+                }
+                _ => {}
             }
             if m.action == Action::NoNewData {
                 line.push_str(&format!("; {}: unchanged, nothing written", m.key));

@@ -16,10 +16,10 @@ SELECT o.id, o.customer_id, c.name AS customer, o.amount, o.updated_at
 FROM bronze_current.shop__orders o
 LEFT JOIN bronze_current.shop__customer c ON c.id = o.customer_id";
 
-/// `read 8 new rows of bronze.shop__orders …` in the line of `model`: the rows read.
+/// `read the 8 new rows of bronze.shop__orders …` in the line of `model`: the rows read.
 fn rows_read(stdout: &str, model: &str) -> Option<u64> {
     let line = stdout.lines().find(|l| l.starts_with("ok") && l.contains(model))?;
-    let at = line.find("; read ")? + "; read ".len();
+    let at = line.find("; read the ")? + "; read the ".len();
     line[at..].split_whitespace().next()?.parse().ok()
 }
 
@@ -105,7 +105,7 @@ async fn night_after_night(server: Server) {
     db.execute(&[&insert(2, 6)]).await;
     run(&["ingest", "shop"]);
     let plan = run(&["plan", "silver.orders_enriched"]);
-    assert!(plan.contains("read 2 new rows of bronze.shop__orders (versions"), "{plan}");
+    assert!(plan.contains("read the 2 new rows of bronze.shop__orders (version"), "{plan}");
     let plan = run(&["plan", "silver.orders_enriched", "--full-refresh"]);
     assert!(plan.contains("read bronze.shop__orders whole") && plan.contains("--full-refresh"), "{plan}");
     run(&["run"]);

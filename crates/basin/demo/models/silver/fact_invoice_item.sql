@@ -1,5 +1,9 @@
 /* basin
-materialized = "table"
+materialized = "incremental"
+unique_key = "invoice_item_id"
+# Each night reads only the line items landed since the last build (the invoices and charge
+# types they join are read whole) and merges them; `--full-refresh` rebuilds from everything.
+incremental_from = "bronze_current.v3__invoice_item"
 owner = "finance"
 description = "One row per invoice line item, with its invoice date and charge type."
 

@@ -1,5 +1,7 @@
 /* basin
-materialized = "table"
+materialized = "incremental"
+unique_key = "invoice_service_id"
+incremental_from = "bronze_current.v3__invoice_service"
 owner = "finance"
 description = "One row per invoice x service: what each line cost on each invoice."
 */
