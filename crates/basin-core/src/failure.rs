@@ -21,12 +21,19 @@ pub enum FailureCategory {
     Timeout,
     /// An error-severity check failed (retrying rebuilds the same data).
     CheckFailed,
-    /// Anything else, including refused writes.
+    /// A safety check refused the write: a replace that would drop more rows than
+    /// `max_shrink` allows, a snapshot that came back empty. A person decides
+    /// (`--allow-shrink`); retrying gives the same answer.
+    Guardrail,
+    /// A source value or file Basin cannot land as declared (a malformed CSV value, an
+    /// out-of-range date under `infinity = "error"`): the data must be fixed first.
+    BadData,
+    /// Anything else.
     Other,
 }
 
 impl FailureCategory {
-    pub const ALL: [FailureCategory; 9] = [
+    pub const ALL: [FailureCategory; 11] = [
         FailureCategory::Transient,
         FailureCategory::SourceUnavailable,
         FailureCategory::Auth,
@@ -35,6 +42,8 @@ impl FailureCategory {
         FailureCategory::WorkerDied,
         FailureCategory::Timeout,
         FailureCategory::CheckFailed,
+        FailureCategory::Guardrail,
+        FailureCategory::BadData,
         FailureCategory::Other,
     ];
 
@@ -48,6 +57,8 @@ impl FailureCategory {
             FailureCategory::WorkerDied => "worker_died",
             FailureCategory::Timeout => "timeout",
             FailureCategory::CheckFailed => "check_failed",
+            FailureCategory::Guardrail => "guardrail",
+            FailureCategory::BadData => "bad_data",
             FailureCategory::Other => "other",
         }
     }

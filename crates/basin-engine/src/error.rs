@@ -170,6 +170,17 @@ impl Error {
             Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
                 FailureCategory::BadQuery
             }
+            Error::Shrink { .. } | Error::EmptySnapshot { .. } => FailureCategory::Guardrail,
+            Error::Source { source, .. }
+                if matches!(
+                    source.as_ref(),
+                    basin_connectors::Error::Value { .. }
+                        | basin_connectors::Error::File { .. }
+                        | basin_connectors::Error::Arrow { .. }
+                ) =>
+            {
+                FailureCategory::BadData
+            }
             _ => FailureCategory::Other,
         }
     }

@@ -121,6 +121,9 @@ fn the_guardrail_refuses_to_empty_or_halve_a_table_unless_allowed() {
     let out = format!("{}{}", ran.stdout, ran.stderr);
     assert!(out.contains("refusing to replace silver.t: it holds 10 rows and the new build has 0"), "{out}");
     assert!(out.contains("--allow-shrink"), "{out}");
+    // Its own failure category: a person decides, a retry would be refused the same way.
+    let runs = b.cmd(&["runs", "--limit", "1"]).success().stdout;
+    assert!(runs.contains("FAILURE") && runs.contains("guardrail"), "{runs}");
     assert_eq!(b.sql("SELECT COUNT(*) AS n FROM silver.t"), ["n", "10"]);
     let history = b.cmd(&["history", "silver.t"]).success().stdout;
     assert_eq!(history.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(), 1, "{history}");

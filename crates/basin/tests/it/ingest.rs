@@ -327,6 +327,30 @@ fn csv_files_land_in_bronze_with_their_file_names() {
 }
 
 #[test]
+fn a_bad_value_in_a_file_fails_as_bad_data_naming_file_line_and_column() {
+    let b = Basin::empty();
+    b.write("landing/orders_1.csv", "id,amount\n1,10.5\n");
+    b.write(
+        "sources/drop.toml",
+        "kind = \"files\"\n\n[[tables]]\nname = \"orders\"\npath = \"landing/orders_*.csv\"\nmode = \"incremental\"\n\
+         [tables.columns.amount]\ntype = \"decimal(18,4)\"\n",
+    );
+    b.cmd(&["ingest", "drop"]).success();
+    b.write("landing/orders_2.csv", "id,amount\n2,abc\n");
+    let ran = b.cmd(&["ingest", "drop"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stdout.contains("orders_2.csv: `abc` in column `amount` is not a Decimal128(18, 4), at line 2"),
+        "{}",
+        ran.stdout
+    );
+    let runs = b.cmd(&["runs", "--limit", "1"]).success().stdout;
+    assert!(runs.contains("bad_data: bronze.drop__orders"), "{runs}");
+    // Nothing of the bad file landed.
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM bronze.drop__orders"), ["n", "1"]);
+}
+
+#[test]
 fn incremental_files_land_each_new_file_once() {
     let b = Basin::empty();
     b.write("landing/cdr_001.jsonl", "{\"call\": 1, \"secs\": 30}\n{\"call\": 2, \"secs\": 45}\n");
