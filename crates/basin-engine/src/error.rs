@@ -67,6 +67,9 @@ pub enum Error {
     #[error("invalid time-travel target `{0}`: use a version number or an RFC 3339 timestamp")]
     InvalidAsOf(String),
 
+    #[error("{table} has {range}: {asked} is outside them (`basin history {table}` lists them)")]
+    OutOfRange { table: AssetKey, asked: String, range: String },
+
     #[error(
         "bronze is immutable: refusing to write partition {date} of {table}, which already has the \
          later partition {latest}; check the clock of the machine running Basin"
@@ -166,7 +169,8 @@ impl Error {
             | Error::Partition { .. }
             | Error::UnknownSource { .. }
             | Error::NameCollision { .. }
-            | Error::InvalidAsOf(_) => FailureCategory::BadQuery,
+            | Error::InvalidAsOf(_)
+            | Error::OutOfRange { .. } => FailureCategory::BadQuery,
             Error::Source { source, .. } if matches!(source.as_ref(), basin_connectors::Error::NoSuchTable { .. }) => {
                 FailureCategory::BadQuery
             }
@@ -208,6 +212,7 @@ impl Error {
             | Error::Scd2 { .. }
             | Error::Partition { .. }
             | Error::InvalidAsOf(_)
+            | Error::OutOfRange { .. }
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
             Error::BronzeImmutable { .. }
             | Error::Shrink { .. }

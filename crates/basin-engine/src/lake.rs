@@ -36,10 +36,61 @@ impl std::str::FromStr for AsOf {
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(AsOf::Timestamp(t.with_timezone(&Utc)));
         }
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+            return Ok(AsOf::Timestamp(t.and_utc()));
+        }
         if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
             return Ok(AsOf::Timestamp(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
         }
         Err(Error::InvalidAsOf(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for AsOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AsOf::Version(v) => write!(f, "version {v}"),
+            AsOf::Timestamp(t) => write!(f, "{}", t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        }
+    }
+}
+
+/// The versions of a table that can be read, and when the first and the last were committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRange {
+    pub first: u64,
+    pub last: u64,
+    pub first_time: Option<DateTime<Utc>>,
+    pub last_time: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let time = |t: Option<DateTime<Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_else(|| "?".into())
+        };
+        if self.first == self.last {
+            write!(f, "one version, {}, from {}", self.first, time(self.first_time))
+        } else {
+            write!(
+                f,
+                "versions {}–{}, from {} to {}",
+                self.first,
+                self.last,
+                time(self.first_time),
+                time(self.last_time)
+            )
+        }
+    }
+}
+
+impl VersionRange {
+    /// Whether `as_of` names a version of this range (a time at or after its first commit).
+    pub fn holds(&self, as_of: &AsOf) -> bool {
+        match as_of {
+            AsOf::Version(v) => (self.first..=self.last).contains(v),
+            AsOf::Timestamp(t) => self.first_time.is_none_or(|first| *t >= first),
+        }
     }
 }
 
@@ -63,6 +114,9 @@ pub struct LakeSession {
     pub unavailable_tables: Vec<(AssetKey, String)>,
     /// The tables registered, at the versions the session reads.
     pub tables: Vec<(AssetKey, DeltaTable)>,
+    /// Of a session at a version or time: the tables that have no such version (or did not
+    /// exist yet at that time), each with the versions it has.
+    pub out_of_range: Vec<(AssetKey, String)>,
 }
 
 impl Lake {
@@ -163,6 +217,32 @@ impl Lake {
         }
     }
 
+    /// The versions of `key` that can be read; `None` if there is no table.
+    pub async fn version_range(&self, key: &AssetKey) -> Result<Option<VersionRange>> {
+        let Some(table) = self.table(key).await? else { return Ok(None) };
+        let last = table.version().unwrap_or(0);
+        let commits: Vec<_> = table.history(None).collect().await;
+        let n = commits.len() as u64;
+        let time = |c: Option<&deltalake::DeltaResult<deltalake::kernel::CommitInfo>>| {
+            c.and_then(|c| c.as_ref().ok()?.timestamp).and_then(DateTime::from_timestamp_millis)
+        };
+        Ok(Some(VersionRange {
+            first: last.saturating_sub(n.saturating_sub(1)),
+            last,
+            first_time: time(commits.last()),
+            last_time: time(commits.first()),
+        }))
+    }
+
+    /// `Ok` if `as_of` names a version of `key` (which exists), else the range it has.
+    pub async fn check_as_of(&self, key: &AssetKey, as_of: &AsOf) -> Result<()> {
+        let range = self.version_range(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
+        if range.holds(as_of) {
+            return Ok(());
+        }
+        Err(Error::OutOfRange { table: key.clone(), asked: as_of.to_string(), range: range.to_string() })
+    }
+
     /// Whether a Delta table exists at `key`: its `_delta_log` holds at least one file.
     pub async fn exists(&self, key: &AssetKey) -> Result<bool> {
         let url = self.table_url(key).join("_delta_log/").expect("valid path");
@@ -252,12 +332,29 @@ impl Lake {
             .await;
         let mut tables = Vec::new();
         let mut unavailable_tables = Vec::new();
+        let mut out_of_range = Vec::new();
         for (key, table) in loaded {
             let registered = match (table, as_of) {
+                // A time before the table's first commit: it did not exist then.
+                (Ok(Some(t)), Some(a @ AsOf::Timestamp(_))) => match self.check_as_of(&key, a).await {
+                    Ok(()) => self.register_everything(&ctx, &key, &t, files).await.map(|()| t),
+                    Err(e) => {
+                        out_of_range.push((key, e.to_string()));
+                        continue;
+                    }
+                },
                 (Ok(Some(t)), _) => self.register_everything(&ctx, &key, &t, files).await.map(|()| t),
                 (Ok(None), _) => continue,
-                // A table created after the requested time does not exist then.
-                (Err(_), Some(_)) => continue,
+                // A version or time the table does not have: left out, and said why when a
+                // query names it.
+                (Err(e), Some(a)) => {
+                    let reason = match self.check_as_of(&key, a).await {
+                        Err(out @ Error::OutOfRange { .. }) => out.to_string(),
+                        _ => basin_core::error::chain(&e),
+                    };
+                    out_of_range.push((key, reason));
+                    continue;
+                }
                 (Err(e), None) => Err(e),
             };
             match registered {
@@ -280,7 +377,7 @@ impl Lake {
                 Err(e) => unavailable_views.push((key.clone(), e.to_string())),
             }
         }
-        Ok(LakeSession { ctx, unavailable_views, unavailable_tables, tables })
+        Ok(LakeSession { ctx, unavailable_views, unavailable_tables, out_of_range, tables })
     }
 
     /// Register `table` as `key`, and for a bronze table its current state.

@@ -427,12 +427,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (project, lake) = open(&start_dir)?;
             let key = asset_key(&project, &lake, &asset).await?;
             let commits = basin_engine::history::history(&lake, &key, Some(limit)).await?;
-            println!("{:>7}  {:<24}  {:<10}  {:>10}  run", "version", "time (UTC)", "operation", "rows");
+            // Times as `--as-of` and `--to-timestamp` take them, to the millisecond: a time
+            // rounded down to the second would fall before its own commit.
+            println!("{:>7}  {:<24}  {:<10}  {:>10}  run", "version", "time (RFC 3339)", "operation", "rows");
             for c in commits {
                 println!(
                     "{:>7}  {:<24}  {:<10}  {:>10}  {}",
                     c.version,
-                    c.timestamp.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                    c.timestamp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default(),
                     c.operation,
                     c.rows.map(|r| r.to_string()).unwrap_or_default(),
                     c.run_id.unwrap_or_default()
@@ -550,11 +552,18 @@ async fn sql(
         Ok(df) => df,
         Err(e) => {
             let missing: Vec<String> = session.unavailable_views.iter().map(|(k, _)| k.to_string()).collect();
-            let hint = if missing.is_empty() {
+            let mut hint = if missing.is_empty() {
                 String::new()
             } else {
                 format!(" (views not available: {})", missing.join(", "))
             };
+            // A table the query names that has no version at `--as-of`: say which it has.
+            let named = query.to_ascii_lowercase();
+            for (key, reason) in &session.out_of_range {
+                if named.contains(&key.to_string().to_ascii_lowercase()) {
+                    hint.push_str(&format!("\n  {reason}"));
+                }
+            }
             bail!("query failed: {e}{hint}");
         }
     };

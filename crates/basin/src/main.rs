@@ -45,8 +45,10 @@ fn logging(format: cli::LogFormat) {
             // sqlx reports every query over a second, and every wait over two for a pooled
             // connection, as a warning; a long read of a big table is what ingestion does, and
             // chunks queue for a source's connections by design (`max_connections`). deltalake
-            // warns about its own metrics on every MERGE, nothing a user can act on.
-            "warn,sqlx::query=error,sqlx::pool::acquire=error,deltalake_core::operations::merge=error".into()
+            // warns about its own metrics on every MERGE, and the Delta kernel logs as errors what
+            // Basin reports itself (a version a table does not have): nothing to act on twice.
+            "warn,sqlx::query=error,sqlx::pool::acquire=error,deltalake_core::operations::merge=error,buoyant_kernel=off"
+                .into()
         });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

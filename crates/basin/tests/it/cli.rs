@@ -136,7 +136,26 @@ fn full_refresh_and_restore() {
         "name\nNobody\n"
     );
     let bad = b.cmd(&["restore", "silver.customers", "--to-version", "99"]);
-    assert!(!bad.ok && bad.stderr.contains("silver.customers"), "{}", bad.stderr);
+    assert!(!bad.ok, "{}", bad.stderr);
+    // One clear error naming the range, no kernel log lines.
+    assert!(bad.stderr.contains("silver.customers has versions 0–2, from 20"), "{}", bad.stderr);
+    assert!(bad.stderr.contains(": version 99 is outside them"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("ERROR") && !bad.stderr.contains("LogSegment"), "{}", bad.stderr);
+    let bad = b.cmd(&["sql", "--as-of", "99", "SELECT name FROM silver.customers"]);
+    assert!(!bad.ok && bad.stderr.contains("version 99 is outside them"), "{}", bad.stderr);
+    assert!(!bad.stderr.contains("LogSegment"), "{}", bad.stderr);
+    // Before the first commit: the table did not exist yet.
+    let bad = b.cmd(&["sql", "--as-of", "2001-01-01", "SELECT name FROM silver.customers"]);
+    assert!(!bad.ok && bad.stderr.contains("2001-01-01T00:00:00.000Z is outside them"), "{}", bad.stderr);
+    // `basin history` prints times `--as-of` and `--to-timestamp` take as they are.
+    let version_1 = history.stdout.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap();
+    let time = version_1.split_whitespace().nth(1).unwrap();
+    assert_eq!(
+        b.cmd(&["sql", "--format", "csv", "--as-of", time, "SELECT name FROM silver.customers"]).success().stdout,
+        "name\nNobody\n"
+    );
+    b.cmd(&["restore", "silver.customers", "--to-timestamp", time]).success();
+    assert_eq!(b.sql("SELECT COUNT(*) AS n FROM silver.customers"), vec!["n", "1"]);
 }
 
 #[test]
