@@ -67,6 +67,12 @@ pub enum Error {
     #[error("invalid time-travel target `{0}`: use a version number or an RFC 3339 timestamp")]
     InvalidAsOf(String),
 
+    #[error(
+        "the rows built for {table} do not have one row per unique_key [{columns}]: {samples}; nothing was \
+         committed. Make the query return each key once (e.g. the latest row per key) and no NULL key"
+    )]
+    DuplicateKey { table: AssetKey, columns: String, samples: String },
+
     #[error("{table} has {range}: {asked} is outside them (`basin history {table}` lists them)")]
     OutOfRange { table: AssetKey, asked: String, range: String },
 
@@ -175,6 +181,7 @@ impl Error {
                 FailureCategory::BadQuery
             }
             Error::Shrink { .. } | Error::EmptySnapshot { .. } => FailureCategory::Guardrail,
+            Error::DuplicateKey { .. } => FailureCategory::BadData,
             Error::Source { source, .. }
                 if matches!(
                     source.as_ref(),
@@ -213,6 +220,7 @@ impl Error {
             | Error::Partition { .. }
             | Error::InvalidAsOf(_)
             | Error::OutOfRange { .. }
+            | Error::DuplicateKey { .. }
             | Error::SchemaDrift { .. } => ErrorKind::Invalid,
             Error::BronzeImmutable { .. }
             | Error::Shrink { .. }

@@ -124,6 +124,9 @@ impl ModelRun {
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
         check_columns(key, &df, "cluster_by", &model.config.cluster_by.0)?;
+        if model.config.materialized == Materialization::Incremental && !model.config.unique_key.0.is_empty() {
+            check_unique_key(key, &model.config.unique_key.0, &df).await?;
+        }
         if let Some(range) = range {
             let (table, action) = self.replace_days(lake, ctx, model, df, range).await?;
             let rows = crate::delta::last_commit_rows(&table).await;
@@ -790,6 +793,54 @@ const CLUSTERED_PAGE_ROWS: usize = 1024;
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Refuse rows whose `unique_key` is NULL or shared with another row, before anything is
+/// written: a first build would commit them silently and every MERGE after it would fail on
+/// them. Names up to 20 offending keys.
+async fn check_unique_key(key: &AssetKey, columns: &[String], df: &DataFrame) -> Result<()> {
+    use datafusion::functions_aggregate::expr_fn::count;
+    let failed = || Error::query(format!("cannot check the unique_key of {key}"));
+    let group: Vec<Expr> = columns.iter().map(|c| col(quote(c))).collect();
+    let mut offending = col("__basin_rows").gt(lit(1i64));
+    for c in columns {
+        offending = offending.or(col(quote(c)).is_null());
+    }
+    let found = df
+        .clone()
+        .aggregate(group, vec![count(lit(1i64)).alias("__basin_rows")])
+        .and_then(|d| d.filter(offending))
+        .and_then(|d| d.limit(0, Some(DUPLICATE_SAMPLES + 1)))
+        .map_err(failed())?
+        .collect()
+        .await
+        .map_err(failed())?;
+    let mut samples = Vec::new();
+    for batch in &found {
+        for row in 0..batch.num_rows() {
+            let mut parts = Vec::new();
+            for (i, c) in columns.iter().enumerate() {
+                let v = ScalarValue::try_from_array(batch.column(i), row).map_err(failed())?;
+                parts.push(format!("{c}={}", if v.is_null() { "NULL".to_string() } else { v.to_string() }));
+            }
+            let n = ScalarValue::try_from_array(batch.column(columns.len()), row).map_err(failed())?;
+            let rows = if n == ScalarValue::Int64(Some(1)) { "1 row".to_string() } else { format!("{n} rows") };
+            samples.push(format!("{} ({rows})", parts.join(", ")));
+        }
+    }
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let more = samples.len() > DUPLICATE_SAMPLES;
+    samples.truncate(DUPLICATE_SAMPLES);
+    Err(Error::DuplicateKey {
+        table: key.clone(),
+        columns: columns.join(", "),
+        samples: format!("{}{}", samples.join("; "), if more { "; …" } else { "" }),
+    })
+}
+
+/// Offending keys a duplicate-key error names at most.
+const DUPLICATE_SAMPLES: usize = 20;
 
 fn check_columns(key: &AssetKey, df: &DataFrame, setting: &'static str, columns: &[String]) -> Result<()> {
     for c in columns {

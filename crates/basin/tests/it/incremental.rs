@@ -166,3 +166,35 @@ fn incremental_from_names_a_table_the_incremental_query_reads() {
         ran.stderr
     );
 }
+
+#[test]
+fn duplicate_or_null_unique_keys_are_refused_before_any_commit() {
+    let b = Basin::empty();
+    let model = |sql: &str| format!("/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n*/\n{sql}");
+    // A first build with two rows of key 1 and of key 2: nothing is created.
+    b.write("models/silver/m.sql", &model("SELECT value % 3 AS id, value AS v FROM generate_series(1, 5)"));
+    let ran = b.cmd(&["run"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stdout.contains("do not have one row per unique_key [id]")
+            && ran.stdout.contains("id=1 (2 rows)")
+            && ran.stdout.contains("id=2 (2 rows)")
+            && ran.stdout.contains("nothing was committed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!b.path().join("lake/silver/m").exists(), "nothing was written");
+    let runs = b.cmd(&["runs", "--limit", "1"]).success().stdout;
+    assert!(runs.contains("bad_data"), "{runs}");
+
+    // A good first build, then a NULL key in what would be merged: refused, table unchanged.
+    b.write("models/silver/m.sql", &model("SELECT value AS id, value AS v FROM generate_series(1, 3)"));
+    b.cmd(&["run"]).success();
+    b.write(
+        "models/silver/m.sql",
+        &model("SELECT CASE WHEN value = 2 THEN NULL ELSE value END AS id, value * 10 AS v FROM generate_series(1, 3)"),
+    );
+    let ran = b.cmd(&["run"]);
+    assert!(!ran.ok && ran.stdout.contains("id=NULL (1 row)"), "{}", ran.stdout);
+    assert_eq!(b.sql("SELECT id, v FROM silver.m ORDER BY id"), ["id,v", "1,1", "2,2", "3,3"]);
+}
