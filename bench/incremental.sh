@@ -38,7 +38,7 @@ import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 (latest,) = db.execute("SELECT MAX(updated_at) FROM invoice_item").fetchone()
 n = db.execute(
-    "UPDATE invoice_item SET amount = amount + 1, updated_at = datetime(?, '+1 minute') "
+    "UPDATE invoice_item SET amount = ROUND(amount + 1, 4), updated_at = datetime(?, '+1 minute') "
     "WHERE invoice_item_id % 100 = 7",
     (latest,),
 ).rowcount
@@ -67,7 +67,7 @@ for run in $(seq "$RUNS"); do
 done
 read -r is ik <<< "$(best < "$OUT/inc.times")"
 read -r fs fk <<< "$(best < "$OUT/full.times")"
-read_inc=$(grep -o "read the [0-9]* new rows of bronze.v3__invoice_item" "$OUT/inc.out" | grep -o "[0-9]*" || echo "?")
+read_inc=$(grep -o "read the [0-9]* new rows of bronze.v3__invoice_item" "$OUT/inc.out" | head -1 | sed "s/read the \([0-9]*\).*/\1/" || echo "?")
 rows=$("$BASIN" -C "$WORK/inc" sql --format csv "SELECT COUNT(*) FROM silver.fact_invoice_item" | tail -1)
 echo "silver.fact_invoice_item at scale $SCALE ($(nproc) cores), $rows rows, best of $RUNS:"
 printf "  incremental   %7.2f s  %6d MiB  read %s rows of bronze.v3__invoice_item\n" "$is" $((ik / 1024)) "$read_inc"
