@@ -465,7 +465,13 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
 
 /// The asset a schema-qualified reference reads: `bronze_current.x` is a view of `bronze.x`.
 fn referenced(r: &crate::sql_refs::TableRef) -> Option<AssetKey> {
-    match r.parts.as_slice() {
+    asset_of(&r.parts)
+}
+
+/// The asset the reference `parts` (`[schema, name]`, as [`crate::sql_refs::TableRef::parts`])
+/// reads: `bronze_current.x` is a view of `bronze.x`; `None` unless schema-qualified.
+pub fn asset_of(parts: &[String]) -> Option<AssetKey> {
+    match parts {
         [schema, name] if schema == BRONZE_CURRENT => Some(AssetKey::new(BRONZE, name)),
         [schema, name] => Some(AssetKey::new(schema, name)),
         _ => None,

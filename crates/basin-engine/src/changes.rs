@@ -14,26 +14,19 @@ use std::collections::BTreeMap;
 use basin_core::AssetKey;
 use basin_core::model::Model;
 use basin_core::outcome::InputRead;
-use basin_core::source::{BRONZE, BRONZE_CURRENT};
+use basin_core::project::asset_of;
+use basin_core::source::BRONZE_CURRENT;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 use futures::StreamExt;
 
+use crate::current::quote;
 use crate::error::{Error, Result};
 use crate::lake::registered_table;
 
 /// The commit property holding the versions a build read.
 pub(crate) const INPUTS: &str = "basin.inputs";
-
-/// The asset a reference reads: `bronze_current.x` is the current state of `bronze.x`.
-fn asset_of(parts: &[String]) -> Option<AssetKey> {
-    match parts {
-        [schema, name] if schema == BRONZE_CURRENT => Some(AssetKey::new(BRONZE, name)),
-        [schema, name] => Some(AssetKey::new(schema, name)),
-        _ => None,
-    }
-}
 
 /// The versions of the lake tables `model` reads, as `ctx` reads them: what its build records.
 pub(crate) fn input_versions(ctx: &SessionContext, model: &Model) -> BTreeMap<String, u64> {
@@ -234,8 +227,4 @@ async fn bind_one(ctx: &SessionContext, bound: &mut Bound, p: &Planned, after: u
         source: Box::new(datafusion::error::DataFusionError::Plan(e)),
     })?;
     Ok(())
-}
-
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }

@@ -132,6 +132,7 @@ fn keys_landed_once(table: &DeltaTable, how: &serde_json::Value) -> bool {
     ranges.windows(2).all(|w| w[0].1 < w[1].0)
 }
 
-fn quote(name: &str) -> String {
+/// `name` as a quoted SQL identifier.
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

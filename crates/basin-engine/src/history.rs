@@ -46,7 +46,7 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
 /// Restore `key` to an earlier version or time, as a new commit. Returns the new version.
 pub async fn restore(lake: &Lake, key: &AssetKey, target: &AsOf, run_id: &str) -> Result<u64> {
     let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
-    lake.check_as_of(key, target).await?;
+    lake.check_as_of(key, &table, target).await?;
     let mut builder = table.restore().with_commit_properties(crate::delta::commit_properties([
         ("basin.run_id".to_string(), json!(run_id)),
         ("basin.operation".to_string(), json!("restore")),

@@ -85,6 +85,22 @@ impl std::fmt::Display for VersionRange {
 }
 
 impl VersionRange {
+    /// The versions of `table` up to the one loaded, from its commit history.
+    pub async fn of(table: &DeltaTable) -> VersionRange {
+        let last = table.version().unwrap_or(0);
+        let commits: Vec<_> = table.history(None).collect().await;
+        let n = commits.len() as u64;
+        let time = |c: Option<&deltalake::DeltaResult<deltalake::kernel::CommitInfo>>| {
+            c.and_then(|c| c.as_ref().ok()?.timestamp).and_then(DateTime::from_timestamp_millis)
+        };
+        VersionRange {
+            first: last.saturating_sub(n.saturating_sub(1)),
+            last,
+            first_time: time(commits.last()),
+            last_time: time(commits.first()),
+        }
+    }
+
     /// Whether `as_of` names a version of this range (a time at or after its first commit).
     pub fn holds(&self, as_of: &AsOf) -> bool {
         match as_of {
@@ -219,24 +235,16 @@ impl Lake {
 
     /// The versions of `key` that can be read; `None` if there is no table.
     pub async fn version_range(&self, key: &AssetKey) -> Result<Option<VersionRange>> {
-        let Some(table) = self.table(key).await? else { return Ok(None) };
-        let last = table.version().unwrap_or(0);
-        let commits: Vec<_> = table.history(None).collect().await;
-        let n = commits.len() as u64;
-        let time = |c: Option<&deltalake::DeltaResult<deltalake::kernel::CommitInfo>>| {
-            c.and_then(|c| c.as_ref().ok()?.timestamp).and_then(DateTime::from_timestamp_millis)
-        };
-        Ok(Some(VersionRange {
-            first: last.saturating_sub(n.saturating_sub(1)),
-            last,
-            first_time: time(commits.last()),
-            last_time: time(commits.first()),
-        }))
+        match self.table(key).await? {
+            Some(table) => Ok(Some(VersionRange::of(&table).await)),
+            None => Ok(None),
+        }
     }
 
-    /// `Ok` if `as_of` names a version of `key` (which exists), else the range it has.
-    pub async fn check_as_of(&self, key: &AssetKey, as_of: &AsOf) -> Result<()> {
-        let range = self.version_range(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
+    /// `Ok` if `as_of` names a version of `key`, opened as `table`, else the range it has. For
+    /// a version, `table` is the latest; for a time, any version (the first commit is shared).
+    pub async fn check_as_of(&self, key: &AssetKey, table: &DeltaTable, as_of: &AsOf) -> Result<()> {
+        let range = VersionRange::of(table).await;
         if range.holds(as_of) {
             return Ok(());
         }
@@ -336,7 +344,7 @@ impl Lake {
         for (key, table) in loaded {
             let registered = match (table, as_of) {
                 // A time before the table's first commit: it did not exist then.
-                (Ok(Some(t)), Some(a @ AsOf::Timestamp(_))) => match self.check_as_of(&key, a).await {
+                (Ok(Some(t)), Some(a @ AsOf::Timestamp(_))) => match self.check_as_of(&key, &t, a).await {
                     Ok(()) => self.register_everything(&ctx, &key, &t, files).await.map(|()| t),
                     Err(e) => {
                         out_of_range.push((key, e.to_string()));
@@ -348,8 +356,11 @@ impl Lake {
                 // A version or time the table does not have: left out, and said why when a
                 // query names it.
                 (Err(e), Some(a)) => {
-                    let reason = match self.check_as_of(&key, a).await {
-                        Err(out @ Error::OutOfRange { .. }) => out.to_string(),
+                    let reason = match self.version_range(&key).await {
+                        Ok(Some(range)) if !range.holds(a) => {
+                            Error::OutOfRange { table: key.clone(), asked: a.to_string(), range: range.to_string() }
+                                .to_string()
+                        }
                         _ => basin_core::error::chain(&e),
                     };
                     out_of_range.push((key, reason));

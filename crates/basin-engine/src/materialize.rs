@@ -81,43 +81,45 @@ impl ModelRun {
             None => model.sql().to_string(),
         };
         let run = ModelRun { inputs: crate::changes::input_versions(ctx, model), ..self.clone() };
-        let planned = if model.incremental_inputs().is_empty() {
-            Vec::new()
-        } else {
-            let existing = lake.table(key).await?;
-            let table_of = |k: &AssetKey| crate::lake::registered_table(ctx, k);
-            crate::changes::plan(table_of, model, existing.as_ref(), self.full_refresh).await?
+        // The table as it is: what a build replaces or merges into, and what its last build read.
+        let existing = match model.config.materialized {
+            Materialization::View => None,
+            _ if range.is_some() => None,
+            _ => lake.table(key).await?,
         };
+        let table_of = |k: &AssetKey| crate::lake::registered_table(ctx, k);
+        let planned = crate::changes::plan(table_of, model, existing.as_ref(), self.full_refresh).await?;
         let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id)
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
             .to_lowercase();
         let bound = crate::changes::bind(ctx, &sql, planned, &tag).await?;
         if bound.nothing_new() {
             bound.release(ctx);
-            let version = lake.table(key).await?.and_then(|t| t.version());
             return Ok(Materialized {
                 key: key.clone(),
                 action: Action::NoNewData,
-                version,
+                version: existing.and_then(|t| t.version()),
                 rows: 0,
                 duration: start.elapsed(),
                 read: bound.read,
             });
         }
-        let built = run.build(lake, ctx, model, &bound.sql, range, start).await;
+        let built = run.build(lake, ctx, model, existing, &bound.sql, range).await;
         bound.release(ctx);
-        built.map(|m| Materialized { read: bound.read, ..m })
+        built.map(|m| Materialized { read: bound.read, duration: start.elapsed(), ..m })
     }
 
+    /// The build after its inputs are bound; its `duration` is set by [`ModelRun::materialize`].
     async fn build(
         &self,
         lake: &Lake,
         ctx: &SessionContext,
         model: &Model,
+        existing: Option<DeltaTable>,
         sql: &str,
         range: Option<DayRange>,
-        start: Instant,
     ) -> Result<Materialized> {
+        let start = Instant::now();
         let key = &model.key;
         let sql = if model.flags.is_empty() { sql.to_string() } else { crate::checks::flagged_sql(sql, &model.flags) };
         let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
@@ -152,7 +154,6 @@ impl ModelRun {
                 read: Vec::new(),
             });
         }
-        let existing = lake.table(key).await?;
         let (table, action) = match existing {
             existing if model.config.materialized == Materialization::Scd2 => {
                 self.scd2(lake, ctx, model, df, existing).await?
