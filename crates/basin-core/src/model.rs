@@ -310,6 +310,31 @@ mod tests {
     }
 
     #[test]
+    fn incremental_inputs_default_to_the_one_table_read() {
+        let model = |header: &str, sql: &str| {
+            let text = format!("/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n{header}*/\n{sql}");
+            let mut out = Vec::new();
+            let config = parse_header("m.sql", &text, &mut out).unwrap();
+            assert!(out.is_empty(), "{out:?}");
+            let refs = crate::sql_refs::table_refs(&text).unwrap();
+            Model { key: AssetKey::new("silver", "m"), file: "m.sql".into(), text, config, refs, flags: Vec::new() }
+        };
+        let parts = |s: &str| s.split('.').map(str::to_string).collect::<Vec<_>>();
+        let one = "SELECT * FROM bronze_current.o JOIN bronze_current.o p ON true";
+        let two = "SELECT * FROM bronze_current.o o JOIN \"Silver\".c c ON true";
+        assert_eq!(model("", one).incremental_inputs(), vec![parts("bronze_current.o")]);
+        assert!(model("", two).incremental_inputs().is_empty(), "several tables: none unless named");
+        assert_eq!(
+            model("incremental_from = '\"Silver\".C'\n", two).incremental_inputs(),
+            vec![vec!["Silver".to_string(), "c".to_string()]]
+        );
+        assert!(model("incremental_from = []\n", one).incremental_inputs().is_empty());
+        let mut table = model("", one);
+        table.config.materialized = Materialization::Table;
+        assert!(table.incremental_inputs().is_empty());
+    }
+
+    #[test]
     fn unique_key_accepts_one_or_many() {
         let mut out = Vec::new();
         let c = parse_header("m.sql", "/* basin\nunique_key = \"id\"\n*/", &mut out).unwrap();
