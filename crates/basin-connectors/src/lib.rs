@@ -68,6 +68,11 @@ pub trait Connector: Send + Sync {
     }
     /// Stream the table's rows, within `window` and `range` if given.
     async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract>;
+    /// The values of the primary key columns `keys` of every row, nothing else: what a key
+    /// snapshot compares with the lake to notice deleted rows.
+    async fn extract_keys(&self, table: &str, _keys: &[String]) -> Result<Extract> {
+        Err(Error::NoSuchTable { source_name: "(a source without keys)".into(), table: table.to_string() })
+    }
     /// File sources: the files the table's pattern matches now, in path order (`None` for
     /// sources that are not files).
     async fn list_files(&self, _table: &str) -> Result<Option<Vec<String>>> {

@@ -14,8 +14,8 @@ pub enum Action {
     Created,
     /// The whole table was replaced.
     Replaced,
-    /// Rows were merged on the unique key.
-    Merged { inserted: u64, updated: u64 },
+    /// Rows were merged on the unique key (`deleted`: rows of keys deleted in a source).
+    Merged { inserted: u64, updated: u64, deleted: u64 },
     /// These partitions were replaced.
     ReplacedPartitions { partitions: usize },
     /// A daily-partitioned model's days were replaced.
@@ -90,7 +90,12 @@ impl Materialized {
         let what = match &self.action {
             Action::Created => "created".to_string(),
             Action::Replaced => "replaced".to_string(),
-            Action::Merged { inserted, updated } => format!("merged: {inserted} inserted, {updated} updated"),
+            Action::Merged { inserted, updated, deleted: 0 } => {
+                format!("merged: {inserted} inserted, {updated} updated")
+            }
+            Action::Merged { inserted, updated, deleted } => {
+                format!("merged: {inserted} inserted, {updated} updated, {deleted} deleted")
+            }
             Action::ReplacedPartitions { partitions } => format!("replaced {partitions} partition(s)"),
             Action::ReplacedDays { range } => format!("replaced days {range}"),
             Action::NoNewData => "no new data".to_string(),
@@ -198,7 +203,7 @@ mod tests {
             read: Vec::new(),
         };
         assert_eq!(
-            m(Action::Merged { inserted: 4, updated: 1 }).describe(),
+            m(Action::Merged { inserted: 4, updated: 1, deleted: 0 }).describe(),
             "merged: 4 inserted, 1 updated, 5 rows, version 3"
         );
         assert_eq!(m(Action::View).describe(), "view registered");

@@ -158,6 +158,43 @@ pub enum Mode {
     Incremental,
 }
 
+/// How rows deleted in the source leave the lake (`deletes` of a table).
+///
+/// - `"key_snapshot"`: each run (or every `key_snapshot_every` runs) of an incremental table
+///   reads the source's primary keys (the keys only) and lands a tombstone for every current
+///   key the source no longer has;
+/// - `{ soft = "deleted_at" }`: the source marks deletions in a column; a row whose latest
+///   version has it set is deleted.
+///
+/// Either way `bronze_current` leaves deleted keys out, incremental `MERGE` models delete
+/// their rows, and `scd2` models close them. Bronze keeps every row landed, and the
+/// tombstones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletes {
+    KeySnapshot { every: u32 },
+    Soft { column: String },
+}
+
+impl<'de> Deserialize<'de> for Deletes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let expected = "`deletes = \"key_snapshot\"`, `{ key_snapshot_every = N }` or `{ soft = \"<column>\" }`";
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) if s == "key_snapshot" => Ok(Deletes::KeySnapshot { every: 1 }),
+            toml::Value::Table(t) if t.len() == 1 => match t.iter().next() {
+                Some((k, toml::Value::Integer(n))) if k == "key_snapshot_every" && *n >= 1 => {
+                    Ok(Deletes::KeySnapshot { every: u32::try_from(*n).map_err(D::Error::custom)? })
+                }
+                Some((k, toml::Value::String(c))) if k == "soft" && !c.is_empty() => {
+                    Ok(Deletes::Soft { column: c.clone() })
+                }
+                _ => Err(D::Error::custom(format!("expected {expected}"))),
+            },
+            _ => Err(D::Error::custom(format!("expected {expected}"))),
+        }
+    }
+}
+
 /// Settings shared by every table of a source unless the table says otherwise.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TableDefaults {
@@ -184,6 +221,9 @@ pub struct TableConfig {
     pub primary_key: Columns,
     pub lag: Option<String>,
     pub chunk_rows: Option<u64>,
+    /// How rows deleted in the source are noticed ([`Deletes`]); by default they are not
+    /// (a `full` table's snapshot has only the rows the source has).
+    pub deletes: Option<Deletes>,
     /// `files` sources: the file or glob pattern (`data/*.csv`), relative to the project.
     pub path: Option<String>,
     /// `files` sources: `csv`, `jsonl` or `parquet`; taken from the extension when omitted.
@@ -269,6 +309,7 @@ pub struct SourceTable {
     pub primary_key: Vec<String>,
     pub lag: Duration,
     pub chunk_rows: u64,
+    pub deletes: Option<Deletes>,
     pub path: Option<String>,
     pub format: Option<FileFormat>,
     pub delimiter: Option<String>,
@@ -374,6 +415,7 @@ impl Source {
             description: t.description.clone(),
             columns: t.columns.clone(),
             checks: t.checks.clone(),
+            deletes: t.deletes.clone(),
             path: t.path.clone(),
             format: t.format,
             delimiter: t.delimiter.clone(),
@@ -534,6 +576,24 @@ pub(crate) fn read_source(file: &str, text: &str, out: &mut Vec<Diagnostic>) -> 
             }
         }
         if bad_type {
+            continue;
+        }
+        if let Some(problem) = match (&table.deletes, table.mode) {
+            (Some(Deletes::KeySnapshot { .. }), _) if source.config.kind == SourceKind::Files => {
+                Some("a files table has no keys to snapshot")
+            }
+            (Some(Deletes::KeySnapshot { .. }), Mode::Full) => {
+                Some("a `full` table needs no key snapshot: each snapshot has only the rows the source has")
+            }
+            _ => None,
+        } {
+            out.push(
+                Diagnostic::error(
+                    source.locate(text, "deletes"),
+                    format!("`deletes` of table `{}`: {problem}", t.name),
+                )
+                .with_hint("use `deletes = \"key_snapshot\"` on incremental database tables"),
+            );
             continue;
         }
         if table.mode == Mode::Incremental && table.cursor.is_none() && source.config.kind != SourceKind::Files {

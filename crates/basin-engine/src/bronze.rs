@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::lake::{Lake, new_context};
 use crate::schema::{TypeChange, fits, type_change, widest};
 
-pub use crate::current::{CURRENT_SCHEMA, EXTRACTED_AT, INGESTION_DATE, METADATA_COLUMNS, RUN_ID, SOURCE};
+pub use crate::current::{CURRENT_SCHEMA, DELETED, EXTRACTED_AT, INGESTION_DATE, METADATA_COLUMNS, RUN_ID, SOURCE};
 
 /// How far an incremental table has been read: the cursor column's greatest value landed,
 /// as SQL literal text, with the column's type.
@@ -79,6 +79,7 @@ pub struct BronzeWriter<'a> {
     backfill: Option<Backfill>,
     source_rows: Option<u64>,
     allow_narrowing: bool,
+    deletes: serde_json::Value,
 }
 
 /// The rows to write, conformed to the table, and what the commit records about their schema.
@@ -112,7 +113,20 @@ impl<'a> BronzeWriter<'a> {
             backfill: None,
             source_rows: None,
             allow_narrowing: false,
+            deletes: serde_json::Value::Null,
         }
+    }
+
+    /// How the table notices rows deleted in the source, recorded with each commit for the
+    /// current-state view (which leaves deleted keys out).
+    pub fn with_deletes(mut self, deletes: Option<&basin_core::source::Deletes>) -> Self {
+        use basin_core::source::Deletes;
+        self.deletes = match deletes {
+            None => serde_json::Value::Null,
+            Some(Deletes::KeySnapshot { every }) => json!({ "key_snapshot": every }),
+            Some(Deletes::Soft { column }) => json!({ "soft": column }),
+        };
+        self
     }
 
     /// Accept a source column whose type narrowed (`BIGINT` → `INT`): its values still land in
@@ -214,6 +228,81 @@ impl<'a> BronzeWriter<'a> {
         rows.metadata.push(("basin.files".to_string(), json!(files)));
         let props = self.commit_properties("files", &[], None, rows.metadata);
         self.write(&ctx, table, rows.df, SaveMode::Append, props, None).await
+    }
+
+    /// Land a tombstone for every current key of the table (as `bronze_current` has it) that
+    /// `keys`, every primary key the source has now, lacks: a row with the key, the cursor of
+    /// the key's latest row, `_tombstone = true` and NULL elsewhere, in one commit (none when
+    /// no key went) that keeps `watermark`, the table's latest. Returns the commit and how
+    /// many keys it deleted.
+    pub async fn land_tombstones(
+        &self,
+        keys: SendableRecordBatchStream,
+        primary_key: &[String],
+        watermark: &Watermark,
+    ) -> Result<(Option<BronzeCommit>, u64)> {
+        let cursor = watermark.column.as_str();
+        let (ctx, table) = self.prepare().await?;
+        let Some(table) = table else { return Ok((None, 0)) };
+        let failed = || Error::query(format!("cannot compare the source's keys with {}", self.key));
+        let provider = table.table_provider().await.map_err(Error::query("cannot read bronze"))?;
+        let schema = provider.schema();
+        ctx.register_table("__basin_bronze", provider).map_err(failed())?;
+        let mut wanted: Vec<String> = primary_key.to_vec();
+        if !wanted.iter().any(|c| c == cursor) {
+            wanted.push(cursor.to_string());
+        }
+        let Some(current) = crate::current::current_state_of(&table, &self.key, &wanted, "__basin_bronze").await?
+        else {
+            return Ok((None, 0));
+        };
+        let source = read_stream(&ctx, keys).map_err(failed())?;
+        ctx.register_table("__basin_source_keys", source.into_view()).map_err(failed())?;
+        let same: Vec<String> = primary_key.iter().map(|k| format!("s.{k} = cur.{k}", k = quote(k))).collect();
+        let gone = ctx
+            .sql(&format!(
+                "SELECT * FROM ({current}) AS cur WHERE NOT EXISTS (SELECT 1 FROM __basin_source_keys AS s WHERE {})",
+                same.join(" AND ")
+            ))
+            .await
+            .map_err(failed())?
+            .collect()
+            .await
+            .map_err(failed())?;
+        let deleted: usize = gone.iter().map(|b| b.num_rows()).sum();
+        if deleted == 0 {
+            return Ok((None, 0));
+        }
+        let gone = ctx.read_batches(gone).map_err(failed())?;
+        let mut exprs = Vec::new();
+        for field in schema.fields() {
+            let (name, data_type) = (field.name().as_str(), field.data_type());
+            exprs.push(match name {
+                _ if wanted.iter().any(|w| w == name) => cast(col(quote(name)), data_type.clone()).alias(name),
+                INGESTION_DATE => date_literal(self.ingestion_date()).alias(name),
+                RUN_ID => lit(self.run_id.clone()).alias(name),
+                EXTRACTED_AT => lit(datafusion::common::ScalarValue::TimestampMicrosecond(
+                    Some(self.extracted_at.timestamp_micros()),
+                    Some("UTC".into()),
+                ))
+                .alias(name),
+                SOURCE => lit(self.source.clone()).alias(name),
+                DELETED => lit(true).alias(name),
+                _ => cast(lit(datafusion::common::ScalarValue::Null), data_type.clone()).alias(name),
+            });
+        }
+        if schema.field_with_name(DELETED).is_err() {
+            exprs.push(lit(true).alias(DELETED));
+        }
+        let rows = gone.select(exprs).map_err(failed())?;
+        let props = self.commit_properties(
+            "incremental",
+            primary_key,
+            Some(watermark),
+            vec![("basin.tombstones".to_string(), json!(deleted))],
+        );
+        let commit = self.write(&ctx, Some(table), rows, SaveMode::Append, props, Some(watermark.clone())).await?;
+        Ok((Some(commit), deleted as u64))
     }
 
     /// One commit into today's partition: an overwrite replaces exactly that partition.
@@ -379,6 +468,9 @@ impl<'a> BronzeWriter<'a> {
             .alias(EXTRACTED_AT),
         );
         exprs.push(lit(self.source.clone()).alias(SOURCE));
+        if existing.as_ref().is_some_and(|s| s.field_with_name(DELETED).is_ok()) {
+            exprs.push(lit(datafusion::common::ScalarValue::Boolean(None)).alias(DELETED));
+        }
         let df = df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))?;
         let types: BTreeMap<&String, String> =
             schema.fields().iter().map(|f| (f.name(), f.data_type().to_string())).collect();
@@ -413,7 +505,12 @@ impl<'a> BronzeWriter<'a> {
             // What the current-state view of the table needs to know.
             (
                 "basin.bronze".to_string(),
-                json!({ "mode": mode, "primary_key": primary_key, "cursor": watermark.map(|w| &w.column) }),
+                json!({
+                    "mode": mode,
+                    "primary_key": primary_key,
+                    "cursor": watermark.map(|w| &w.column),
+                    "deletes": self.deletes,
+                }),
             ),
             ("basin.source".to_string(), json!(self.source)),
             ("basin.ingestion_date".to_string(), json!(self.ingestion_date().to_string())),

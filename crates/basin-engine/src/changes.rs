@@ -58,6 +58,8 @@ pub(crate) struct Planned {
     asset: AssetKey,
     table: DeltaTable,
     pub read: InputRead,
+    /// Whether the build merges into a table that rows deleted upstream must leave.
+    propagate_deletes: bool,
 }
 
 /// The assets `model` reads as changes.
@@ -113,7 +115,8 @@ pub(crate) async fn plan(
                 },
             },
         };
-        planned.push(Planned { parts, asset, table, read });
+        let propagate_deletes = existing.is_some() && !full_refresh;
+        planned.push(Planned { parts, asset, table, read, propagate_deletes });
     }
     Ok(planned)
 }
@@ -157,6 +160,9 @@ async fn appended_rows(
 pub(crate) struct Bound {
     pub sql: String,
     pub read: Vec<InputRead>,
+    /// The model's query over the last rows of the keys deleted upstream (in what it reads of
+    /// a `bronze_current` table that tracks deletes): the rows the build deletes.
+    pub deleted_sql: Option<String>,
     /// The tables registered for this build, dropped by [`Bound::release`].
     registered: Vec<String>,
 }
@@ -177,13 +183,18 @@ impl Bound {
 /// Bind `sql`, the query of `model`, to the changes of its incremental inputs as `planned`:
 /// each is registered under a name of this build (`tag`) and the query reads it there.
 pub(crate) async fn bind(ctx: &SessionContext, sql: &str, planned: Vec<Planned>, tag: &str) -> Result<Bound> {
-    let mut bound = Bound { sql: sql.to_string(), read: Vec::new(), registered: Vec::new() };
+    let mut bound = Bound { sql: sql.to_string(), read: Vec::new(), deleted_sql: None, registered: Vec::new() };
     for (i, p) in planned.into_iter().enumerate() {
-        let Some(after) = p.read.after else {
-            bound.read.push(p.read);
-            continue;
+        let name = format!("__basin_changes_{tag}_{i}");
+        let before = bound.sql.clone();
+        let result = match p.read.after {
+            Some(after) => bind_one(ctx, &mut bound, &p, after, &name).await,
+            None => Ok(()),
         };
-        let result = bind_one(ctx, &mut bound, &p, after, &format!("__basin_changes_{tag}_{i}")).await;
+        let result = match result {
+            Ok(()) => bind_deleted(ctx, &mut bound, &p, &name, &before).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             bound.release(ctx);
             return Err(e);
@@ -191,6 +202,41 @@ pub(crate) async fn bind(ctx: &SessionContext, sql: &str, planned: Vec<Planned>,
         bound.read.push(p.read);
     }
     Ok(bound)
+}
+
+/// For an input of the current state of a bronze table that tracks deletes: register the last
+/// rows of the keys deleted in what the build reads of it (its changes, or all of it) as
+/// `<name>_deleted`, and set `sql` (the query before the input was bound to its changes, named
+/// `name`) over them as [`Bound::deleted_sql`].
+async fn bind_deleted(ctx: &SessionContext, bound: &mut Bound, p: &Planned, name: &str, sql: &str) -> Result<()> {
+    if !p.propagate_deletes
+        || bound.deleted_sql.is_some()
+        || p.parts.first().map(String::as_str) != Some(BRONZE_CURRENT)
+    {
+        return Ok(());
+    }
+    let whole = format!("{}.{}", quote(&p.asset.schema), quote(&p.asset.name));
+    let changes = match p.read.after {
+        Some(after) if after < p.read.version => quote(&format!("{name}_raw")),
+        Some(_) => return Ok(()),
+        None => whole.clone(),
+    };
+    let snapshot = p.table.snapshot().map_err(Error::delta(&p.asset, "load"))?;
+    let columns: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let Some(view_sql) = crate::current::deleted_rows_of(&p.table, &p.asset, &columns, &changes, &whole).await? else {
+        return Ok(());
+    };
+    let failed = || Error::query(format!("cannot read the keys deleted from {}", p.asset));
+    let deleted = format!("{name}_deleted");
+    let df = ctx.sql(&view_sql).await.map_err(failed())?;
+    ctx.register_table(deleted.as_str(), df.into_view()).map_err(failed())?;
+    bound.registered.push(deleted.clone());
+    bound.deleted_sql =
+        Some(basin_core::sql_refs::rename_table(sql, &p.parts, &deleted).map_err(|e| Error::Query {
+            context: format!("cannot bind the keys deleted from {}", p.asset),
+            source: Box::new(datafusion::error::DataFusionError::Plan(e)),
+        })?);
+    Ok(())
 }
 
 async fn bind_one(ctx: &SessionContext, bound: &mut Bound, p: &Planned, after: u64, name: &str) -> Result<()> {

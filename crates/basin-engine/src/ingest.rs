@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use basin_connectors::{Connector, Extract, KeyRange, Window};
-use basin_core::source::{Mode, SourceTable};
+use basin_core::source::{Deletes, Mode, SourceTable};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -48,6 +48,17 @@ pub struct Ingested {
     pub chunks: usize,
     /// Attempts it took (more than 1 after transient failures).
     pub attempts: u32,
+    /// The key snapshot this run took (`deletes = "key_snapshot"`), if it took one.
+    pub key_snapshot: Option<KeySnapshot>,
+}
+
+/// A read of the source's primary keys, compared with the table's current keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySnapshot {
+    /// Keys the source has.
+    pub source_keys: u64,
+    /// Current keys it no longer has, tombstoned by this run.
+    pub deleted: u64,
 }
 
 /// A table's read as it goes, for progress displays.
@@ -66,6 +77,7 @@ impl Ingested {
             version: None,
             rows: 0,
             watermark,
+            key_snapshot: None,
             zero_dates: 0,
             reconciliation: Reconciliation { source_rows: 0, read_rows: 0 },
             duration: started.elapsed(),
@@ -142,8 +154,9 @@ pub async fn ingest_table(
     options: IngestOptions,
 ) -> Result<Ingested> {
     let started = Instant::now();
-    let writer =
-        BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now).allow_narrowing(options.allow_shrink);
+    let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
+        .allow_narrowing(options.allow_shrink)
+        .with_deletes(table.deletes.as_ref());
     let source_err = |e: basin_connectors::Error| Error::Source { table: table.key.clone(), source: Box::new(e) };
     let progress = options.progress.clone().unwrap_or_default();
     progress.rows.store(0, Ordering::Relaxed);
@@ -152,6 +165,7 @@ pub async fn ingest_table(
     let failure = Failure::default();
     let mut chunks = 0;
     let mut carried = 0;
+    let mut key_snapshot = None;
     // The source's own error, not the writer's wrapping of it, says why a read failed.
     let landed = |result: Result<crate::bronze::BronzeCommit>| {
         result.map_err(|e| match failure.take() {
@@ -276,6 +290,7 @@ pub async fn ingest_table(
                 };
                 let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
                     .allow_narrowing(options.allow_shrink)
+                    .with_deletes(table.deletes.as_ref())
                     .with_overlap(match &window.from {
                         Some(from) => Overlap::From(from.clone()),
                         None => Overlap::Nothing,
@@ -293,6 +308,24 @@ pub async fn ingest_table(
             }
             let mut commit = last.expect("at least one round");
             commit.rows = total;
+            if let (Some(Deletes::KeySnapshot { every }), Some(watermark)) = (&table.deletes, &commit.watermark)
+                && key_snapshot_due(lake, &table.key, *every).await?
+            {
+                let extract = connector.extract_keys(&table.name, &primary_key).await.map_err(source_err)?;
+                let read = Arc::new(Progress::default());
+                let keys = counted(extract, read.clone(), failure.clone());
+                let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
+                    .with_deletes(table.deletes.as_ref());
+                let (tombstones, deleted) =
+                    writer.land_tombstones(keys, &primary_key, watermark).await.map_err(|e| match failure.take() {
+                        Some(source) => Error::Source { table: table.key.clone(), source: Box::new(source) },
+                        None => e,
+                    })?;
+                if let Some(t) = tombstones {
+                    commit.version = t.version;
+                }
+                key_snapshot = Some(KeySnapshot { source_keys: read.rows.load(Ordering::Relaxed), deleted });
+            }
             // The rows end only once their count is in; should a write ever stop reading early,
             // the count is taken now.
             let source_rows = match in_window.or_else(|| counted_alongside.get().copied()) {
@@ -318,7 +351,27 @@ pub async fn ingest_table(
         duration: started.elapsed(),
         chunks,
         attempts: 1,
+        key_snapshot,
     })
+}
+
+/// Whether an incremental run takes its key snapshot now: every run when `every` is 1, else
+/// every `every`-th run that landed an increment (counted by the table's increment commits,
+/// this run's included).
+async fn key_snapshot_due(lake: &Lake, key: &basin_core::AssetKey, every: u32) -> Result<bool> {
+    if every <= 1 {
+        return Ok(true);
+    }
+    let Some(table) = lake.table(key).await? else { return Ok(false) };
+    let mut increments = 0u64;
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?.info;
+        if info.contains_key("basin.watermark") && !info.contains_key("basin.tombstones") {
+            increments += 1;
+        }
+    }
+    Ok(increments.is_multiple_of(u64::from(every)))
 }
 
 /// Rows of the latest full snapshot of a bronze table (its latest commit's), 0 without one.

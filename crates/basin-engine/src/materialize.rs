@@ -104,12 +104,14 @@ impl ModelRun {
                 read: bound.read,
             });
         }
-        let built = run.build(lake, ctx, model, existing, &bound.sql, range).await;
+        let built = run.build(lake, ctx, model, existing, &bound.sql, bound.deleted_sql.as_deref(), range).await;
         bound.release(ctx);
         built.map(|m| Materialized { read: bound.read, duration: start.elapsed(), ..m })
     }
 
     /// The build after its inputs are bound; its `duration` is set by [`ModelRun::materialize`].
+    /// `deleted_sql` is the query over the rows deleted upstream, whose keys a MERGE deletes.
+    #[allow(clippy::too_many_arguments)]
     async fn build(
         &self,
         lake: &Lake,
@@ -117,6 +119,7 @@ impl ModelRun {
         model: &Model,
         existing: Option<DeltaTable>,
         sql: &str,
+        deleted_sql: Option<&str>,
         range: Option<DayRange>,
     ) -> Result<Materialized> {
         let start = Instant::now();
@@ -163,7 +166,14 @@ impl ModelRun {
                 if model.config.unique_key.0.is_empty() {
                     self.replace_partitions(ctx, model, df, table).await?
                 } else {
-                    self.merge(ctx, model, df, table).await?
+                    let deleted = match deleted_sql {
+                        Some(sql) => Some(ctx.sql(sql).await.map_err(Error::query(format!(
+                            "model {key} ({}) does not plan over the rows deleted upstream",
+                            model.file
+                        )))?),
+                        None => None,
+                    };
+                    self.merge(ctx, model, df, deleted, table).await?
                 }
             }
             // `table`, a first incremental build, or `--full-refresh`: replace it all.
@@ -267,33 +277,48 @@ impl ModelRun {
         Ok((table, if created { Action::Created } else { Action::Replaced }))
     }
 
-    /// MERGE on the unique key: matched rows updated, new rows inserted, others untouched.
+    /// MERGE on the unique key: matched rows updated, new rows inserted, others untouched; with
+    /// `deleted` (the query's rows for keys deleted upstream), the rows of those keys that the
+    /// new rows do not have are deleted, in the same commit.
     async fn merge(
         &self,
         ctx: &SessionContext,
         model: &Model,
         df: DataFrame,
+        deleted: Option<DataFrame>,
         table: DeltaTable,
     ) -> Result<(DeltaTable, Action)> {
         let key = &model.key;
         let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let predicate = model
-            .config
-            .unique_key
-            .0
+        let unique_key = &model.config.unique_key.0;
+        let predicate = unique_key
             .iter()
             .map(|k| format!("target.{q} = source.{q}", q = quote(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
-        let (table, metrics) = table
-            .merge(df, predicate)
+        let (source, deleting) = match deleted {
+            Some(deleted) => (with_deletions(key, df, deleted, unique_key)?, true),
+            None => (df, false),
+        };
+        let only = |clause: &'static str| deleting.then_some(clause);
+        let mut merge = table
+            .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
             .with_merge_schema(true)
             .with_writer_properties(writer_properties(model))
             .with_session_state(Arc::new(ctx.state()))
-            .with_commit_properties(self.commit_properties(model, "merge"))
+            .with_commit_properties(self.commit_properties(model, "merge"));
+        if deleting {
+            merge = merge
+                .when_matched_delete(|d| d.predicate(format!("source.{DELETE}")))
+                .map_err(Error::delta(key, "merge"))?;
+        }
+        let (table, metrics) = merge
             .when_matched_update(|mut u| {
+                if let Some(p) = only(NOT_DELETE) {
+                    u = u.predicate(p);
+                }
                 for c in &columns {
                     u = u.update(c.as_str(), format!("source.{}", quote(c)));
                 }
@@ -301,6 +326,9 @@ impl ModelRun {
             })
             .map_err(Error::delta(key, "merge"))?
             .when_not_matched_insert(|mut i| {
+                if let Some(p) = only(NOT_DELETE) {
+                    i = i.predicate(p);
+                }
                 for c in &columns {
                     i = i.set(c.as_str(), format!("source.{}", quote(c)));
                 }
@@ -312,6 +340,7 @@ impl ModelRun {
         let action = Action::Merged {
             inserted: metrics.num_target_rows_inserted as u64,
             updated: metrics.num_target_rows_updated as u64,
+            deleted: metrics.num_target_rows_deleted as u64,
         };
         Ok((table, action))
     }
@@ -464,7 +493,11 @@ impl ModelRun {
         let (table, action) = self.replace(lake, ctx, model, df, existing).await?;
         Ok((
             table,
-            if action == Action::Created { action } else { Action::Merged { inserted: opened, updated: closed } },
+            if action == Action::Created {
+                action
+            } else {
+                Action::Merged { inserted: opened, updated: closed, deleted: 0 }
+            },
         ))
     }
 
@@ -838,6 +871,41 @@ async fn check_unique_key(key: &AssetKey, columns: &[String], df: &DataFrame) ->
         columns: columns.join(", "),
         samples: format!("{}{}", samples.join("; "), if more { "; …" } else { "" }),
     })
+}
+
+/// The MERGE source's column saying a row is a deletion, and the clause of the others.
+const DELETE: &str = "__basin_delete";
+const NOT_DELETE: &str = "NOT source.__basin_delete";
+
+/// `rows` (each with `__basin_delete = false`) and a deletion (the key, NULL elsewhere,
+/// `__basin_delete = true`) for every key of `deleted` that `rows` does not have.
+fn with_deletions(key: &AssetKey, rows: DataFrame, deleted: DataFrame, unique_key: &[String]) -> Result<DataFrame> {
+    let failed = || Error::query(format!("cannot find the rows of {key} deleted upstream"));
+    let schema = rows.schema().clone();
+    let gone: Vec<String> = (0..unique_key.len()).map(|i| format!("__basin_gone_{i}")).collect();
+    let doomed = deleted
+        .select(unique_key.iter().zip(&gone).map(|(k, g)| col(quote(k)).alias(g)).collect::<Vec<_>>())
+        .and_then(|d| d.distinct())
+        .and_then(|d| {
+            let kept = rows.clone().select(unique_key.iter().map(|k| col(quote(k))).collect::<Vec<_>>())?;
+            let (left, right): (Vec<&str>, Vec<&str>) =
+                gone.iter().map(String::as_str).zip(unique_key.iter().map(String::as_str)).unzip();
+            d.join(kept, datafusion::logical_expr::JoinType::LeftAnti, &left, &right, None)
+        })
+        .map_err(failed())?;
+    let mut deletions = Vec::new();
+    for field in schema.fields() {
+        let (name, data_type) = (field.name(), field.data_type().clone());
+        let value = match unique_key.iter().position(|k| k == name) {
+            Some(i) => datafusion::logical_expr::cast(col(quote(&gone[i])), data_type),
+            None => datafusion::logical_expr::cast(lit(ScalarValue::Null), data_type),
+        };
+        deletions.push(value.alias(name));
+    }
+    deletions.push(lit(true).alias(DELETE));
+    let mut kept: Vec<Expr> = schema.fields().iter().map(|f| col(quote(f.name()))).collect();
+    kept.push(lit(false).alias(DELETE));
+    rows.select(kept).and_then(|r| r.union(doomed.select(deletions)?)).map_err(failed())
 }
 
 /// Offending keys a duplicate-key error names at most.

@@ -222,7 +222,7 @@ async fn ingest(
 /// commits only its watermark: that version changes no data, so it is not recorded as a
 /// materialisation (eager models downstream would rebuild for nothing).
 pub fn materialized(i: &Ingested) -> Materialized {
-    let changed = i.rows > 0 || i.table.mode == Mode::Full;
+    let changed = i.rows > 0 || i.table.mode == Mode::Full || i.key_snapshot.is_some_and(|k| k.deleted > 0);
     Materialized {
         key: i.table.key.clone(),
         action: Action::Ingested { detail: describe(i) },
@@ -250,9 +250,13 @@ pub fn describe(i: &Ingested) -> String {
     let chunks =
         if i.chunks > 1 && i.table.cursor.is_some() { format!(", {} chunks", i.chunks) } else { String::new() };
     let attempts = if i.attempts > 1 { format!(", after {} attempts", i.attempts) } else { String::new() };
+    let keys = match i.key_snapshot {
+        Some(k) => format!("; key snapshot: {} source keys, {} deleted", k.source_keys, k.deleted),
+        None => String::new(),
+    };
     let rate = i.reconciliation.read_rows as f64 / i.duration.as_secs_f64().max(1e-9);
     format!(
-        "{mode}: {} rows landed; source {} / read {} ({rate:.0} rows/s){chunks}{zero}{version}{attempts}",
+        "{mode}: {} rows landed; source {} / read {} ({rate:.0} rows/s){chunks}{zero}{version}{attempts}{keys}",
         i.rows, i.reconciliation.source_rows, i.reconciliation.read_rows
     )
 }

@@ -58,7 +58,7 @@ async fn incremental_merge_updates_inserts_and_leaves_the_rest() {
     // Key 2 changes, key 4 is new, keys 1 and 3 are not in the new data.
     p.model("silver.inc", &format!("{header}SELECT * FROM (VALUES (2, 'B'), (4, 'd')) AS v(id, val)"));
     let built = p.run(&["silver.inc"], false).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1, deleted: 0 });
     assert_eq!(p.query("SELECT id, val FROM silver.inc ORDER BY id").await, vec!["1|a", "2|B", "3|c", "4|d"]);
 
     // --full-refresh rebuilds from the query alone.
@@ -289,7 +289,7 @@ async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged(
     // Key 1 changes, key 2 stays, key 3 is gone, key 4 is new.
     p.model("silver.dim", &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (4, 'd')) AS v(id, name)"));
     let built = p.run(&["silver.dim"], false).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 2 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 2, deleted: 0 });
     assert_eq!(
         p.query(history).await,
         ["1|a|false|false", "1|A|true|true", "2|b|true|true", "3|c|false|false", "4|d|true|true"]
@@ -307,7 +307,7 @@ async fn scd2_versions_changes_closes_deletes_and_writes_nothing_when_unchanged(
         &format!("{SCD2}SELECT * FROM (VALUES (1, 'A'), (2, 'b'), (3, 'c'), (4, 'd')) AS v(id, name)"),
     );
     let built = p.run(&["silver.dim"], true).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 0 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 0, deleted: 0 });
     assert_eq!(p.query("SELECT COUNT(*), SUM(CAST(is_current AS INT)) FROM silver.dim").await, ["6|4"]);
 }
 
@@ -323,7 +323,7 @@ async fn scd2_keeps_neighbouring_keys_apart() {
     assert_eq!(built[0].rows, 4, "every key is a version, however alike its neighbours");
     p.model("silver.k", &model("(1, 'x', 'same'), (1, 'y', 'changed'), (2, 'x', 'same'), (NULL, 'x', 'same')"));
     let built = p.run(&["silver.k"], false).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1, deleted: 0 });
     assert_eq!(
         p.query("SELECT a, b, v, is_current FROM silver.k ORDER BY a, b, valid_from").await,
         ["1|x|same|true", "1|y|same|false", "1|y|changed|true", "2|x|same|true", "NULL|x|same|true"]
@@ -346,7 +346,7 @@ async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
     // Two changes to key 1 in one input, and a change to an untracked column of key 2.
     p.model("silver.c", &model(vec![row(1, "a2@x", false, 2), row(1, "a3@x", false, 3), row(2, "b@x", true, 3)]));
     let built = p.run(&["silver.c"], false).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 1 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 2, updated: 1, deleted: 0 });
     assert_eq!(
         p.query("SELECT id, email, CAST(valid_from AS VARCHAR) AS f, CAST(valid_to AS VARCHAR) AS t, is_current FROM silver.c ORDER BY id, valid_from").await,
         [
@@ -363,7 +363,7 @@ async fn scd2_with_updated_at_makes_a_version_of_each_change_in_one_input() {
     };
     p.model("silver.c", &with_plan(vec![row(1, "a3@x", false, 3), row(2, "b2@x", true, 4)]));
     let built = p.run(&["silver.c"], false).await.unwrap();
-    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1 });
+    assert_eq!(built[0].action, Action::Merged { inserted: 1, updated: 1, deleted: 0 });
     assert_eq!(
         p.query("SELECT id, email, plan, is_current FROM silver.c ORDER BY id, valid_from").await,
         ["1|a@x|NULL|false", "1|a2@x|NULL|false", "1|a3@x|NULL|true", "2|b@x|NULL|false", "2|b2@x|gold|true"]

@@ -269,11 +269,11 @@ fn print_night(report: &basin_orchestrator::run::Report, secs: f64) {
         for m in &built {
             match (&m.action, m.read.as_slice()) {
                 // An incremental model that read its line items' changes only.
-                (Action::Merged { inserted, updated }, read @ [_, ..]) => {
+                (Action::Merged { inserted, updated, .. }, read @ [_, ..]) => {
                     let read: Vec<String> = read.iter().map(|r| r.describe()).collect();
                     line.push_str(&format!("; {}: {inserted} inserted, {updated} updated, {}", m.key, read.join(", ")));
                 }
-                (Action::Merged { inserted, updated }, []) => {
+                (Action::Merged { inserted, updated, .. }, []) => {
                     line.push_str(&format!("; {}: {inserted} version(s) opened, {updated} closed", m.key));
                 }
                 _ => {}

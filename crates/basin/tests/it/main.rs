@@ -6,6 +6,7 @@ mod checks;
 mod cli;
 mod crash;
 mod daemon;
+mod deletes;
 mod demo;
 mod incremental;
 mod ingest;
