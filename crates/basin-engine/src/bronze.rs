@@ -233,17 +233,17 @@ impl<'a> BronzeWriter<'a> {
     /// Land a tombstone for every current key of the table (as `bronze_current` has it) that
     /// `keys`, every primary key the source has now, lacks: a row with the key, the cursor of
     /// the key's latest row, `_tombstone = true` and NULL elsewhere, in one commit (none when
-    /// no key went) that keeps `watermark`, the table's latest. Returns the commit and how
-    /// many keys it deleted.
+    /// no key went) that keeps `watermark`, the table's latest. Returns the commit, how many
+    /// keys it deleted and how many keys the current state has after it.
     pub async fn land_tombstones(
         &self,
         keys: SendableRecordBatchStream,
         primary_key: &[String],
         watermark: &Watermark,
-    ) -> Result<(Option<BronzeCommit>, u64)> {
+    ) -> Result<(Option<BronzeCommit>, u64, u64)> {
         let cursor = watermark.column.as_str();
         let (ctx, table) = self.prepare().await?;
-        let Some(table) = table else { return Ok((None, 0)) };
+        let Some(table) = table else { return Ok((None, 0, 0)) };
         let failed = || Error::query(format!("cannot compare the source's keys with {}", self.key));
         let provider = table.table_provider().await.map_err(Error::query("cannot read bronze"))?;
         let schema = provider.schema();
@@ -254,7 +254,7 @@ impl<'a> BronzeWriter<'a> {
         }
         let Some(current) = crate::current::current_state_of(&table, &self.key, &wanted, "__basin_bronze").await?
         else {
-            return Ok((None, 0));
+            return Ok((None, 0, 0));
         };
         let source = read_stream(&ctx, keys).map_err(failed())?;
         ctx.register_table("__basin_source_keys", source.into_view()).map_err(failed())?;
@@ -270,8 +270,20 @@ impl<'a> BronzeWriter<'a> {
             .await
             .map_err(failed())?;
         let deleted: usize = gone.iter().map(|b| b.num_rows()).sum();
+        let counted = ctx
+            .sql(&format!("SELECT COUNT(*) FROM ({current}) AS cur"))
+            .await
+            .map_err(failed())?
+            .collect()
+            .await
+            .map_err(failed())?;
+        let before = counted
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>())
+            .map_or(0, |a| a.value(0) as u64);
+        let current_keys = before.saturating_sub(deleted as u64);
         if deleted == 0 {
-            return Ok((None, 0));
+            return Ok((None, 0, current_keys));
         }
         let gone = ctx.read_batches(gone).map_err(failed())?;
         let mut exprs = Vec::new();
@@ -302,7 +314,7 @@ impl<'a> BronzeWriter<'a> {
             vec![("basin.tombstones".to_string(), json!(deleted))],
         );
         let commit = self.write(&ctx, Some(table), rows, SaveMode::Append, props, Some(watermark.clone())).await?;
-        Ok((Some(commit), deleted as u64))
+        Ok((Some(commit), deleted as u64, current_keys))
     }
 
     /// One commit into today's partition: an overwrite replaces exactly that partition.

@@ -30,8 +30,10 @@ pub struct CheckContext {
     pub earlier_rows: Vec<i64>,
     /// When the asset was last materialised (freshness without a column).
     pub last_materialized: Option<DateTime<Utc>>,
-    /// This ingestion's source count and rows read (reconcile).
+    /// This ingestion's source count and rows read (reconcile); with `reconciles_keys`, the
+    /// keys the source has and the keys of the table's current state (a key snapshot's).
     pub reconciliation: Option<(u64, u64)>,
+    pub reconciles_keys: bool,
 }
 
 /// Evaluate `checks` of `key`. A check that cannot be evaluated (a column that is not there,
@@ -371,7 +373,11 @@ async fn judge(
             let allowed = (source as f64 * tolerance).floor() as u64;
             (
                 source.abs_diff(read) <= allowed,
-                format!("source {source}, read {read}"),
+                if c.reconciles_keys {
+                    format!("source {source} keys, current state {read} keys")
+                } else {
+                    format!("source {source}, read {read}")
+                },
                 format!("difference <= {allowed} ({:.1}%)", tolerance * 100.0),
                 Vec::new(),
             )

@@ -59,6 +59,8 @@ pub struct KeySnapshot {
     pub source_keys: u64,
     /// Current keys it no longer has, tombstoned by this run.
     pub deleted: u64,
+    /// Keys of the table's current state after the tombstones.
+    pub current_keys: u64,
 }
 
 /// A table's read as it goes, for progress displays.
@@ -316,7 +318,7 @@ pub async fn ingest_table(
                 let keys = counted(extract, read.clone(), failure.clone());
                 let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
                     .with_deletes(table.deletes.as_ref());
-                let (tombstones, deleted) =
+                let (tombstones, deleted, current_keys) =
                     writer.land_tombstones(keys, &primary_key, watermark).await.map_err(|e| match failure.take() {
                         Some(source) => Error::Source { table: table.key.clone(), source: Box::new(source) },
                         None => e,
@@ -324,7 +326,8 @@ pub async fn ingest_table(
                 if let Some(t) = tombstones {
                     commit.version = t.version;
                 }
-                key_snapshot = Some(KeySnapshot { source_keys: read.rows.load(Ordering::Relaxed), deleted });
+                key_snapshot =
+                    Some(KeySnapshot { source_keys: read.rows.load(Ordering::Relaxed), deleted, current_keys });
             }
             // The rows end only once their count is in; should a write ever stop reading early,
             // the count is taken now.

@@ -128,6 +128,7 @@ impl RunWork for LakeRun {
             earlier_rows: job.earlier_rows.clone(),
             last_materialized: Some(Utc::now()),
             reconciliation: None,
+            reconciles_keys: false,
         };
         if let Some(table) = self.tables.get(&job.key) {
             let i = ingest(&self.project, &self.lake, &self.connections, table, &self.run, &job.progress)
@@ -173,6 +174,7 @@ impl RunWork for LakeRun {
             earlier_rows: recorded.map(|(rows, _)| *rows).collect(),
             last_materialized: latest.map(|(_, at)| *at),
             reconciliation: None,
+            reconciles_keys: false,
         };
         Ok((version, evaluate_checks(&self.project, &self.ctx, key, history).await))
     }
@@ -251,7 +253,9 @@ pub fn describe(i: &Ingested) -> String {
         if i.chunks > 1 && i.table.cursor.is_some() { format!(", {} chunks", i.chunks) } else { String::new() };
     let attempts = if i.attempts > 1 { format!(", after {} attempts", i.attempts) } else { String::new() };
     let keys = match i.key_snapshot {
-        Some(k) => format!("; key snapshot: {} source keys, {} deleted", k.source_keys, k.deleted),
+        Some(k) => {
+            format!("; key snapshot: {} source keys, {} deleted, {} current", k.source_keys, k.deleted, k.current_keys)
+        }
         None => String::new(),
     };
     let rate = i.reconciliation.read_rows as f64 / i.duration.as_secs_f64().max(1e-9);
@@ -314,6 +318,8 @@ pub struct History {
     pub earlier_rows: Vec<i64>,
     pub last_materialized: Option<DateTime<Utc>>,
     pub reconciliation: Option<(u64, u64)>,
+    /// `reconciliation` counts keys (the source's against the current state's), not rows.
+    pub reconciles_keys: bool,
 }
 
 /// The relation checks of `key` read: a bronze table's current state (the latest snapshot, or
@@ -343,6 +349,7 @@ pub async fn evaluate_checks(project: &Project, ctx: &SessionContext, key: &Asse
         earlier_rows: history.earlier_rows,
         last_materialized: history.last_materialized,
         reconciliation: history.reconciliation,
+        reconciles_keys: history.reconciles_keys,
     };
     let on = relation(project, ctx, key);
     Checked { outcomes: crate::checks::evaluate(ctx, &on, specs, &c).await }
@@ -363,6 +370,11 @@ async fn after_ingest(
         lake.register_table(ctx, key, &t).await?;
         lake.register_current_state(ctx, key, &t).await?;
     }
-    let reconciliation = Some((i.reconciliation.source_rows, i.reconciliation.read_rows));
-    Ok(evaluate_checks(project, ctx, key, History { reconciliation, ..history }).await)
+    // Where deletes are tracked by key snapshots, the keys the source has against the keys of
+    // the current state; otherwise the rows of the read against the source's count.
+    let (reconciliation, reconciles_keys) = match i.key_snapshot {
+        Some(k) => (Some((k.source_keys, k.current_keys)), true),
+        None => (Some((i.reconciliation.source_rows, i.reconciliation.read_rows)), false),
+    };
+    Ok(evaluate_checks(project, ctx, key, History { reconciliation, reconciles_keys, ..history }).await)
 }

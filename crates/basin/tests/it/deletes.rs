@@ -46,7 +46,8 @@ async fn deletes_reach_every_layer(server: Server) {
     b.write(
         "sources/shop.toml",
         "kind = \"KIND\"\nurl = \"URL\"\n\n\
-         [[tables]]\nname = \"customers\"\nmode = \"incremental\"\ncursor = \"updated_at\"\ndeletes = \"key_snapshot\"\n\n\
+         [[tables]]\nname = \"customers\"\nmode = \"incremental\"\ncursor = \"updated_at\"\ndeletes = \"key_snapshot\"\n\
+         [[tables.checks]]\ntype = \"reconcile\"\n\n\
          [[tables]]\nname = \"orders\"\nmode = \"incremental\"\ncursor = \"updated_at\"\n\
          deletes = { soft = \"deleted_at\" }\n"
             .replace("KIND", server.kind())
@@ -72,7 +73,7 @@ async fn deletes_reach_every_layer(server: Server) {
 
     let first = run(&["run"]);
     // The first key snapshot finds every key still there.
-    assert!(first.contains("key snapshot: 10 source keys, 0 deleted"), "{first}");
+    assert!(first.contains("key snapshot: 10 source keys, 0 deleted, 10 current"), "{first}");
     assert_eq!(ids("silver.customers"), all);
 
     // Night 2: two customers are erased, one renamed; one order is soft-deleted.
@@ -83,7 +84,12 @@ async fn deletes_reach_every_layer(server: Server) {
     ])
     .await;
     let out = run(&["run"]);
-    assert!(out.contains("key snapshot: 8 source keys, 2 deleted"), "{out}");
+    assert!(out.contains("key snapshot: 8 source keys, 2 deleted, 8 current"), "{out}");
+    // Reconciliation compares keys where deletes are tracked: rows would not add up.
+    let observed = b.sql(
+        "SELECT passed, observed FROM basin.check_results WHERE check_name = 'reconcile' ORDER BY at DESC LIMIT 1",
+    );
+    assert_eq!(observed[1], "true,\"source 8 keys, current state 8 keys\"", "{observed:?}");
     assert_eq!(ids("bronze_current.shop__customers"), without(&[3, 7]));
     // The model deleted the erased customers' rows in its MERGE. The first tombstones added
     // bronze's `_tombstone` column, so this once the model read the table whole.
@@ -117,16 +123,16 @@ async fn deletes_reach_every_layer(server: Server) {
     // Night 3: one more erasure, read as changes: the tombstone is the only new row.
     db.execute(&["DELETE FROM customers WHERE id = 9"]).await;
     let out = run(&["run"]);
-    assert!(out.contains("key snapshot: 7 source keys, 1 deleted"), "{out}");
+    assert!(out.contains("key snapshot: 7 source keys, 1 deleted, 7 current"), "{out}");
     assert!(out.contains("merged: 0 inserted, 0 updated, 1 deleted"), "{out}");
     assert!(out.contains("read the 1 new rows of bronze.shop__customers"), "{out}");
     assert_eq!(ids("silver.customers"), without(&[3, 7, 9]));
     // Night 4: nothing deleted; then an erased customer comes back with a newer cursor.
     let out = run(&["run"]);
-    assert!(out.contains("key snapshot: 7 source keys, 0 deleted"), "{out}");
+    assert!(out.contains("key snapshot: 7 source keys, 0 deleted, 7 current"), "{out}");
     db.execute(&["INSERT INTO customers VALUES (3, 'back', '2024-03-04 01:00:00')"]).await;
     let out = run(&["run"]);
-    assert!(out.contains("key snapshot: 8 source keys, 0 deleted"), "{out}");
+    assert!(out.contains("key snapshot: 8 source keys, 0 deleted, 8 current"), "{out}");
     assert_eq!(ids("bronze_current.shop__customers"), without(&[7, 9]));
     assert_eq!(ids("silver.customers"), without(&[7, 9]));
 
