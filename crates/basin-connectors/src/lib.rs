@@ -67,11 +67,23 @@ pub trait Connector: Send + Sync {
         Ok(None)
     }
     /// Stream the table's rows, within `window` and `range` if given.
-    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract>;
+    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract> {
+        self.extract_columns(table, None, window, range).await
+    }
+    /// [`Connector::extract_range`] of only the columns `only`, when given (database sources).
+    async fn extract_columns(
+        &self,
+        table: &str,
+        _only: Option<&[String]>,
+        _window: Option<&Window>,
+        _range: Option<&KeyRange>,
+    ) -> Result<Extract> {
+        Err(Error::NoSuchTable { source_name: "(a source without columns to select)".into(), table: table.to_string() })
+    }
     /// The values of the primary key columns `keys` of every row, nothing else: what a key
     /// snapshot compares with the lake to notice deleted rows.
-    async fn extract_keys(&self, table: &str, _keys: &[String]) -> Result<Extract> {
-        Err(Error::NoSuchTable { source_name: "(a source without keys)".into(), table: table.to_string() })
+    async fn extract_keys(&self, table: &str, keys: &[String]) -> Result<Extract> {
+        self.extract_columns(table, Some(keys), None, None).await
     }
     /// File sources: the files the table's pattern matches now, in path order (`None` for
     /// sources that are not files).
@@ -86,6 +98,23 @@ pub trait Connector: Send + Sync {
     async fn extract(&self, table: &str, window: Option<&Window>) -> Result<Extract> {
         self.extract_range(table, window, None).await
     }
+}
+
+/// Keep only the catalog columns `only` names (all when `None`); a name the catalog lacks is
+/// an error.
+pub(crate) fn keep_only<C>(
+    columns: &mut Vec<C>,
+    only: Option<&[String]>,
+    name: impl Fn(&C) -> &String,
+    source: &str,
+    table: &str,
+) -> Result<()> {
+    let Some(only) = only else { return Ok(()) };
+    if let Some(missing) = only.iter().find(|k| !columns.iter().any(|c| name(c) == *k)) {
+        return Err(Error::column(source, table, missing, "the key column does not exist"));
+    }
+    columns.retain(|c| only.contains(name(c)));
+    Ok(())
 }
 
 /// Connect to a source as its config says.

@@ -257,18 +257,7 @@ impl Connector for MysqlConnector {
         })
     }
 
-    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract> {
-        self.read(table, None, window, range).await
-    }
-
-    async fn extract_keys(&self, table: &str, keys: &[String]) -> Result<Extract> {
-        self.read(table, Some(keys), None, None).await
-    }
-}
-
-impl MysqlConnector {
-    /// The rows of `table` (only the columns `only`, when given), within `window` and `range`.
-    async fn read(
+    async fn extract_columns(
         &self,
         table: &str,
         only: Option<&[String]>,
@@ -276,12 +265,7 @@ impl MysqlConnector {
         range: Option<&KeyRange>,
     ) -> Result<Extract> {
         let mut columns = self.catalog_columns(table).await?;
-        if let Some(only) = only {
-            if let Some(missing) = only.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
-                return Err(Error::column(&self.name, table, missing, "the key column does not exist"));
-            }
-            columns.retain(|c| only.contains(&c.name));
-        }
+        crate::keep_only(&mut columns, only, |c| &c.name, &self.name, table)?;
         let clause = self.where_clause(table, &columns, window, range)?;
         let mapped: Vec<(DataType, Read)> =
             columns.iter().map(|c| column_mapping(&c.data_type, &c.column_type, self.tinyint1_as_boolean)).collect();

@@ -122,18 +122,7 @@ impl Connector for SqliteConnector {
         Ok(row.get::<Option<String>, _>(0))
     }
 
-    async fn extract_range(&self, table: &str, window: Option<&Window>, range: Option<&KeyRange>) -> Result<Extract> {
-        self.read(table, None, window, range).await
-    }
-
-    async fn extract_keys(&self, table: &str, keys: &[String]) -> Result<Extract> {
-        self.read(table, Some(keys), None, None).await
-    }
-}
-
-impl SqliteConnector {
-    /// The rows of `table` (only the columns `only`, when given), within `window` and `range`.
-    async fn read(
+    async fn extract_columns(
         &self,
         table: &str,
         only: Option<&[String]>,
@@ -141,12 +130,7 @@ impl SqliteConnector {
         range: Option<&KeyRange>,
     ) -> Result<Extract> {
         let mut columns = self.catalog_columns(table).await?;
-        if let Some(only) = only {
-            if let Some(missing) = only.iter().find(|k| !columns.iter().any(|c| &c.name == *k)) {
-                return Err(Error::column(&self.name, table, missing, "the key column does not exist"));
-            }
-            columns.retain(|c| only.contains(&c.name));
-        }
+        crate::keep_only(&mut columns, only, |c| &c.name, &self.name, table)?;
         let (mut clause, binds) = self.window_clause(table, &columns, window)?;
         if let Some(r) = range {
             let c = columns
