@@ -164,6 +164,22 @@ impl<'a> BronzeWriter<'a> {
         self.extracted_at.date_naive()
     }
 
+    /// The value of metadata column `name` (one of [`METADATA_COLUMNS`]) in this write's rows,
+    /// or in its tombstones when `tombstone`, aliased to the column.
+    fn metadata_value(&self, name: &str, tombstone: bool) -> datafusion::logical_expr::Expr {
+        use datafusion::common::ScalarValue;
+        let value = match name {
+            INGESTION_DATE => date_literal(self.ingestion_date()),
+            RUN_ID => lit(self.run_id.clone()),
+            EXTRACTED_AT => {
+                lit(ScalarValue::TimestampMicrosecond(Some(self.extracted_at.timestamp_micros()), Some("UTC".into())))
+            }
+            SOURCE => lit(self.source.clone()),
+            _ => lit(ScalarValue::Boolean(tombstone.then_some(true))),
+        };
+        value.alias(name)
+    }
+
     /// Replace today's partition with a complete snapshot, atomically.
     pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
@@ -258,30 +274,38 @@ impl<'a> BronzeWriter<'a> {
         };
         let source = read_stream(&ctx, keys).map_err(failed())?;
         ctx.register_table("__basin_source_keys", source.into_view()).map_err(failed())?;
+        // One pass over the current keys: each joined with the source's (the source's keys are
+        // its primary key, so at most one matches), counted, and kept when none matched.
+        let key_list = primary_key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
         let same: Vec<String> = primary_key.iter().map(|k| format!("s.{k} = cur.{k}", k = quote(k))).collect();
-        let gone = ctx
+        let mut joined = ctx
             .sql(&format!(
-                "SELECT * FROM ({current}) AS cur WHERE NOT EXISTS (SELECT 1 FROM __basin_source_keys AS s WHERE {})",
+                "SELECT cur.*, s.__basin_present FROM ({current}) AS cur \
+                 LEFT JOIN (SELECT {key_list}, true AS __basin_present FROM __basin_source_keys) AS s ON {}",
                 same.join(" AND ")
             ))
             .await
             .map_err(failed())?
-            .collect()
+            .execute_stream()
             .await
             .map_err(failed())?;
+        let (mut gone, mut before) = (Vec::new(), 0u64);
+        while let Some(batch) = joined.next().await {
+            let batch = batch.map_err(failed())?;
+            before += batch.num_rows() as u64;
+            let present = batch.num_columns() - 1;
+            let absent = || {
+                use datafusion::arrow::compute::{filter_record_batch, is_null};
+                filter_record_batch(&batch, &is_null(batch.column(present))?)?
+                    .project(&(0..present).collect::<Vec<_>>())
+            };
+            let absent = absent().map_err(|e| failed()(e.into()))?;
+            if absent.num_rows() > 0 {
+                gone.push(absent);
+            }
+        }
         let deleted: usize = gone.iter().map(|b| b.num_rows()).sum();
-        let counted = ctx
-            .sql(&format!("SELECT COUNT(*) FROM ({current}) AS cur"))
-            .await
-            .map_err(failed())?
-            .collect()
-            .await
-            .map_err(failed())?;
-        let before = counted
-            .first()
-            .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>())
-            .map_or(0, |a| a.value(0) as u64);
-        let current_keys = before.saturating_sub(deleted as u64);
+        let current_keys = before - deleted as u64;
         if deleted == 0 {
             return Ok((None, 0, current_keys));
         }
@@ -289,22 +313,16 @@ impl<'a> BronzeWriter<'a> {
         let mut exprs = Vec::new();
         for field in schema.fields() {
             let (name, data_type) = (field.name().as_str(), field.data_type());
-            exprs.push(match name {
-                _ if wanted.iter().any(|w| w == name) => cast(col(quote(name)), data_type.clone()).alias(name),
-                INGESTION_DATE => date_literal(self.ingestion_date()).alias(name),
-                RUN_ID => lit(self.run_id.clone()).alias(name),
-                EXTRACTED_AT => lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-                    Some(self.extracted_at.timestamp_micros()),
-                    Some("UTC".into()),
-                ))
-                .alias(name),
-                SOURCE => lit(self.source.clone()).alias(name),
-                DELETED => lit(true).alias(name),
-                _ => cast(lit(datafusion::common::ScalarValue::Null), data_type.clone()).alias(name),
+            exprs.push(if wanted.iter().any(|w| w == name) {
+                cast(col(quote(name)), data_type.clone()).alias(name)
+            } else if METADATA_COLUMNS.contains(&name) {
+                self.metadata_value(name, true)
+            } else {
+                cast(lit(datafusion::common::ScalarValue::Null), data_type.clone()).alias(name)
             });
         }
         if schema.field_with_name(DELETED).is_err() {
-            exprs.push(lit(true).alias(DELETED));
+            exprs.push(self.metadata_value(DELETED, true));
         }
         let rows = gone.select(exprs).map_err(failed())?;
         let props = self.commit_properties(
@@ -470,18 +488,9 @@ impl<'a> BronzeWriter<'a> {
                 }
             }
         }
-        exprs.push(date_literal(self.ingestion_date()).alias(INGESTION_DATE));
-        exprs.push(lit(self.run_id.clone()).alias(RUN_ID));
-        exprs.push(
-            lit(datafusion::common::ScalarValue::TimestampMicrosecond(
-                Some(self.extracted_at.timestamp_micros()),
-                Some("UTC".into()),
-            ))
-            .alias(EXTRACTED_AT),
-        );
-        exprs.push(lit(self.source.clone()).alias(SOURCE));
+        exprs.extend([INGESTION_DATE, RUN_ID, EXTRACTED_AT, SOURCE].map(|m| self.metadata_value(m, false)));
         if existing.as_ref().is_some_and(|s| s.field_with_name(DELETED).is_ok()) {
-            exprs.push(lit(datafusion::common::ScalarValue::Boolean(None)).alias(DELETED));
+            exprs.push(self.metadata_value(DELETED, false));
         }
         let df = df.select(exprs).map_err(Error::query("cannot add bronze metadata columns"))?;
         let types: BTreeMap<&String, String> =

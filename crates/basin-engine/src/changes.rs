@@ -62,6 +62,14 @@ pub(crate) struct Planned {
     propagate_deletes: bool,
 }
 
+impl Planned {
+    /// The input table's columns.
+    fn columns(&self) -> Result<Vec<String>> {
+        let snapshot = self.table.snapshot().map_err(Error::delta(&self.asset, "load"))?;
+        Ok(snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect())
+    }
+}
+
 /// The assets `model` reads as changes.
 pub(crate) fn incremental_assets(model: &Model) -> Vec<AssetKey> {
     model.incremental_inputs().iter().filter_map(|p| asset_of(p)).collect()
@@ -221,8 +229,7 @@ async fn bind_deleted(ctx: &SessionContext, bound: &mut Bound, p: &Planned, name
         Some(_) => return Ok(()),
         None => whole.clone(),
     };
-    let snapshot = p.table.snapshot().map_err(Error::delta(&p.asset, "load"))?;
-    let columns: Vec<String> = snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+    let columns = p.columns()?;
     let Some(view_sql) = crate::current::deleted_rows_of(&p.table, &p.asset, &columns, &changes, &whole).await? else {
         return Ok(());
     };
@@ -252,9 +259,7 @@ async fn bind_one(ctx: &SessionContext, bound: &mut Bound, p: &Planned, after: u
             .map_err(Error::delta(&p.asset, "read changes"))?;
         ctx.register_table(raw.as_str(), std::sync::Arc::new(provider)).map_err(failed())?;
         bound.registered.push(raw.clone());
-        let snapshot = p.table.snapshot().map_err(Error::delta(&p.asset, "load"))?;
-        let columns: Vec<String> =
-            snapshot.snapshot().arrow_schema().fields().iter().map(|f| f.name().clone()).collect();
+        let columns = p.columns()?;
         let current = if p.parts.first().map(String::as_str) == Some(BRONZE_CURRENT) {
             crate::current::current_state_of(&p.table, &p.asset, &columns, &quote(&raw)).await?
         } else {

@@ -168,13 +168,7 @@ pub async fn ingest_table(
     let mut chunks = 0;
     let mut carried = 0;
     let mut key_snapshot = None;
-    // The source's own error, not the writer's wrapping of it, says why a read failed.
-    let landed = |result: Result<crate::bronze::BronzeCommit>| {
-        result.map_err(|e| match failure.take() {
-            Some(source) => Error::Source { table: table.key.clone(), source: Box::new(source) },
-            None => e,
-        })
-    };
+    let landed = |result: Result<crate::bronze::BronzeCommit>| failure.first(&table.key, result);
 
     let (commit, source_rows, zero_dates) = match table.mode {
         Mode::Full => {
@@ -316,13 +310,8 @@ pub async fn ingest_table(
                 let extract = connector.extract_keys(&table.name, &primary_key).await.map_err(source_err)?;
                 let read = Arc::new(Progress::default());
                 let keys = counted(extract, read.clone(), failure.clone());
-                let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
-                    .with_deletes(table.deletes.as_ref());
                 let (tombstones, deleted, current_keys) =
-                    writer.land_tombstones(keys, &primary_key, watermark).await.map_err(|e| match failure.take() {
-                        Some(source) => Error::Source { table: table.key.clone(), source: Box::new(source) },
-                        None => e,
-                    })?;
+                    failure.first(&table.key, writer.land_tombstones(keys, &primary_key, watermark).await)?;
                 if let Some(t) = tombstones {
                     commit.version = t.version;
                 }
@@ -394,6 +383,15 @@ impl Failure {
 
     fn take(&self) -> Option<basin_connectors::Error> {
         self.0.lock().expect("failure slot").take()
+    }
+
+    /// `result`, or the source's error that made it fail, when there was one: the source's
+    /// own error says why a read failed, not the writer's wrapping of it.
+    fn first<T>(&self, table: &basin_core::AssetKey, result: Result<T>) -> Result<T> {
+        result.map_err(|e| match self.take() {
+            Some(source) => Error::Source { table: table.clone(), source: Box::new(source) },
+            None => e,
+        })
     }
 }
 
