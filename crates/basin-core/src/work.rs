@@ -21,6 +21,9 @@ pub struct RunSpec {
     /// The days daily-partitioned models build (`None`: yesterday).
     pub partition: Option<DayRange>,
     pub allow_shrink: bool,
+    /// Source tables whose breaking schema change the run lands anyway
+    /// (`--accept-schema-change`).
+    pub accept_schema_change: Vec<AssetKey>,
 }
 
 /// Why an asset (or a whole run, before any asset) failed: what to tell the user, and the

@@ -79,6 +79,9 @@ pub struct BronzeWriter<'a> {
     backfill: Option<Backfill>,
     source_rows: Option<u64>,
     allow_narrowing: bool,
+    accept_schema_change: bool,
+    /// `source.table`, as the user names it on the command line.
+    table_name: Option<String>,
     deletes: serde_json::Value,
 }
 
@@ -86,6 +89,17 @@ pub struct BronzeWriter<'a> {
 struct Conformed {
     df: DataFrame,
     metadata: Vec<(String, serde_json::Value)>,
+}
+
+/// What a table's commits recorded about its source's columns.
+#[derive(Debug, Default)]
+struct RecordedSchema {
+    /// The source's column types, by source column.
+    types: BTreeMap<String, DataType>,
+    /// Source columns whose values land in another column since a type change was accepted.
+    renamed: BTreeMap<String, String>,
+    /// Columns of the table the source no longer feeds (accepted removals and replaced columns).
+    retired: std::collections::BTreeSet<String>,
 }
 
 /// Which landed rows an increment may repeat, and so is compared with.
@@ -113,6 +127,8 @@ impl<'a> BronzeWriter<'a> {
             backfill: None,
             source_rows: None,
             allow_narrowing: false,
+            accept_schema_change: false,
+            table_name: None,
             deletes: serde_json::Value::Null,
         }
     }
@@ -134,6 +150,14 @@ impl<'a> BronzeWriter<'a> {
     /// truncated values (`--allow-shrink`).
     pub fn allow_narrowing(mut self, allow: bool) -> Self {
         self.allow_narrowing = allow;
+        self
+    }
+
+    /// Land past a removed column or a type that no longer fits (`--accept-schema-change`);
+    /// `table_name` (`shop.customers`) is how error messages name the table.
+    pub fn accept_schema_change(mut self, accept: bool, table_name: &str) -> Self {
+        self.accept_schema_change = accept;
+        self.table_name = Some(table_name.to_string());
         self
     }
 
@@ -183,7 +207,7 @@ impl<'a> BronzeWriter<'a> {
     /// Replace today's partition with a complete snapshot, atomically.
     pub async fn replace_today(&self, input: SendableRecordBatchStream) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let rows = self.with_metadata(&ctx, input, table.as_ref()).await?;
+        let rows = self.with_metadata(&ctx, input, table.as_ref(), &[]).await?;
         let props = self.commit_properties("full", &[], None, rows.metadata);
         self.write(&ctx, table, rows.df, SaveMode::Overwrite, props, None).await
     }
@@ -197,7 +221,9 @@ impl<'a> BronzeWriter<'a> {
         watermark: Watermark,
     ) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let Conformed { mut df, metadata } = self.with_metadata(&ctx, input, table.as_ref()).await?;
+        let mut keys = primary_key.to_vec();
+        keys.push(watermark.column.clone());
+        let Conformed { mut df, metadata } = self.with_metadata(&ctx, input, table.as_ref(), &keys).await?;
         if let Some(existing) = table.as_ref().filter(|_| self.overlap != Overlap::Nothing) {
             // Rows re-read in the lag window that are already in bronze are not landed twice.
             let mut key_cols: Vec<String> = primary_key.to_vec();
@@ -240,7 +266,7 @@ impl<'a> BronzeWriter<'a> {
     /// file lands once.
     pub async fn append_files(&self, input: SendableRecordBatchStream, files: &[String]) -> Result<BronzeCommit> {
         let (ctx, table) = self.prepare().await?;
-        let mut rows = self.with_metadata(&ctx, input, table.as_ref()).await?;
+        let mut rows = self.with_metadata(&ctx, input, table.as_ref(), &[]).await?;
         rows.metadata.push(("basin.files".to_string(), json!(files)));
         let props = self.commit_properties("files", &[], None, rows.metadata);
         self.write(&ctx, table, rows.df, SaveMode::Append, props, None).await
@@ -408,12 +434,16 @@ impl<'a> BronzeWriter<'a> {
 
     /// The extracted rows plus the metadata columns, conformed to the existing table: added
     /// columns and widened types are accepted (and recorded), a removed column, an
-    /// incompatible type or a narrowed one (unless allowed) stops the write.
+    /// incompatible type or a narrowed one (unless allowed) stops the write. Accepting schema
+    /// changes, a removed column stays in the table, NULL from now on, and a column whose type
+    /// no longer fits lands in a new column alongside (`amount__v2`), which later runs go on
+    /// filling (both recorded with the source's types, `basin.columns`).
     async fn with_metadata(
         &self,
         ctx: &SessionContext,
         input: SendableRecordBatchStream,
         table: Option<&DeltaTable>,
+        keys: &[String],
     ) -> Result<Conformed> {
         let schema = input.schema();
         for m in METADATA_COLUMNS {
@@ -430,37 +460,69 @@ impl<'a> BronzeWriter<'a> {
             Some(t) => Some(t.snapshot().map_err(Error::delta(&self.key, "load"))?.snapshot().arrow_schema()),
             None => None,
         };
-        let before = match table {
-            Some(t) => self.recorded_source_types(t).await?,
-            None => BTreeMap::new(),
+        let recorded = match table {
+            Some(t) => self.recorded_schema(t).await?,
+            None => RecordedSchema::default(),
         };
-        let (mut added, mut widened, mut narrowed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut renamed = recorded.renamed.clone();
+        let mut taken: std::collections::BTreeSet<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        taken.extend(existing.iter().flat_map(|s| s.fields().iter().map(|f| f.name().clone())));
+        let mut fed = std::collections::BTreeSet::new();
+        let (mut added, mut widened, mut narrowed, mut replaced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for field in schema.fields() {
             let (name, new) = (field.name(), field.data_type());
+            let target = renamed.get(name).cloned().unwrap_or_else(|| name.clone());
             let c = col(quote(name));
-            let change = before.get(name).and_then(|t| Some((t, type_change(t, new)?)));
+            let change = recorded.types.get(name).and_then(|t| Some((t, type_change(t, new)?)));
             let drift = |detail: String| Err(Error::SchemaDrift { table: self.key.clone(), detail });
-            match existing.as_ref().and_then(|s| s.field_with_name(name).ok()).map(|f| f.data_type()) {
-                Some(old) if old == new => exprs.push(c),
-                Some(old) if fits(new, old) => exprs.push(cast(c, old.clone()).alias(name)),
+            match existing.as_ref().and_then(|s| s.field_with_name(&target).ok()).map(|f| f.data_type()) {
+                Some(old) if old == new => exprs.push(c.alias(&target)),
+                Some(old) if fits(new, old) => exprs.push(cast(c, old.clone()).alias(&target)),
+                Some(old) if self.accept_schema_change && !keys.contains(name) => {
+                    // The old column keeps its values; the new ones go alongside.
+                    let into =
+                        (2..).map(|n| format!("{name}__v{n}")).find(|c| !taken.contains(c)).expect("a free name");
+                    taken.insert(into.clone());
+                    let stored = widest(new);
+                    exprs.push(if &stored == new { c.alias(&into) } else { cast(c, stored).alias(&into) });
+                    replaced.push(
+                        json!({ "column": target, "from": old.to_string(), "to": new.to_string(), "into": into }),
+                    );
+                    renamed.insert(name.clone(), into.clone());
+                    fed.insert(into);
+                    continue;
+                }
+                Some(old) if keys.contains(name) => {
+                    return drift(format!(
+                        "column `{name}`, a key or the cursor of the table, changed type from {old} to {new}; \
+                         nothing landed. Rows are matched and ordered by it, so it cannot be moved aside: \
+                         change it back in the source, or land the table afresh under a new name (`as`)"
+                    ));
+                }
                 Some(old) => {
+                    let way_out = format!(
+                        "To land the new values in a new column `{name}__v2` alongside (`{target}` keeps \
+                         what it has), run again with {}",
+                        self.accept_hint()
+                    );
                     return drift(match change {
                         Some((from, TypeChange::Widened)) => format!(
                             "column `{name}` widened in the source from {from} to {new}, beyond the {old} \
                              this table stores it as (a table created before Basin stored the widest type \
-                             of each family); nothing landed"
+                             of each family); nothing landed. {way_out}"
                         ),
-                        _ => format!("column `{name}` changed type from {old} to {new}; nothing landed"),
+                        _ => format!("column `{name}` changed type from {old} to {new}; nothing landed. {way_out}"),
                     });
                 }
                 None => {
                     let stored = widest(new);
-                    exprs.push(if &stored == new { c } else { cast(c, stored).alias(name) });
+                    exprs.push(if &stored == new { c.alias(&target) } else { cast(c, stored).alias(&target) });
                     if existing.is_some() {
-                        added.push(json!({ "column": name, "type": new.to_string() }));
+                        added.push(json!({ "column": target, "type": new.to_string() }));
                     }
                 }
             }
+            fed.insert(target);
             match change {
                 Some((from, TypeChange::Widened)) => {
                     widened.push(json!({ "column": name, "from": from.to_string(), "to": new.to_string() }))
@@ -478,15 +540,30 @@ impl<'a> BronzeWriter<'a> {
                 _ => {}
             }
         }
-        if let Some(existing) = &existing {
-            for old in existing.fields() {
-                if !METADATA_COLUMNS.contains(&old.name().as_str()) && schema.field_with_name(old.name()).is_err() {
-                    return Err(Error::SchemaDrift {
-                        table: self.key.clone(),
-                        detail: format!("column `{}` was removed from the source", old.name()),
-                    });
-                }
+        // Columns of the table the source no longer feeds: refused, unless accepted now or by
+        // an earlier run; accepted, they stay in the table, NULL in the rows landed from now on.
+        let (mut removed, mut retired) = (Vec::new(), Vec::new());
+        for old in existing.iter().flat_map(|s| s.fields().iter()) {
+            let name = old.name();
+            if METADATA_COLUMNS.contains(&name.as_str()) || fed.contains(name) {
+                continue;
             }
+            let earlier = recorded.retired.contains(name);
+            if !earlier && !self.accept_schema_change {
+                return Err(Error::SchemaDrift {
+                    table: self.key.clone(),
+                    detail: format!(
+                        "column `{name}` was removed from the source. To land the table without it (`{name}` \
+                         stays, NULL in the rows landed from now on), run again with {}",
+                        self.accept_hint()
+                    ),
+                });
+            }
+            exprs.push(cast(lit(datafusion::common::ScalarValue::Null), old.data_type().clone()).alias(name));
+            if !earlier && !replaced.iter().any(|r| r["column"] == json!(name)) {
+                removed.push(json!({ "column": name }));
+            }
+            retired.push(name.clone());
         }
         exprs.extend([INGESTION_DATE, RUN_ID, EXTRACTED_AT, SOURCE].map(|m| self.metadata_value(m, false)));
         if existing.as_ref().is_some_and(|s| s.field_with_name(DELETED).is_ok()) {
@@ -496,21 +573,49 @@ impl<'a> BronzeWriter<'a> {
         let types: BTreeMap<&String, String> =
             schema.fields().iter().map(|f| (f.name(), f.data_type().to_string())).collect();
         let mut metadata = vec![("basin.source_types".to_string(), json!(types))];
-        if !(added.is_empty() && widened.is_empty() && narrowed.is_empty()) {
-            let changes = json!({ "added": added, "widened": widened, "narrowed": narrowed });
+        renamed.retain(|source, _| schema.field_with_name(source).is_ok());
+        if !(renamed.is_empty() && retired.is_empty()) {
+            metadata.push(("basin.columns".to_string(), json!({ "renamed": renamed, "retired": retired })));
+        }
+        let accepted = !(removed.is_empty() && replaced.is_empty());
+        if accepted || !(added.is_empty() && widened.is_empty() && narrowed.is_empty()) {
+            let mut changes = json!({ "added": added, "widened": widened, "narrowed": narrowed });
+            if accepted {
+                changes["removed"] = json!(removed);
+                changes["replaced"] = json!(replaced);
+                changes["accepted"] = json!(true);
+            }
             metadata.push(("basin.schema_changes".to_string(), changes));
         }
         Ok(Conformed { df, metadata })
     }
 
-    /// The source's column types as the table's latest ingest recorded them; empty if it
-    /// recorded none (a table written before Basin recorded them).
-    async fn recorded_source_types(&self, table: &DeltaTable) -> Result<BTreeMap<String, DataType>> {
-        let info = crate::delta::latest_ingest(table, &self.key).await?.unwrap_or_default();
-        let Some(types) = info.get("basin.source_types").and_then(|t| t.as_object()) else {
-            return Ok(BTreeMap::new());
-        };
-        Ok(types.iter().filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?))).collect())
+    /// How to accept this table's schema change on the command line.
+    fn accept_hint(&self) -> String {
+        format!("--accept-schema-change {}", self.table_name.as_deref().unwrap_or(&self.key.to_string()))
+    }
+
+    /// What the table's latest ingest recorded about the source's columns: their types (empty
+    /// for a table written before Basin recorded them), and the columns accepted schema
+    /// changes moved or retired.
+    async fn recorded_schema(&self, table: &DeltaTable) -> Result<RecordedSchema> {
+        let info = crate::delta::latest_with(table, &self.key, "basin.source_types").await?.unwrap_or_default();
+        let types = info.get("basin.source_types").and_then(|t| t.as_object());
+        let types = types
+            .iter()
+            .flat_map(|t| t.iter())
+            .filter_map(|(c, t)| Some((c.clone(), DataType::from_str(t.as_str()?).ok()?)))
+            .collect();
+        let columns = info.get("basin.columns");
+        let renamed = columns
+            .and_then(|c| c.get("renamed"))
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        let retired = columns
+            .and_then(|c| c.get("retired"))
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+            .unwrap_or_default();
+        Ok(RecordedSchema { types, renamed, retired })
     }
 
     fn commit_properties(

@@ -46,10 +46,19 @@ pub(crate) async fn latest_ingest(
     table: &DeltaTable,
     key: &AssetKey,
 ) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
+    latest_with(table, key, "basin.bronze").await
+}
+
+/// The commit information of the newest commit that records `entry`; `None` if none does.
+pub(crate) async fn latest_with(
+    table: &DeltaTable,
+    key: &AssetKey,
+    entry: &str,
+) -> Result<Option<std::collections::HashMap<String, serde_json::Value>>> {
     let mut history = table.history(None);
     while let Some(info) = history.next().await {
         let info = info.map_err(Error::delta(key, "history"))?.info;
-        if info.contains_key("basin.bronze") {
+        if info.contains_key(entry) {
             return Ok(Some(info));
         }
     }

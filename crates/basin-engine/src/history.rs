@@ -19,6 +19,9 @@ pub struct Commit {
     pub sql_hash: Option<String>,
     /// Output rows from the commit's `operationMetrics`, when the operation records them.
     pub rows: Option<u64>,
+    /// The source schema changes an ingest landed with (`basin.schema_changes`), in words:
+    /// `column note added; column phone removed (accepted: NULL from here on)`.
+    pub schema_changes: Option<String>,
 }
 
 /// The last `limit` commits of a table, newest first.
@@ -38,9 +41,38 @@ pub async fn history(lake: &Lake, key: &AssetKey, limit: Option<usize>) -> Resul
             run_id: text("basin.run_id"),
             sql_hash: text("basin.sql_hash"),
             rows,
+            schema_changes: info.info.get("basin.schema_changes").map(describe_schema_changes),
         });
     }
     Ok(out)
+}
+
+/// A commit's `basin.schema_changes` in words.
+fn describe_schema_changes(changes: &serde_json::Value) -> String {
+    let list = |kind: &str| changes.get(kind).and_then(|l| l.as_array()).cloned().unwrap_or_default();
+    let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|t| t.as_str()).unwrap_or("?").to_string();
+    let mut out = Vec::new();
+    for c in list("added") {
+        out.push(format!("column {} added ({})", text(&c, "column"), text(&c, "type")));
+    }
+    for (kind, what) in [("widened", "widened"), ("narrowed", "narrowed (allowed)")] {
+        for c in list(kind) {
+            out.push(format!("column {} {what} from {} to {}", text(&c, "column"), text(&c, "from"), text(&c, "to")));
+        }
+    }
+    for c in list("removed") {
+        out.push(format!("column {} removed (accepted: NULL from here on)", text(&c, "column")));
+    }
+    for c in list("replaced") {
+        out.push(format!(
+            "column {} changed type from {} to {} (accepted: new values in {})",
+            text(&c, "column"),
+            text(&c, "from"),
+            text(&c, "to"),
+            text(&c, "into")
+        ));
+    }
+    out.join("; ")
 }
 
 /// Restore `key` to an earlier version or time, as a new commit. Returns the new version.

@@ -102,6 +102,8 @@ pub struct IngestOptions {
     /// `--allow-shrink`: land an empty `full` snapshot even when the previous one had rows,
     /// and a source column whose type narrowed.
     pub allow_shrink: bool,
+    /// `--accept-schema-change`: land past a removed column or a type that no longer fits.
+    pub accept_schema_change: bool,
 }
 
 impl Default for IngestOptions {
@@ -112,6 +114,7 @@ impl Default for IngestOptions {
             retry_delay: Duration::from_secs(1),
             progress: None,
             allow_shrink: false,
+            accept_schema_change: false,
         }
     }
 }
@@ -158,6 +161,7 @@ pub async fn ingest_table(
     let started = Instant::now();
     let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
         .allow_narrowing(options.allow_shrink)
+        .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
         .with_deletes(table.deletes.as_ref());
     let source_err = |e: basin_connectors::Error| Error::Source { table: table.key.clone(), source: Box::new(e) };
     let progress = options.progress.clone().unwrap_or_default();
@@ -286,6 +290,7 @@ pub async fn ingest_table(
                 };
                 let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
                     .allow_narrowing(options.allow_shrink)
+                    .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
                     .with_deletes(table.deletes.as_ref())
                     .with_overlap(match &window.from {
                         Some(from) => Overlap::From(from.clone()),

@@ -46,6 +46,8 @@ pub struct ModelRun {
     /// max_shrink`), and whether the guardrail is off for this run (`--allow-shrink`).
     pub max_shrink: f64,
     pub allow_shrink: bool,
+    /// Source tables whose schema change this run accepts (`--accept-schema-change`).
+    pub accept_schema_change: std::collections::BTreeSet<AssetKey>,
     /// The versions of the tables the model being built reads, recorded with its commit.
     pub(crate) inputs: std::collections::BTreeMap<String, u64>,
 }
@@ -59,6 +61,7 @@ impl ModelRun {
             partition: None,
             max_shrink: basin_core::config::DEFAULT_MAX_SHRINK,
             allow_shrink: false,
+            accept_schema_change: Default::default(),
             inputs: Default::default(),
         }
     }

@@ -94,6 +94,7 @@ impl Materializer for LakeMaterializer {
             partition: spec.partition,
             max_shrink: project.config.run.max_shrink.unwrap_or(basin_core::config::DEFAULT_MAX_SHRINK),
             allow_shrink: spec.allow_shrink,
+            accept_schema_change: spec.accept_schema_change.iter().cloned().collect(),
             ..ModelRun::new(spec.run_id.clone())
         };
         Ok(Arc::new(LakeRun {
@@ -201,6 +202,7 @@ async fn ingest(
         retry_delay,
         progress: Some(progress.clone()),
         allow_shrink: run.allow_shrink,
+        accept_schema_change: run.accept_schema_change.contains(&table.key),
     };
     let ticker = {
         let report = report.clone();

@@ -59,6 +59,7 @@ pub async fn check(
         full_refresh: false,
         partition: None,
         allow_shrink: false,
+        accept_schema_change: Vec::new(),
     };
     let work = materializer.begin(&spec).await.map_err(|e| CheckError::Work(first.clone(), e))?;
     let mut results = Vec::with_capacity(order.len());

@@ -26,6 +26,9 @@ use crate::record::Recorder;
 
 /// The run tag that turns the guardrail on destructive writes off (`--allow-shrink`).
 pub const ALLOW_SHRINK_TAG: &str = "allow_shrink";
+/// The run tag listing the source tables (bronze keys, comma-separated) whose schema change the
+/// run accepts.
+pub const ACCEPT_SCHEMA_CHANGE_TAG: &str = "accept_schema_change";
 
 pub use basin_core::work::{AssetError, Job, Materializer, Progress, RunSpec, RunWork};
 
@@ -307,6 +310,7 @@ pub async fn run(
                 full_refresh: false,
                 partition: None,
                 allow_shrink: false,
+                accept_schema_change: Vec::new(),
             },
             e,
         ),
@@ -352,6 +356,11 @@ fn spec(project: &Project, recorder: &Recorder, keys: &[AssetKey]) -> Result<Run
         full_refresh: run.full_refresh,
         partition,
         allow_shrink: run.tags.get(ALLOW_SHRINK_TAG).is_some_and(|v| v == "true"),
+        accept_schema_change: run
+            .tags
+            .get(ACCEPT_SCHEMA_CHANGE_TAG)
+            .map(|v| v.split(',').filter_map(|k| AssetKey::parse(k.trim())).collect())
+            .unwrap_or_default(),
     })
 }
 

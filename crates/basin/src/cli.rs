@@ -117,6 +117,11 @@ enum Command {
         /// writes otherwise, before they commit).
         #[arg(long)]
         allow_shrink: bool,
+        /// Land a source table past a breaking schema change: a column removed in the source
+        /// stays, NULL from now on; a column whose type no longer fits lands in a new column
+        /// alongside (`amount__v2`). `SOURCE.TABLE` or its bronze key (repeatable).
+        #[arg(long = "accept-schema-change", value_name = "SOURCE.TABLE")]
+        accept_schema_change: Vec<String>,
         /// `text` (progress and a summary table) or `json` (one JSON object per run event on
         /// stdout, for scripts).
         #[arg(long, value_enum, default_value = "text")]
@@ -175,6 +180,12 @@ enum Command {
         /// source column whose type narrowed (both refused otherwise, before anything lands).
         #[arg(long)]
         allow_shrink: bool,
+        /// Land past a breaking schema change of this table: a column removed in the source
+        /// stays, NULL from now on; a column whose type no longer fits lands in a new column
+        /// alongside (`amount__v2`). Recorded in the commit (`basin.schema_changes`, shown by
+        /// `basin history`). `SOURCE.TABLE` or its bronze key (repeatable).
+        #[arg(long = "accept-schema-change", value_name = "SOURCE.TABLE")]
+        accept_schema_change: Vec<String>,
         /// `text` or `json` (one JSON object per run event on stdout).
         #[arg(long, value_enum, default_value = "text")]
         format: RunFormat,
@@ -278,6 +289,31 @@ impl RunFormat {
 }
 
 /// `--partition` of `basin run`: checked, and only with daily-partitioned models.
+/// The bronze keys `--accept-schema-change` names (`shop.customers` or
+/// `bronze.shop__customers`), comma-separated as the run's tag holds them; `None` for none.
+fn accepted_tables(project: &Project, named: &[String]) -> anyhow::Result<Option<String>> {
+    let mut keys = Vec::new();
+    for name in named {
+        let key = match name.split_once('.') {
+            Some((basin_core::source::BRONZE, _)) => AssetKey::parse(name),
+            Some((source, table)) if project.sources.contains_key(source) => {
+                Some(basin_core::source::Source::bronze_key(source, table))
+            }
+            _ => None,
+        };
+        let Some(key) = key else {
+            let sources: Vec<&str> = project.sources.keys().map(String::as_str).collect();
+            anyhow::bail!(
+                "--accept-schema-change {name}: name a source table as SOURCE.TABLE (sources: {}) or by its \
+                 bronze key (bronze.SOURCE__TABLE)",
+                if sources.is_empty() { "none".to_string() } else { sources.join(", ") }
+            );
+        };
+        keys.push(key.to_string());
+    }
+    Ok((!keys.is_empty()).then(|| keys.join(",")))
+}
+
 fn partition_of(project: &Project, keys: &[AssetKey], partition: Option<&str>) -> anyhow::Result<Option<String>> {
     let Some(text) = partition else { return Ok(None) };
     let range = basin_core::partition::DayRange::parse(text).map_err(|e| anyhow::anyhow!("--partition: {e}"))?;
@@ -301,16 +337,38 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::run::plan(&project, &lake, &keys, full_refresh).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { selection, full_refresh, queue: true, priority, mut tags, partition, allow_shrink, .. } => {
+        Command::Run {
+            selection,
+            full_refresh,
+            queue: true,
+            priority,
+            mut tags,
+            partition,
+            allow_shrink,
+            accept_schema_change,
+            ..
+        } => {
             if allow_shrink {
                 tags.push(format!("{}=true", crate::run::ALLOW_SHRINK_TAG));
             }
             let project = load(&start_dir)?;
+            if let Some(accepted) = accepted_tables(&project, &accept_schema_change)? {
+                tags.push(format!("{}={accepted}", basin_orchestrator::run::ACCEPT_SCHEMA_CHANGE_TAG));
+            }
             let keys = select(&project, &selection)?;
             let partition = partition_of(&project, &keys, partition.as_deref())?;
             crate::daemon::enqueue(&project, selection, full_refresh, priority, &tags, partition).await
         }
-        Command::Run { selection, full_refresh, concurrency, partition, allow_shrink, format, .. } => {
+        Command::Run {
+            selection,
+            full_refresh,
+            concurrency,
+            partition,
+            allow_shrink,
+            accept_schema_change,
+            format,
+            ..
+        } => {
             let (project, lake) = open(&start_dir)?;
             let keys = select(&project, &selection)?;
             let partition = partition_of(&project, &keys, partition.as_deref())?;
@@ -319,6 +377,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 basin_meta::NewRun { full_refresh, partition, ..basin_meta::NewRun::new(selection, "in_process") };
             if allow_shrink {
                 new.tags.insert(crate::run::ALLOW_SHRINK_TAG.into(), "true".into());
+            }
+            if let Some(accepted) = accepted_tables(&project, &accept_schema_change)? {
+                new.tags.insert(basin_orchestrator::run::ACCEPT_SCHEMA_CHANGE_TAG.into(), accepted);
             }
             let recorder = basin_orchestrator::Recorder::begin(&project, new).await?;
             let report = crate::run::run(&project, &lake, &keys, recorder, concurrency, format.output()).await?;
@@ -362,9 +423,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon { serve } => crate::daemon::run(load(&start_dir)?, serve).await,
         Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
         Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
-        Command::Ingest { tables, allow_shrink, format } => {
+        Command::Ingest { tables, allow_shrink, accept_schema_change, format } => {
             let (project, lake) = open(&start_dir)?;
-            crate::ingest::run(&project, &lake, &tables, allow_shrink, format.output()).await
+            let accepted = accepted_tables(&project, &accept_schema_change)?;
+            let flags = crate::ingest::Flags { allow_shrink, accept_schema_change: accepted };
+            crate::ingest::run(&project, &lake, &tables, flags, format.output()).await
         }
         Command::Serve { hash_password: true, .. } => {
             let mut password = String::new();
@@ -439,6 +502,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     c.rows.map(|r| r.to_string()).unwrap_or_default(),
                     c.run_id.unwrap_or_default()
                 );
+                if let Some(changes) = c.schema_changes {
+                    println!("{:>7}  schema: {changes}", "");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,17 +14,29 @@ use basin_orchestrator::run::Outcome;
 
 use crate::run::{Lines, Output};
 
+/// What `basin ingest` lets through that it refuses by default.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// `--allow-shrink`.
+    pub allow_shrink: bool,
+    /// `--accept-schema-change`: the bronze keys, comma-separated.
+    pub accept_schema_change: Option<String>,
+}
+
 /// The exit code: `0` if every table landed and passed its `error` checks.
 pub async fn run(
     project: &Project,
     lake: &Lake,
     args: &[String],
-    allow_shrink: bool,
+    flags: Flags,
     output: Output,
 ) -> anyhow::Result<ExitCode> {
     let mut new = basin_meta::NewRun::new(args.to_vec(), "in_process");
-    if allow_shrink {
+    if flags.allow_shrink {
         new.tags.insert(crate::run::ALLOW_SHRINK_TAG.into(), "true".into());
+    }
+    if let Some(accepted) = flags.accept_schema_change {
+        new.tags.insert(basin_orchestrator::run::ACCEPT_SCHEMA_CHANGE_TAG.into(), accepted);
     }
     let sources: std::collections::BTreeSet<&str> = args.iter().map(|a| a.split('.').next().unwrap_or(a)).collect();
     if let [only] = sources.into_iter().collect::<Vec<_>>()[..] {

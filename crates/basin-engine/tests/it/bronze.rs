@@ -266,13 +266,43 @@ async fn widened_types_are_accepted_and_recorded_narrowed_ones_stop_the_table() 
         ),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-    let text = Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(vec![Ok(batch)])));
-    let err = write("r4", 4, text).await.unwrap_err();
+    let text = || {
+        let (schema, batch) = (schema.clone(), batch.clone());
+        Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::iter(vec![Ok(batch)])))
+    };
+    let err = write("r4", 4, text()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`qty` changed type from Int64 to Utf8")),
-        "{err:?}"
+        matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`qty` changed type from Int64 to Utf8")
+            && detail.contains("--accept-schema-change bronze.v3__invoice")),
+        "the error names the way out: {err:?}"
     );
     assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(2), "nothing may land");
+
+    // Accepted: the text lands in a new column alongside; `qty` keeps its numbers, and is NULL
+    // in the rows landed from now on.
+    let accepting =
+        |run: &str, d: u32| BronzeWriter::new(&lake, key(), "v3", run, day(d)).accept_schema_change(true, "v3.invoice");
+    accepting("r4", 4).replace_today(text()).await.unwrap();
+    let accepted = commit_log(&p, 3);
+    assert_eq!(
+        accepted["basin.schema_changes"]["replaced"][0],
+        serde_json::json!({ "column": "qty", "from": "Int64", "to": "Utf8", "into": "qty__v2" }),
+        "{accepted}"
+    );
+    assert_eq!(accepted["basin.columns"]["renamed"], serde_json::json!({ "qty": "qty__v2" }), "{accepted}");
+    assert_eq!(
+        query(&lake, "SELECT id, qty, qty__v2 FROM bronze.v3__invoice ORDER BY id").await,
+        vec!["1|7|NULL", "2|3000000000|NULL", "3|5|NULL", "4|NULL|four"]
+    );
+    // Later runs go on filling the new column without being told again.
+    BronzeWriter::new(&lake, key(), "v3", "r5", day(5)).replace_today(text()).await.unwrap();
+    let later = commit_log(&p, 4);
+    assert!(later.get("basin.schema_changes").is_none(), "nothing changed since: {later}");
+    assert_eq!(later["basin.columns"]["retired"], serde_json::json!(["qty"]), "{later}");
+    assert_eq!(
+        query(&lake, "SELECT qty, qty__v2 FROM bronze.v3__invoice WHERE _run_id = 'r5'").await,
+        vec!["NULL|four"]
+    );
 }
 
 #[tokio::test]
@@ -290,8 +320,32 @@ async fn added_columns_are_accepted_and_removed_ones_stop_the_table() {
         .replace_today(only_two_columns(&[(3, 3)]))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`status` was removed")), "{err:?}");
+    assert!(
+        matches!(&err, Error::SchemaDrift { detail, .. } if detail.contains("`status` was removed")
+            && detail.contains("run again with --accept-schema-change")),
+        "the error names the way out: {err:?}"
+    );
     assert_eq!(lake.table(&key()).await.unwrap().unwrap().version(), Some(1), "nothing may land");
+
+    // Accepted: the column stays, NULL from now on; the next runs need no flag; the commit
+    // records what was accepted.
+    BronzeWriter::new(&lake, key(), "v3", "r3", day(3))
+        .accept_schema_change(true, "v3.invoice")
+        .replace_today(only_two_columns(&[(3, 3)]))
+        .await
+        .unwrap();
+    let accepted = commit_log(&p, 2);
+    assert_eq!(
+        accepted["basin.schema_changes"]["removed"],
+        serde_json::json!([{ "column": "status" }, { "column": "note" }]),
+        "{accepted}"
+    );
+    assert_eq!(accepted["basin.schema_changes"]["accepted"], true, "{accepted}");
+    BronzeWriter::new(&lake, key(), "v3", "r4", day(4)).replace_today(only_two_columns(&[(4, 4)])).await.unwrap();
+    assert_eq!(
+        query(&lake, "SELECT id, status FROM bronze.v3__invoice ORDER BY id").await,
+        vec!["1|a", "2|b", "3|NULL", "4|NULL"]
+    );
 }
 
 /// Bronze is kept for ever: its files are zstd-compressed, and a unique column's dictionary

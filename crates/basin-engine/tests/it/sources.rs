@@ -32,6 +32,7 @@ const FAST_RETRY: IngestOptions = IngestOptions {
     retry_delay: Duration::from_millis(50),
     progress: None,
     allow_shrink: false,
+    accept_schema_change: false,
 };
 
 async fn chunked_reads_land_every_row_once(server: Server, fill: &str) {

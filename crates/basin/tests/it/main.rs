@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod deletes;
 mod demo;
+mod drift;
 mod incremental;
 mod ingest;
 mod interop;
