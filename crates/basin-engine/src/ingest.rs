@@ -159,10 +159,14 @@ pub async fn ingest_table(
     options: IngestOptions,
 ) -> Result<Ingested> {
     let started = Instant::now();
-    let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
-        .allow_narrowing(options.allow_shrink)
-        .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
-        .with_deletes(table.deletes.as_ref());
+    // Every commit of this run's writers says the same about narrowing, drift and deletes.
+    let new_writer = || {
+        BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
+            .allow_narrowing(options.allow_shrink)
+            .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
+            .with_deletes(table.deletes.as_ref())
+    };
+    let writer = new_writer();
     let source_err = |e: basin_connectors::Error| Error::Source { table: table.key.clone(), source: Box::new(e) };
     let progress = options.progress.clone().unwrap_or_default();
     progress.rows.store(0, Ordering::Relaxed);
@@ -288,10 +292,7 @@ pub async fn ingest_table(
                     }),
                     _ => None,
                 };
-                let writer = BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
-                    .allow_narrowing(options.allow_shrink)
-                    .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
-                    .with_deletes(table.deletes.as_ref())
+                let writer = new_writer()
                     .with_overlap(match &window.from {
                         Some(from) => Overlap::From(from.clone()),
                         None => Overlap::Nothing,
