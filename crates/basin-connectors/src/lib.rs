@@ -55,6 +55,11 @@ pub trait Connector: Send + Sync {
     async fn tables(&self) -> Result<Vec<String>>;
     /// The table's column names, in order; `NoSuchTable` if the catalog does not have it.
     async fn columns(&self, table: &str) -> Result<Vec<String>>;
+    /// The Arrow schema the table's rows are read as, from the catalog alone (no row is read);
+    /// `None` for sources that only know it by reading (files).
+    async fn schema(&self, _table: &str) -> Result<Option<SchemaRef>> {
+        Ok(None)
+    }
     /// The table's primary key columns from the catalog (empty if it has none).
     async fn primary_key(&self, table: &str) -> Result<Vec<String>>;
     /// Exact row count (`COUNT(*)`, never an estimate), within `window` if given.

@@ -13,7 +13,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use basin_core::source::Source;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Connection, Row, ValueRef};
@@ -206,6 +206,13 @@ impl Connector for MysqlConnector {
         Ok(self.catalog_columns(table).await?.into_iter().map(|c| c.name).collect())
     }
 
+    async fn schema(&self, table: &str) -> Result<Option<SchemaRef>> {
+        let columns = self.catalog_columns(table).await?;
+        let mapped: Vec<(DataType, Read)> =
+            columns.iter().map(|c| column_mapping(&c.data_type, &c.column_type, self.tinyint1_as_boolean)).collect();
+        Ok(Some(schema_of(&columns, &mapped)))
+    }
+
     async fn primary_key(&self, table: &str) -> Result<Vec<String>> {
         self.catalog_columns(table).await?;
         let rows = sqlx::query(
@@ -269,9 +276,7 @@ impl Connector for MysqlConnector {
         let clause = self.where_clause(table, &columns, window, range)?;
         let mapped: Vec<(DataType, Read)> =
             columns.iter().map(|c| column_mapping(&c.data_type, &c.column_type, self.tinyint1_as_boolean)).collect();
-        let schema = Arc::new(Schema::new(
-            columns.iter().zip(&mapped).map(|(c, (t, _))| Field::new(&c.name, t.clone(), true)).collect::<Vec<_>>(),
-        ));
+        let schema = schema_of(&columns, &mapped);
         let reads: Vec<Read> = mapped.iter().map(|(_, r)| *r).collect();
         let pk: Vec<usize> = columns.iter().enumerate().filter(|(_, c)| c.key).map(|(i, _)| i).collect();
         let list = columns
@@ -297,6 +302,12 @@ impl Connector for MysqlConnector {
         });
         Ok(extract)
     }
+}
+
+/// The Arrow schema of `columns` read as `mapped`.
+fn schema_of(columns: &[Column], mapped: &[(DataType, Read)]) -> SchemaRef {
+    let fields = columns.iter().zip(mapped).map(|(c, (t, _))| Field::new(&c.name, t.clone(), true));
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// Append one row; true when the batch is full.

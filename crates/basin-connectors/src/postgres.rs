@@ -9,7 +9,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use basin_core::source::{Infinity, Source};
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
@@ -99,6 +99,12 @@ fn scalar(oid: u32, typmod: i32) -> Option<(DataType, Decode)> {
         2950 => (DataType::Utf8, Decode::Uuid),
         _ => return None,
     })
+}
+
+/// The Arrow schema of `columns` read as `mapped`.
+fn schema_of(columns: &[Column], mapped: &[(DataType, Decode, bool)]) -> SchemaRef {
+    let fields = columns.iter().zip(mapped).map(|(c, (t, ..))| Field::new(&c.name, t.clone(), true));
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 }
 
 /// The Arrow type of a column, its decoder, and whether it is selected as `::text`.
@@ -238,6 +244,12 @@ impl Connector for PostgresConnector {
         Ok(self.catalog_columns(table).await?.into_iter().map(|c| c.name).collect())
     }
 
+    async fn schema(&self, table: &str) -> Result<Option<SchemaRef>> {
+        let columns = self.catalog_columns(table).await?;
+        let mapped: Vec<(DataType, Decode, bool)> = columns.iter().map(column_mapping).collect();
+        Ok(Some(schema_of(&columns, &mapped)))
+    }
+
     async fn primary_key(&self, table: &str) -> Result<Vec<String>> {
         self.catalog_columns(table).await?;
         let rows = sqlx::query(
@@ -303,9 +315,7 @@ impl Connector for PostgresConnector {
         crate::keep_only(&mut columns, only, |c| &c.name, &self.name, table)?;
         let clause = self.where_clause(table, &columns, window, range)?;
         let mapped: Vec<(DataType, Decode, bool)> = columns.iter().map(column_mapping).collect();
-        let schema = Arc::new(Schema::new(
-            columns.iter().zip(&mapped).map(|(c, (t, ..))| Field::new(&c.name, t.clone(), true)).collect::<Vec<_>>(),
-        ));
+        let schema = schema_of(&columns, &mapped);
         let decoders: Vec<(Decode, bool)> =
             mapped.iter().map(|(t, d, _)| (*d, matches!(t, DataType::List(_)))).collect();
         let list = columns

@@ -6,7 +6,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use basin_core::source::Source;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Row, TypeInfo, ValueRef};
@@ -93,6 +93,10 @@ impl Connector for SqliteConnector {
         Ok(self.catalog_columns(table).await?.into_iter().map(|c| c.name).collect())
     }
 
+    async fn schema(&self, table: &str) -> Result<Option<SchemaRef>> {
+        Ok(Some(schema_of(&self.catalog_columns(table).await?)))
+    }
+
     async fn primary_key(&self, table: &str) -> Result<Vec<String>> {
         let mut cols: Vec<Column> = self.catalog_columns(table).await?.into_iter().filter(|c| c.pk > 0).collect();
         cols.sort_by_key(|c| c.pk);
@@ -144,9 +148,7 @@ impl Connector for SqliteConnector {
                 }
             }
         }
-        let schema = Arc::new(Schema::new(
-            columns.iter().map(|c| Field::new(&c.name, sqlite_type(&c.declared), true)).collect::<Vec<_>>(),
-        ));
+        let schema = schema_of(&columns);
         let list = columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
         let sql = format!("SELECT {list} FROM {}{clause}", quote(table));
         let pk: Vec<usize> = {
@@ -169,6 +171,13 @@ impl Connector for SqliteConnector {
         });
         Ok(extract)
     }
+}
+
+/// The Arrow schema of `columns`, from their declared types.
+fn schema_of(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns.iter().map(|c| Field::new(&c.name, sqlite_type(&c.declared), true)).collect::<Vec<_>>(),
+    ))
 }
 
 /// Append one row; true when the batch is full.

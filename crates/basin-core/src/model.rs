@@ -54,8 +54,13 @@ pub struct ModelConfig {
     pub tracked: Columns,
     /// `scd2`: the column that says when a row changed, used as `valid_from`/`valid_to`, so
     /// several changes to one key in one run each become a version. Without it, versions
-    /// start at the run's time.
+    /// start at the run's time. `incremental` with `dedupe = "latest"`: the column that orders
+    /// a key's rows.
     pub updated_at: Option<String>,
+    /// `incremental`: what a build does with several rows of one `unique_key`. Unset, it is
+    /// refused, naming the keys; `"latest"` keeps the row with the greatest `updated_at` (ties
+    /// broken by the other columns, so the same rows always give the same row).
+    pub dedupe: Option<Dedupe>,
     /// Partition columns of the Delta table; with `incremental` and no key, the partitions
     /// present in the new data are replaced.
     #[serde(default)]
@@ -112,6 +117,12 @@ pub struct ModelConfig {
 #[serde(rename_all = "snake_case")]
 pub enum Partitioning {
     Daily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dedupe {
+    Latest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

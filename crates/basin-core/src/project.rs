@@ -65,10 +65,19 @@ impl Project {
         }
 
         let mut sources = BTreeMap::new();
+        // Source files that do not load, by source name: their tables are unknown, and the
+        // file's own errors are the ones to fix.
+        let mut invalid_sources: BTreeMap<String, String> = BTreeMap::new();
         for path in files_with_extension(&dir.join(SOURCES_DIR), "toml")? {
             let rel = relative(dir, &path);
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            if let Some(mut source) = read_source(&rel, &text, &mut problems) {
+            let read = read_source(&rel, &text, &mut problems);
+            if read.is_none()
+                && let Some(stem) = path.file_stem()
+            {
+                invalid_sources.insert(stem.to_string_lossy().to_lowercase(), rel.clone());
+            }
+            if let Some(mut source) = read {
                 // File paths are relative to the project, wherever Basin runs from; so is the
                 // file of a SQLite URL (`sqlite://source/app.db`).
                 if let Some(url) = &source.config.url
@@ -117,7 +126,7 @@ impl Project {
         }
 
         let bronze = bronze_tables(&sources, &models);
-        check_references(&models, &bronze, &mut problems);
+        check_references(&models, &bronze, &invalid_sources, &mut problems);
         let graph = build_graph(&models, &bronze, &sources);
         for schedule in &config.schedules {
             if let Err(e) = crate::selection::select(&graph, &schedule.selection) {
@@ -313,6 +322,32 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
         ok = false;
     }
 
+    if config.dedupe.is_some() {
+        let problem = if config.materialized != Materialization::Incremental {
+            Some((
+                "dedupe",
+                "`dedupe` is a setting of incremental models",
+                "remove it, or set `materialized = \"incremental\"`",
+            ))
+        } else if config.unique_key.0.is_empty() {
+            Some((
+                "dedupe",
+                "`dedupe` needs `unique_key`, the key whose rows it dedupes",
+                "add `unique_key = [\"id\"]`",
+            ))
+        } else if config.updated_at.is_none() {
+            Some((
+                "dedupe",
+                "`dedupe = \"latest\"` needs `updated_at`, the column that says which of a key's rows is the latest",
+                "add `updated_at = \"updated_at\"` (any column the query returns)",
+            ))
+        } else {
+            None
+        };
+        if let Some((key, message, hint)) = problem {
+            out.push(Diagnostic::error(locate(key), message).with_hint(hint));
+        }
+    }
     match config.materialized {
         Materialization::Incremental if config.unique_key.0.is_empty() && config.partition_by.0.is_empty() => {
             out.push(
@@ -333,7 +368,7 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             );
         }
         _ if config.materialized != Materialization::Scd2
-            && (!config.tracked.0.is_empty() || config.updated_at.is_some()) =>
+            && (!config.tracked.0.is_empty() || (config.updated_at.is_some() && config.dedupe.is_none())) =>
         {
             let key = if config.tracked.0.is_empty() { "updated_at" } else { "tracked" };
             out.push(
@@ -502,8 +537,12 @@ fn bronze_tables(
 fn check_references(
     models: &BTreeMap<AssetKey, Model>,
     bronze: &BTreeMap<AssetKey, SourceTable>,
+    invalid_sources: &BTreeMap<String, String>,
     out: &mut Vec<Diagnostic>,
 ) {
+    // Tables of a source file that does not load: one note for the file, not an `unknown
+    // table` for every model that reads them.
+    let mut blocked: BTreeMap<&str, BTreeSet<&AssetKey>> = BTreeMap::new();
     let known = |k: &AssetKey| models.contains_key(k) || bronze.contains_key(k);
     let names: Vec<String> = models.keys().chain(bronze.keys()).map(|k| k.to_string()).collect();
     let by_name: BTreeMap<&str, Vec<&AssetKey>> =
@@ -529,6 +568,13 @@ fn check_references(
             if known(&key) || !reported.insert(key.clone()) {
                 continue;
             }
+            let source = key.name.split_once("__").map(|(s, _)| s).unwrap_or(&key.name);
+            if key.schema == BRONZE
+                && let Some(file) = invalid_sources.get(source)
+            {
+                blocked.entry(file.as_str()).or_default().insert(&model.key);
+                continue;
+            }
             let mut d = Diagnostic::error(at, format!("unknown table `{shown}`"));
             d = match did_you_mean(&shown, names.iter().map(String::as_str)) {
                 Some(near) => d.with_hint(format!("did you mean `{near}`?")),
@@ -539,6 +585,13 @@ fn check_references(
             };
             out.push(d);
         }
+    }
+    for (file, readers) in blocked {
+        let names: Vec<String> = readers.iter().map(|k| k.to_string()).collect();
+        out.push(Diagnostic::warning(
+            Location::file(file),
+            format!("{file} is invalid, so the models that read its tables cannot run: {}", names.join(", ")),
+        ));
     }
 }
 
@@ -671,6 +724,25 @@ fn build_graph(
 }
 
 impl Project {
+    /// Of the lake's `tables`, those nothing in the project defines any more: a model whose
+    /// file was deleted or renamed, a source table no longer listed. They stay queryable until
+    /// `basin drop` moves them out.
+    pub fn orphans<'a>(&self, tables: &'a [AssetKey]) -> Vec<&'a AssetKey> {
+        tables.iter().filter(|k| !self.defines(k)).collect()
+    }
+
+    /// Whether a model or a source table of the project is `key` (a table `include` would
+    /// discover counts, whether or not a model reads it yet).
+    pub fn defines(&self, key: &AssetKey) -> bool {
+        if self.models.contains_key(key) || self.bronze.contains_key(key) {
+            return true;
+        }
+        key.schema == BRONZE
+            && key.name.split_once("__").is_some_and(|(source, table)| {
+                self.sources.get(source).is_some_and(|s| s.discovers(table) || s.tables.iter().any(|t| t.key == *key))
+            })
+    }
+
     /// The models of `keys` in dependency order (bronze tables left out).
     pub fn ordered<'a>(&'a self, keys: impl IntoIterator<Item = &'a AssetKey>) -> Vec<&'a Model> {
         self.graph.order(keys).into_iter().filter_map(|k| self.models.get(k)).collect()

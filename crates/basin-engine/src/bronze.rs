@@ -37,6 +37,22 @@ use crate::schema::{TypeChange, fits, type_change, widest};
 
 pub use crate::current::{CURRENT_SCHEMA, DELETED, EXTRACTED_AT, INGESTION_DATE, METADATA_COLUMNS, RUN_ID, SOURCE};
 
+/// The schema a source table of schema `source` lands as on its first ingest: each column as
+/// the widest type of its family, then the metadata columns. (A table whose deletes are
+/// tracked gains `_tombstone` with its first tombstone.)
+pub fn landing_schema(source: &datafusion::arrow::datatypes::Schema) -> SchemaRef {
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    let mut fields: Vec<Field> =
+        source.fields().iter().map(|f| f.as_ref().clone().with_data_type(widest(f.data_type()))).collect();
+    fields.extend([
+        Field::new(INGESTION_DATE, DataType::Date32, true),
+        Field::new(RUN_ID, DataType::Utf8, true),
+        Field::new(EXTRACTED_AT, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new(SOURCE, DataType::Utf8, true),
+    ]);
+    Arc::new(Schema::new(fields))
+}
+
 /// How far an incremental table has been read: the cursor column's greatest value landed,
 /// as SQL literal text, with the column's type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

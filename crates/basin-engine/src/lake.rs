@@ -263,6 +263,43 @@ impl Lake {
         }
     }
 
+    /// Move table `key` out of the lake, into `<root>/_dropped/<schema>/<name>/<time>/`, whole
+    /// (its log first, so that it stops being a table before its files move); `None` if
+    /// nothing is there. Nothing is deleted: the folder can be moved back, or deleted to free
+    /// the space. Repeating it finishes a move that was interrupted.
+    pub async fn drop_table(&self, key: &AssetKey, at: chrono::DateTime<chrono::Utc>) -> Result<Option<Url>> {
+        let err = |source| Error::ListLake { root: self.display.clone(), source };
+        let table = self.table_url(key);
+        let prefix = StorePath::from_url_path(table.path()).map_err(|e| err(e.into()))?;
+        let mut objects: Vec<StorePath> =
+            match self.store.list(Some(&prefix)).map_ok(|o| o.location).try_collect().await {
+                Ok(o) => o,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(err(e)),
+            };
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let log = format!("{prefix}/_delta_log/");
+        objects.sort_by_key(|o| (!o.as_ref().starts_with(&log), o.as_ref().to_string()));
+        let stamp = at.format("%Y%m%dT%H%M%S%.3fZ");
+        let dest = self
+            .root_url
+            .join(&format!("_dropped/{}/{}/{stamp}/", key.schema, key.name))
+            .expect("asset keys are valid path segments");
+        let dest_prefix = StorePath::from_url_path(dest.path()).map_err(|e| err(e.into()))?;
+        for object in objects {
+            let rest = object.as_ref().strip_prefix(prefix.as_ref()).unwrap_or(object.as_ref()).trim_start_matches('/');
+            let to = StorePath::from(format!("{dest_prefix}/{rest}"));
+            object_store::ObjectStoreExt::rename(self.store.as_ref(), &object, &to).await.map_err(err)?;
+        }
+        // A local lake keeps the emptied folders; they are no table, but would look like one.
+        if let Ok(dir) = table.to_file_path() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(Some(dest))
+    }
+
     /// A handle on `key` whether or not a table exists there yet (writes create it).
     pub(crate) async fn table_or_new(&self, key: &AssetKey) -> Result<DeltaTable> {
         match self.table(key).await? {
@@ -281,6 +318,8 @@ impl Lake {
             Err(e) => return Err(list_err(e)),
         };
         let tables = futures::stream::iter(schemas)
+            // `_dropped` and the like are Basin's, not schemas of tables.
+            .filter(|schema| std::future::ready(!schema.filename().unwrap_or_default().starts_with('_')))
             .map(|schema| async move {
                 let schema_name = schema.filename().unwrap_or_default().to_string();
                 let listing = self.store.list_with_delimiter(Some(&schema)).await?;
@@ -483,6 +522,8 @@ pub(crate) fn new_context() -> SessionContext {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("basin", "public")
+        // Positions in the SQL for the planner's errors (`file:line:col` of a model).
+        .set_bool("datafusion.sql_parser.collect_spans", true)
         .with_extension(Arc::new(SessionTables::default()));
     // Delta's planner executes the write and merge nodes deltalake adds to plans.
     let mut state = datafusion::execution::SessionStateBuilder::new()

@@ -17,6 +17,7 @@ pub mod lake;
 pub mod materialize;
 pub mod observe;
 mod schema;
+pub mod validate;
 pub mod work;
 
 pub use error::{Error, Result};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use basin_core::AssetKey;
-use basin_core::model::{Materialization, Model};
+use basin_core::model::{Dedupe, Materialization, Model};
 use basin_core::partition::DayRange;
 use chrono::Utc;
 use datafusion::arrow::array::Array;
@@ -128,10 +128,29 @@ impl ModelRun {
         let start = Instant::now();
         let key = &model.key;
         let sql = if model.flags.is_empty() { sql.to_string() } else { crate::checks::flagged_sql(sql, &model.flags) };
-        let df = ctx.sql(&sql).await.map_err(Error::query(format!("model {key} ({}) does not plan", model.file)))?;
+        let df = match ctx.sql(&sql).await {
+            Ok(df) => df,
+            Err(e) => {
+                // Where the query is the file as written, the planner's position is a place in it.
+                let at = match e.diagnostic().and_then(|d| d.span) {
+                    Some(s) if sql == model.sql() && s.start.line > 0 => {
+                        format!("{}:{}:{}", model.file, s.start.line, s.start.column)
+                    }
+                    _ => model.file.clone(),
+                };
+                return Err(Error::query(format!("model {key} ({at}) does not plan"))(e));
+            }
+        };
         check_columns(key, &df, "unique_key", &model.config.unique_key.0)?;
         check_columns(key, &df, "partition_by", &model.config.partition_by.0)?;
         check_columns(key, &df, "cluster_by", &model.config.cluster_by.0)?;
+        let df = match (model.config.dedupe, &model.config.updated_at) {
+            (Some(Dedupe::Latest), Some(order)) if model.config.materialized == Materialization::Incremental => {
+                check_columns(key, &df, "updated_at", std::slice::from_ref(order))?;
+                latest_per_key(key, df, &model.config.unique_key.0, order)?
+            }
+            _ => df,
+        };
         if model.config.materialized == Materialization::Incremental && !model.config.unique_key.0.is_empty() {
             check_unique_key(key, &model.config.unique_key.0, &df).await?;
         }
@@ -909,6 +928,37 @@ fn with_deletions(key: &AssetKey, rows: DataFrame, deleted: DataFrame, unique_ke
     let mut kept: Vec<Expr> = schema.fields().iter().map(|f| col(quote(f.name()))).collect();
     kept.push(lit(false).alias(DELETE));
     rows.select(kept).and_then(|r| r.union(doomed.select(deletions)?)).map_err(failed())
+}
+
+/// `dedupe = "latest"`: of the rows of each key, the one with the greatest `order` (NULL
+/// least), ties broken by the other columns in turn, so that the same rows always give the
+/// same row whatever order they arrive in. Rows of a NULL key stay, for the key check to
+/// refuse.
+fn latest_per_key(key: &AssetKey, df: DataFrame, keys: &[String], order: &str) -> Result<DataFrame> {
+    use datafusion::functions_window::expr_fn::row_number;
+    use datafusion::logical_expr::ExprFunctionExt;
+    const RANK: &str = "__basin_rank";
+    let failed = || Error::query(format!("cannot keep the latest row of each key of {key}"));
+    let fields = df.schema().fields().clone();
+    let columns: Vec<Expr> = fields.iter().map(|f| col(quote(f.name()))).collect();
+    let mut sort = vec![col(quote(order)).sort(false, false)];
+    sort.extend(
+        fields
+            .iter()
+            .filter(|f| f.name() != order && !keys.contains(f.name()) && !f.data_type().is_nested())
+            .map(|f| col(quote(f.name())).sort(false, false)),
+    );
+    let rank = row_number()
+        .partition_by(keys.iter().map(|k| col(quote(k))).collect())
+        .order_by(sort)
+        .build()
+        .map_err(failed())?
+        .alias(RANK);
+    let null_key = keys.iter().map(|k| col(quote(k)).is_null()).reduce(Expr::or).unwrap_or(lit(false));
+    df.window(vec![rank])
+        .and_then(|d| d.filter(col(RANK).eq(lit(1u64)).or(null_key)))
+        .and_then(|d| d.select(columns))
+        .map_err(failed())
 }
 
 /// Offending keys a duplicate-key error names at most.

@@ -75,9 +75,12 @@ enum Command {
         #[arg(long)]
         inject_fault: bool,
     },
-    /// Check the whole project and report every problem with its file:line:col.
+    /// Check the whole project and report every problem with its file:line:col: configuration,
+    /// SQL syntax, unknown tables, and (planning every model against the lake's tables and the
+    /// schemas upstream models plan to) unknown columns, ambiguous references and type errors.
     Validate {
-        /// Also connect to every source and check its tables and columns exist.
+        /// Also connect to every source: check its tables and key columns exist, and check the
+        /// models that read tables not landed yet against the sources' catalogs.
         #[arg(long)]
         connect: bool,
     },
@@ -224,6 +227,12 @@ enum Command {
         #[arg(long)]
         to_timestamp: Option<String>,
     },
+    /// Take a table out of the lake that nothing in the project defines any more (a model
+    /// file deleted or renamed, a source table no longer listed; `validate` and `plan` name
+    /// them). Nothing is deleted: the table moves, history and all, to
+    /// `<storage root>/_dropped/<schema>/<name>/<time>/`; move it back to undo, delete it to
+    /// free the space.
+    Drop { asset: String },
     /// Show an asset's commits: version, time, operation, run, rows.
     History {
         asset: String,
@@ -486,6 +495,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::runs::list(&load(&start_dir)?, &filter).await
         }
         Command::Cancel { run_id } => crate::runs::cancel(&load(&start_dir)?, &run_id).await,
+        Command::Drop { asset } => drop_table(&start_dir, &asset).await,
         Command::History { asset, limit } => {
             let (project, lake) = open(&start_dir)?;
             let key = asset_key(&project, &lake, &asset).await?;
@@ -547,11 +557,51 @@ fn init(dir: PathBuf, name: Option<String>, template: Option<Template>) -> anyho
 async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     let dir = Project::find(start)?;
     let (project, mut diagnostics) = Project::load(&dir)?;
+    let mut sources = std::collections::BTreeMap::new();
     if connect {
-        diagnostics.extend(crate::ingest::check_sources(&project).await);
-        diagnostics.sort();
+        let (found, schemas) = crate::ingest::check_sources(&project).await;
+        diagnostics.extend(found);
+        sources = schemas;
     }
+    // Every model planned against the schemas of what it reads: the lake's tables, the
+    // sources' catalogs with --connect, the schemas upstream models plan to. A model whose
+    // file already has an error is not planned again.
+    let skip: std::collections::BTreeSet<String> = diagnostics.errors().map(|d| d.location.file.clone()).collect();
+    let mut unchecked = Vec::new();
+    match Lake::open(&project.storage_root(), &project.config.storage.options) {
+        Ok(lake) => match basin_engine::validate::check_columns(&lake, &project, &sources, &skip).await {
+            Ok(check) => {
+                diagnostics.extend(check.diagnostics);
+                unchecked = check.unchecked;
+                diagnostics.extend(orphan_warnings(&project, &lake).await?);
+            }
+            Err(e) => diagnostics.push(basin_core::Diagnostic::warning(
+                basin_core::diagnostic::Location::file("basin.toml"),
+                format!("columns not checked: the lake cannot be read: {}", basin_core::error::chain(&e)),
+            )),
+        },
+        Err(e) => diagnostics.push(basin_core::Diagnostic::warning(
+            basin_core::diagnostic::Location::file("basin.toml"),
+            format!("columns not checked: the lake cannot be opened: {}", basin_core::error::chain(&e)),
+        )),
+    }
+    diagnostics.sort();
     print_diagnostics(&diagnostics);
+    if !unchecked.is_empty() {
+        let tables: std::collections::BTreeSet<String> = unchecked.iter().map(|(_, t)| t.to_string()).collect();
+        let shown: Vec<&str> = tables.iter().map(String::as_str).take(5).collect();
+        eprintln!(
+            "note: columns not checked in {} model(s): they read {} not landed yet{} (`basin ingest` lands them; \
+             `basin validate --connect` reads their columns from the sources)",
+            unchecked.len(),
+            shown.join(", "),
+            if tables.len() > shown.len() {
+                format!(" and {} more", tables.len() - shown.len())
+            } else {
+                String::new()
+            },
+        );
+    }
     let errors = diagnostics.errors().count();
     let warnings = diagnostics.len() - errors;
     if errors > 0 {
@@ -560,6 +610,55 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     }
     eprintln!("ok: {} model(s), {warnings} warning(s)", project.models.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `basin drop`: refused for what the project still defines (a run would build it again).
+async fn drop_table(start: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let (project, lake) = open(start)?;
+    let key = AssetKey::parse(&name.to_lowercase())
+        .with_context(|| format!("`{name}` is not an asset key; write <schema>.<name>"))?;
+    if key.schema == basin_engine::current::CURRENT_SCHEMA {
+        bail!("{key} is the current state of bronze.{}, not a table of its own", key.name);
+    }
+    if let Some(model) = project.models.get(&key) {
+        bail!("{key} is defined by {}, so a run would build it again; delete the file first", model.file);
+    }
+    if project.defines(&key) {
+        let source = key.name.split_once("__").map(|(s, _)| s).unwrap_or(&key.name);
+        let file = project.sources.get(source).map(|s| s.file.as_str()).unwrap_or("its source file");
+        bail!("{key} is a table of {file}, so an ingest would land it again; take it out of the source first");
+    }
+    match lake.drop_table(&key, chrono::Utc::now()).await? {
+        Some(moved) => {
+            println!("dropped {key}: moved to {moved} (move it back to undo; delete it to free the space)");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let tables: Vec<String> = lake.list_tables().await?.iter().map(ToString::to_string).collect();
+            let hint = basin_core::diagnostic::did_you_mean(&key.to_string(), tables.iter().map(String::as_str))
+                .map(|near| format!("; did you mean `{near}`?"))
+                .unwrap_or_default();
+            bail!("no table {key} in the lake at {}{hint}", lake.root_display())
+        }
+    }
+}
+
+/// The lake's tables that nothing in the project defines, as warnings: they stay queryable, and
+/// no run updates them.
+async fn orphan_warnings(project: &Project, lake: &Lake) -> anyhow::Result<Vec<basin_core::Diagnostic>> {
+    let tables = lake.list_tables().await?;
+    Ok(project
+        .orphans(&tables)
+        .into_iter()
+        .map(|key| {
+            basin_core::Diagnostic::warning(
+                basin_core::diagnostic::Location::file(format!("lake table {key}")),
+                "nothing in the project defines it (a model file deleted or renamed, or a source table no longer \
+                 listed); it is still queryable, and no run updates it",
+            )
+            .with_hint(format!("`basin drop {key}` takes it out of the lake"))
+        })
+        .collect())
 }
 
 /// An asset named on the command line: a project asset, or any table in the lake.

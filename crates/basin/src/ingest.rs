@@ -2,10 +2,12 @@
 //! whose selection is the tables (listed, or discovered in the source): they go concurrently up
 //! to their source's connection limit, and one table's failure does not stop the others.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use basin_core::Project;
+use arrow::datatypes::SchemaRef;
+use basin_core::{AssetKey, Project};
 use basin_engine::Lake;
 use basin_engine::work::{LakeMaterializer, asset_error, tables_for};
 use basin_meta::Finish;
@@ -93,11 +95,13 @@ pub async fn run(
 }
 
 /// `validate --connect`: connect to every source and check that each listed table exists with
-/// its cursor and primary-key columns. One diagnostic per problem, at the source file.
-pub async fn check_sources(project: &Project) -> Vec<basin_core::Diagnostic> {
+/// its cursor and primary-key columns. One diagnostic per problem, at the source file; and the
+/// schema each table is read as, from the source's catalog, by bronze key.
+pub async fn check_sources(project: &Project) -> (Vec<basin_core::Diagnostic>, BTreeMap<AssetKey, SchemaRef>) {
     use basin_core::Diagnostic;
     use basin_core::diagnostic::Location;
     let mut out = Vec::new();
+    let mut schemas = BTreeMap::new();
     for source in project.sources.values() {
         let at = || Location::file(&source.file);
         let connector = match basin_connectors::connect(source).await {
@@ -156,7 +160,14 @@ pub async fn check_sources(project: &Project) -> Vec<basin_core::Diagnostic> {
                     );
                 }
             }
+            match connector.schema(&table.name).await {
+                Ok(Some(schema)) => {
+                    schemas.insert(table.key.clone(), schema);
+                }
+                Ok(None) => {}
+                Err(e) => out.push(Diagnostic::error(at(), basin_core::error::chain(&e))),
+            }
         }
     }
-    out
+    (out, schemas)
 }

@@ -323,6 +323,15 @@ pub async fn plan(project: &Project, lake: &Lake, keys: &[AssetKey], full_refres
         println!("{:>5}  {:<40} {:<12} {action}{after}", i + 1, key.to_string(), kind.as_str());
     }
     println!("{} asset(s); nothing was written", ordered.len());
+    let tables: Vec<AssetKey> = existing.into_iter().collect();
+    let orphans: Vec<String> = project.orphans(&tables).iter().map(|k| k.to_string()).collect();
+    if !orphans.is_empty() {
+        println!(
+            "note: nothing in the project defines {} (still queryable, never updated); `basin drop ASSET` takes a \
+             table out of the lake",
+            orphans.join(", ")
+        );
+    }
     Ok(())
 }
 

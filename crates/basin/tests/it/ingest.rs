@@ -202,7 +202,7 @@ async fn validate_connect_checks_tables_and_columns() {
         &db,
         &[
             "CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT)",
-            "CREATE TABLE invoice (id INTEGER PRIMARY KEY, changed DATETIME)",
+            "CREATE TABLE invoice (id INTEGER PRIMARY KEY, customer_id INTEGER, total DECIMAL(18,4), changed DATETIME)",
         ],
     )
     .await;
@@ -215,7 +215,7 @@ async fn validate_connect_checks_tables_and_columns() {
         "{}",
         ran.stderr
     );
-    assert!(ran.stderr.contains("its columns are: id, changed"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("its columns are: id, customer_id, total, changed"), "{}", ran.stderr);
     b.write(
         "sources/v3.toml",
         &std::fs::read_to_string(b.path().join("sources/v3.toml")).unwrap().replace("updated_at", "changed"),

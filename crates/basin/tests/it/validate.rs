@@ -1,6 +1,8 @@
 //! `basin validate` on a project with many planted mistakes reports all of them, each at its
 //! place, in one pass.
 
+use basin_testkit::{Server, TestDb};
+
 use crate::support::Basin;
 
 #[test]
@@ -117,4 +119,218 @@ fn cluster_by_is_refused_on_a_view() {
         "{}",
         ran.stderr
     );
+}
+
+/// Two upstream models whose columns validation knows from their SQL alone (nothing built).
+fn with_orders_and_customers() -> Basin {
+    let b = Basin::empty();
+    b.write(
+        "models/silver/orders.sql",
+        "SELECT 1 AS order_id, 10 AS customer_id, 99.5 AS order_total, DATE '2024-01-01' AS order_date, \
+         'open' AS status",
+    )
+    .write("models/silver/customers.sql", "SELECT 10 AS customer_id, 'Ana' AS name, 'ana@example.com' AS email");
+    b
+}
+
+/// `basin validate` plans every model against the columns of what it reads, and reports each
+/// unknown column, ambiguous reference and type error at its place, all in one pass.
+#[test]
+fn reports_every_planted_column_mistake_at_its_place() {
+    let b = with_orders_and_customers();
+    b.write("models/gold/m01_unqualified.sql", "SELECT order_id,\n       ordr_total\nFROM silver.orders")
+        .write(
+            "models/gold/m02_qualified.sql",
+            "/* basin\nowner = \"ana\"\n*/\nSELECT f.order_totl\nFROM silver.orders f",
+        )
+        .write(
+            "models/gold/m03_ambiguous.sql",
+            "SELECT customer_id\nFROM silver.orders o\nJOIN silver.customers c ON o.customer_id = c.customer_id",
+        )
+        .write("models/gold/m04_types.sql", "SELECT order_id,\n  order_date + status AS bumped\nFROM silver.orders")
+        .write("models/gold/m05_where.sql", "SELECT order_id\nFROM silver.orders\nWHERE order_dat > DATE '2024-01-01'")
+        .write(
+            "models/gold/m06_join.sql",
+            "SELECT o.order_id\nFROM silver.orders o\nJOIN silver.customers c ON o.customer_id = c.custmer_id",
+        )
+        // Two mistakes in one SELECT list: both reported.
+        .write("models/gold/m07_two.sql", "SELECT nme,\n       emial\nFROM silver.customers")
+        .write("models/gold/m08_group.sql", "SELECT customer_id, status\nFROM silver.orders\nGROUP BY customer_id")
+        .write("models/gold/m09_function.sql", "SELECT sume(order_total)\nFROM silver.orders")
+        // Downstream of a broken model: not reported again.
+        .write("models/gold/n_after_broken.sql", "SELECT * FROM gold.m01_unqualified")
+        // Correct: a CTE, an aggregate, a join with USING, a model over a model.
+        .write(
+            "models/gold/ok_totals.sql",
+            "WITH t AS (SELECT customer_id, SUM(order_total) AS total FROM silver.orders GROUP BY customer_id)\n\
+             SELECT c.name, t.total FROM t JOIN silver.customers c USING (customer_id)",
+        )
+        .write("models/gold/ok_top.sql", "SELECT name FROM gold.ok_totals WHERE total > 10");
+    let before = b.files();
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok, "validate must fail");
+    assert_eq!(b.files(), before, "validate writes nothing");
+    let expected = [
+        "models/gold/m01_unqualified.sql:2:8: error: unknown column `ordr_total`",
+        "  hint: did you mean `order_total`?",
+        "models/gold/m02_qualified.sql:4:8: error: unknown column `f.order_totl`",
+        "  hint: did you mean `f.order_total`?",
+        "models/gold/m03_ambiguous.sql:1:8: error: ambiguous column `customer_id`",
+        "  hint: it is in more than one table read here; qualify it: `o.customer_id` or `c.customer_id`",
+        "models/gold/m04_types.sql:2:3: error: expressions have incompatible types",
+        "  hint: `order_date` has type Date32 (2:3); `status` has type Utf8 (2:16)",
+        "models/gold/m05_where.sql:3:7: error: unknown column `order_dat`",
+        "  hint: did you mean `order_date`?",
+        "models/gold/m06_join.sql:3:44: error: unknown column `c.custmer_id`",
+        "  hint: did you mean `c.customer_id`?",
+        "models/gold/m07_two.sql:1:8: error: unknown column `nme`",
+        "  hint: did you mean `name`?",
+        "models/gold/m07_two.sql:2:8: error: unknown column `emial`",
+        "  hint: did you mean `email`?",
+        "models/gold/m08_group.sql:1:21: error: 'silver.orders.status' must appear in GROUP BY clause",
+        "models/gold/m09_function.sql:1:8: error: Invalid function 'sume'",
+        "  hint: did you mean `sum`?",
+    ];
+    let mut lines = ran.stderr.lines();
+    for want in expected {
+        assert!(lines.any(|l| l.starts_with(want)), "missing, or out of order: {want}\n--- stderr\n{}", ran.stderr);
+    }
+    assert!(ran.stderr.contains("10 error(s), 0 warning(s)"), "{}", ran.stderr);
+    for clean in ["n_after_broken", "ok_totals", "ok_top", "silver/orders", "silver/customers"] {
+        assert!(!ran.stderr.contains(&format!("{clean}.sql:")), "no error in {clean}: {}", ran.stderr);
+    }
+
+    // Fixed, the project validates; a model that still fails at run time (here: validation
+    // skipped by running straight away) says where.
+    b.write("models/gold/m02_qualified.sql", "SELECT f.order_total\nFROM silver.orders f");
+    let ran = b.cmd(&["run", "+gold.m01_unqualified"]);
+    assert!(!ran.ok);
+    let said = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(said.contains("models/gold/m01_unqualified.sql:2:8"), "{said}");
+}
+
+/// Columns of tables that are not landed yet are not guessed: validation says which models it
+/// could not check and how to check them.
+#[test]
+fn models_over_tables_not_landed_are_named_not_guessed() {
+    let b = Basin::empty();
+    let db = b.path().join("shop.db");
+    b.write(
+        "sources/shop.toml",
+        &format!("kind = \"sqlite\"\nurl = \"sqlite://{}\"\n\n[[tables]]\nname = \"payments\"\n", db.display()),
+    )
+    .write("models/silver/payments.sql", "SELECT amout FROM bronze.shop__payments");
+    let ran = b.cmd(&["validate"]).success();
+    assert!(
+        ran.stderr.contains("note: columns not checked in 1 model(s): they read bronze.shop__payments not landed yet"),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// `validate --connect` checks the models over tables not landed yet against the columns the
+/// source's catalog has, as they will land (with bronze's metadata columns).
+async fn connect_checks_columns_against_the_source_catalog(server: Server) {
+    let Some(db) = TestDb::create(server, "validate").await else { return };
+    db.execute(&[
+        "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(40), score INT)",
+        "INSERT INTO customers VALUES (1, 'a@example.com', 5)",
+    ])
+    .await;
+    let b = Basin::empty();
+    b.write(
+        "sources/shop.toml",
+        &format!("kind = \"{}\"\nurl = \"{}\"\n\n[[tables]]\nname = \"customers\"\n", server.kind(), db.url),
+    )
+    .write("models/silver/customers.sql", "SELECT id,\n  emial\nFROM bronze_current.shop__customers")
+    .write("models/silver/landed.sql", "SELECT id, _ingestion_date, _run_id FROM bronze.shop__customers");
+    let ran = b.cmd(&["validate"]).success();
+    assert!(ran.stderr.contains("note: columns not checked in 2 model(s)"), "{}", ran.stderr);
+    let ran = b.cmd(&["validate", "--connect"]);
+    assert!(!ran.ok, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("models/silver/customers.sql:2:3: error: unknown column `emial`\n  hint: did you mean `email`?"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stderr.contains("1 error(s)"), "the metadata columns are known: {}", ran.stderr);
+    b.write(
+        "models/silver/customers.sql",
+        "SELECT id, email, score * 2 AS double_score FROM bronze_current.shop__customers",
+    );
+    let ran = b.cmd(&["validate", "--connect"]).success();
+    assert!(!ran.stderr.contains("not checked"), "{}", ran.stderr);
+    // What validation planned is what runs.
+    b.cmd(&["run"]).success();
+    assert_eq!(b.sql("SELECT id, double_score FROM silver.customers"), ["id,double_score", "1,10"]);
+}
+
+#[tokio::test]
+async fn connect_checks_columns_against_mariadb() {
+    connect_checks_columns_against_the_source_catalog(Server::Mysql).await;
+}
+
+#[tokio::test]
+async fn connect_checks_columns_against_postgres() {
+    connect_checks_columns_against_the_source_catalog(Server::Postgres).await;
+}
+
+/// An invalid source file is the one problem reported for its tables: the models that read
+/// them are named under it, not each refused with `unknown table`.
+#[test]
+fn an_invalid_source_file_is_reported_once() {
+    let b = Basin::empty();
+    b.write("sources/shop.toml", "kind = \"mysql\"\nurl = \"mysql://x\"\n\n[[tables]]\nnam = \"orders\"\n")
+        .write("models/silver/orders.sql", "SELECT * FROM bronze.shop__orders")
+        .write("models/silver/current.sql", "SELECT * FROM bronze_current.shop__customers");
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok);
+    assert!(!ran.stderr.contains("unknown table"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("sources/shop.toml:5:1: error:"), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains(
+            "sources/shop.toml: warning: sources/shop.toml is invalid, so the models that read its tables cannot \
+             run: silver.current, silver.orders"
+        ),
+        "{}",
+        ran.stderr
+    );
+}
+
+/// A model file deleted from the project leaves its table behind: `validate` and `plan` name
+/// it, `basin drop` takes it out of the lake (refusing what the project still defines), and
+/// the table, history and all, is kept aside rather than deleted.
+#[test]
+fn orphan_tables_are_reported_and_dropped_aside() {
+    let b = Basin::empty();
+    b.write("models/silver/kept.sql", "SELECT 1 AS x").write("models/silver/old.sql", "SELECT 2 AS y");
+    b.cmd(&["run"]).success();
+    let refused = b.cmd(&["drop", "silver.old"]);
+    assert!(!refused.ok);
+    assert!(refused.stderr.contains("silver.old is defined by models/silver/old.sql"), "{}", refused.stderr);
+
+    std::fs::remove_file(b.path().join("models/silver/old.sql")).unwrap();
+    let ran = b.cmd(&["validate"]).success();
+    assert!(ran.stderr.contains("lake table silver.old: warning: nothing in the project defines it"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("hint: `basin drop silver.old` takes it out of the lake"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains("silver.kept"), "{}", ran.stderr);
+    let plan = b.cmd(&["plan"]).success();
+    assert!(plan.stdout.contains("note: nothing in the project defines silver.old"), "{}", plan.stdout);
+    assert_eq!(b.sql("SELECT y FROM silver.old"), ["y", "2"], "still queryable until dropped");
+
+    let dropped = b.cmd(&["drop", "silver.old"]).success();
+    assert!(dropped.stdout.contains("dropped silver.old: moved to "), "{}", dropped.stdout);
+    let gone = b.cmd(&["sql", "SELECT y FROM silver.old"]);
+    assert!(!gone.ok, "{}", gone.stdout);
+    assert!(!b.cmd(&["validate"]).success().stderr.contains("silver.old"));
+    assert_eq!(b.sql("SELECT x FROM silver.kept"), ["x", "1"]);
+    // Kept aside with its history: the first commit of its log is there.
+    let kept_aside = b
+        .files()
+        .into_iter()
+        .any(|f| f.contains("_dropped/silver/old/") && f.ends_with("_delta_log/00000000000000000000.json"));
+    assert!(kept_aside, "{:?}", b.files());
+    let again = b.cmd(&["drop", "silver.old"]);
+    assert!(!again.ok && again.stderr.contains("no table silver.old in the lake"), "{}", again.stderr);
 }
