@@ -659,6 +659,25 @@ impl ModelRun {
 /// The columns an scd2 model adds to its query's.
 const SCD2_COLUMNS: [&str; 3] = ["valid_from", "valid_to", "is_current"];
 
+/// The columns of the table `model` builds from a query of columns `query`: the query's, and
+/// an scd2 model's validity columns.
+pub fn table_schema(
+    model: &Model,
+    query: &datafusion::arrow::datatypes::Schema,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let mut fields: Vec<Field> = query.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if model.config.materialized == Materialization::Scd2 {
+        let [from, to, current] = SCD2_COLUMNS;
+        fields.extend([
+            Field::new(from, DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new(to, DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new(current, DataType::Boolean, true),
+        ]);
+    }
+    Arc::new(Schema::new(fields))
+}
+
 /// The SQL of one scd2 build.
 struct Scd2Sql<'a> {
     columns: &'a [String],

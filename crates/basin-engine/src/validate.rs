@@ -135,12 +135,12 @@ async fn plan(ctx: &SessionContext, model: &Model) -> std::result::Result<Schema
         return Err(missing);
     }
     if model.flags.is_empty() {
-        return Ok(Arc::new(df.schema().as_arrow().clone()));
+        return Ok(crate::materialize::table_schema(model, df.schema().as_arrow()));
     }
     // With `dq_flags`, the table also has the flag columns the checks become.
     let flagged = crate::materialize::query_of(model);
     match ctx.sql(&flagged).await {
-        Ok(df) => Ok(Arc::new(df.schema().as_arrow().clone())),
+        Ok(df) => Ok(crate::materialize::table_schema(model, df.schema().as_arrow())),
         Err(e) => Err(vec![
             Diagnostic::error(Location::file(&model.file), format!("its checks do not plan: {}", message_of(&e)))
                 .with_hint("check the columns the `checks` of the header name"),
