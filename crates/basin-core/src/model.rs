@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 use crate::asset::AssetKey;
 use crate::diagnostic::Diagnostic;
@@ -172,6 +174,40 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
     }
 }
 
+/// An incremental model's own table, as its SQL names it: the table as it is on an
+/// incremental build; on a first build or `--full-refresh`, an empty table (so a filter over it
+/// passes every row).
+pub const THIS: &str = "$this";
+/// `TRUE` on an incremental build (the table exists, no `--full-refresh`), `FALSE` otherwise.
+pub const IS_INCREMENTAL: &str = "$is_incremental";
+
+/// Whether `sql` uses [`THIS`] or [`IS_INCREMENTAL`].
+pub fn uses_variables(sql: &str) -> bool {
+    variable_tokens(sql).is_ok_and(|tokens| {
+        tokens.iter().any(|t| matches!(t, Token::Placeholder(p) if p == THIS || p == IS_INCREMENTAL))
+    })
+}
+
+/// `sql` with [`THIS`] replaced by `this` and [`IS_INCREMENTAL`] by `TRUE` or `FALSE` (padded to
+/// its length, so that positions after it stay where they were).
+pub fn bind_variables(sql: &str, this: &str, incremental: bool) -> Result<String, String> {
+    let mut out = String::with_capacity(sql.len() + this.len());
+    for t in variable_tokens(sql)? {
+        match t {
+            Token::Placeholder(p) if p == THIS => out.push_str(this),
+            Token::Placeholder(p) if p == IS_INCREMENTAL => {
+                out.push_str(&format!("{:<1$}", if incremental { "TRUE" } else { "FALSE" }, IS_INCREMENTAL.len()))
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn variable_tokens(sql: &str) -> Result<Vec<Token>, String> {
+    Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| e.to_string())
+}
+
 /// A model as read from its file.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -204,7 +240,9 @@ impl Model {
             return Vec::new();
         }
         let mut read: Vec<Vec<String>> = Vec::new();
-        for r in self.refs.iter().filter(|r| r.parts.len() == 2) {
+        // Its own table (`$this`, its high-water mark) is read whole.
+        let own = [self.key.schema.clone(), self.key.name.clone()];
+        for r in self.refs.iter().filter(|r| r.parts.len() == 2 && r.parts != own) {
             if !read.contains(&r.parts) {
                 read.push(r.parts.clone());
             }

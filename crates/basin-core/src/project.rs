@@ -255,6 +255,9 @@ fn relative(dir: &Path, path: &Path) -> String {
     rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
+/// What `$this` stands for while a model's references are read: as long as `$this`.
+const THIS_STAND_IN: &str = "_this";
+
 /// Read one model file; `None` when it cannot become an asset at all.
 fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Model> {
     let parts: Vec<&str> = file.split('/').collect();
@@ -267,7 +270,10 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
         Location::at_offset(file, &text, at)
     };
 
-    let refs = match table_refs(&text) {
+    // `$this` read as a table of the same length, so that positions after it stay; it is the
+    // model's own table, set once the key is known.
+    let unbound = crate::model::bind_variables(&text, THIS_STAND_IN, true).unwrap_or_else(|_| text.clone());
+    let refs = match table_refs(&unbound) {
         Ok(refs) => refs,
         Err(p) => {
             out.push(
@@ -322,6 +328,25 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
         ok = false;
     }
 
+    let refs: Vec<crate::sql_refs::TableRef> = refs
+        .into_iter()
+        .map(|r| match &r.parts[..] {
+            [one] if one == THIS_STAND_IN => {
+                crate::sql_refs::TableRef { parts: vec![schema.clone(), name.clone()], ..r }
+            }
+            _ => r,
+        })
+        .collect();
+    if crate::model::uses_variables(&text) && config.materialized != Materialization::Incremental {
+        let at = text.find(crate::model::THIS).or_else(|| text.find(crate::model::IS_INCREMENTAL)).unwrap_or(0);
+        out.push(
+            Diagnostic::error(
+                Location::at_offset(file, &text, at),
+                "`$this` and `$is_incremental` are for incremental models",
+            )
+            .with_hint("set `materialized = \"incremental\"` with a `unique_key`, or read the table by its name"),
+        );
+    }
     if config.dedupe.is_some() {
         let problem = if config.materialized != Materialization::Incremental {
             Some((

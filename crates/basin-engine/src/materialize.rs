@@ -95,9 +95,26 @@ impl ModelRun {
         let tag = format!("{}_{}_{}", key.schema, key.name, self.run_id)
             .replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "")
             .to_lowercase();
-        let bound = crate::changes::bind(ctx, &sql, planned, &tag).await?;
+        let existing_schema = existing.as_ref().and_then(|t| t.snapshot().ok()).map(|s| s.snapshot().arrow_schema());
+        let incremental = existing.is_some() && !self.full_refresh;
+        let empty = format!("__basin_this_{tag}");
+        let read_as = (!incremental).then_some((empty.as_str(), existing_schema));
+        let (sql, this) = bind_this(ctx, model, &sql, incremental, read_as).await?;
+        let release_this = || {
+            if let Some(name) = &this {
+                let _ = ctx.deregister_table(name.as_str());
+            }
+        };
+        let bound = match crate::changes::bind(ctx, &sql, planned, &tag).await {
+            Ok(b) => b,
+            Err(e) => {
+                release_this();
+                return Err(e);
+            }
+        };
         if bound.nothing_new() {
             bound.release(ctx);
+            release_this();
             return Ok(Materialized {
                 key: key.clone(),
                 action: Action::NoNewData,
@@ -109,6 +126,7 @@ impl ModelRun {
         }
         let built = run.build(lake, ctx, model, existing, &bound.sql, bound.deleted_sql.as_deref(), range).await;
         bound.release(ctx);
+        release_this();
         built.map(|m| Materialized { read: bound.read, duration: start.elapsed(), ..m })
     }
 
@@ -653,6 +671,74 @@ impl ModelRun {
             .await
             .map_err(Error::delta(key, "write"))?;
         Ok((table, Action::ReplacedPartitions { partitions: count }))
+    }
+}
+
+/// Bind `$this` and `$is_incremental` (`incremental`) in `sql`, the query of `model`. `$this`
+/// is the model's table as `ctx` has it (an incremental build), or, with `empty`, an empty
+/// table registered under that name, of the given columns (the table's, when there is one),
+/// else of the columns the query reads from it, typed NULL (a first build). Returns the SQL
+/// and the name of the empty table, which the caller deregisters after the build.
+pub(crate) async fn bind_this(
+    ctx: &SessionContext,
+    model: &Model,
+    sql: &str,
+    incremental: bool,
+    empty: Option<(&str, Option<datafusion::arrow::datatypes::SchemaRef>)>,
+) -> Result<(String, Option<String>)> {
+    use datafusion::datasource::empty::EmptyTable;
+    if !basin_core::model::uses_variables(sql) {
+        return Ok((sql.to_string(), None));
+    }
+    let bad = |e: String| Error::Query {
+        context: format!("cannot bind $this in {}", model.file),
+        source: Box::new(datafusion::error::DataFusionError::Plan(e)),
+    };
+    let Some((name, columns)) = empty else {
+        let this = format!("{}.{}", quote(&model.key.schema), quote(&model.key.name));
+        return Ok((basin_core::model::bind_variables(sql, &this, incremental).map_err(bad)?, None));
+    };
+    // `name` is a plain lower-case identifier: written as is (`_this` keeps `$this`'s length).
+    let bound = basin_core::model::bind_variables(sql, name, incremental).map_err(bad)?;
+    let schema = match columns {
+        Some(s) => s,
+        None => columns_read_from(ctx, &bound, name).await,
+    };
+    let _ = ctx.deregister_table(name);
+    ctx.register_table(name, Arc::new(EmptyTable::new(schema)))
+        .map_err(Error::query(format!("cannot bind $this in {}", model.file)))?;
+    Ok((bound, Some(name.to_string())))
+}
+
+/// The columns `sql` reads from table `name`, which does not exist yet: planned against an
+/// empty table of no columns, then of each column the planner missed, typed NULL, until it
+/// plans (or misses a column that is not one of `name`'s, which the build then reports).
+async fn columns_read_from(ctx: &SessionContext, sql: &str, name: &str) -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::SchemaError;
+    use datafusion::datasource::empty::EmptyTable;
+    use datafusion::error::DataFusionError;
+    let mut fields: Vec<Field> = Vec::new();
+    loop {
+        let schema = Arc::new(Schema::new(fields.clone()));
+        let _ = ctx.deregister_table(name);
+        if ctx.register_table(name, Arc::new(EmptyTable::new(schema.clone()))).is_err() {
+            return schema;
+        }
+        let missing = match ctx.state().create_logical_plan(sql).await {
+            Ok(_) => return schema,
+            Err(e) => e.iter().find_map(|e| match e.find_root() {
+                DataFusionError::SchemaError(inner, _) => match inner.as_ref() {
+                    SchemaError::FieldNotFound { field, .. } => Some(field.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            }),
+        };
+        match missing {
+            Some(c) if !fields.iter().any(|f| f.name() == &c) => fields.push(Field::new(c, DataType::Null, true)),
+            _ => return schema,
+        }
     }
 }
 

@@ -71,6 +71,7 @@ pub async fn check_columns(
         for r in &model.refs {
             if let [schema, name] = &r.parts[..]
                 && !registered(&ctx, &AssetKey::new(schema, name))
+                && model.key != AssetKey::new(schema, name)
             {
                 unknown = asset_of(&r.parts);
                 break;
@@ -105,13 +106,28 @@ async fn plan(ctx: &SessionContext, model: &Model) -> std::result::Result<Schema
         }
         None => model.sql().to_string(),
     };
+    // `$this` as an empty table of the model's table's columns (of those the query reads
+    // before the first build), named as long as `$this` so that positions stay.
+    let own = TableReference::partial(model.key.schema.as_str(), model.key.name.as_str());
+    let columns = match ctx.table_provider(own).await {
+        Ok(table) => Some(table.schema()),
+        Err(_) => None,
+    };
+    let exists = columns.is_some();
+    let (sql, this) = crate::materialize::bind_this(ctx, model, &sql, exists, Some(("_this", columns)))
+        .await
+        .map_err(|e| vec![Diagnostic::error(Location::file(&model.file), basin_core::error::chain(&e))])?;
     let planned = async {
         let df = ctx.sql(&sql).await?;
         // The analyzer's type coercion finds what the SQL planner lets through.
         df.clone().into_optimized_plan()?;
         Ok::<_, DataFusionError>(df)
     };
-    let df = planned.await.map_err(|e| problems(model, &e))?;
+    let df = planned.await;
+    if let Some(name) = &this {
+        let _ = ctx.deregister_table(name.as_str());
+    }
+    let df = df.map_err(|e| problems(model, &e))?;
     let key_columns = df.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
     let mut missing = Vec::new();
     for (setting, columns) in [

@@ -261,3 +261,115 @@ fn dedupe_latest_keeps_one_row_per_key_deterministically() {
         ran.stderr
     );
 }
+
+/// A hand-written incremental filter: `$this` is the model's own table and `$is_incremental`
+/// says whether this build merges into it. The filter reads only rows newer than the table's
+/// high-water mark on an incremental build; on the first build and under `--full-refresh`
+/// `$this` is empty and the flag false, so everything is read and the guardrail has nothing to
+/// refuse. Night after night the table equals a full rebuild of the same rows.
+async fn this_and_is_incremental(server: Server) {
+    let Some(db) = TestDb::create(server, "this").await else { return };
+    let ts = if server == Server::Mysql { "DATETIME" } else { "TIMESTAMP" };
+    db.execute(&[
+        &format!("CREATE TABLE orders (id INT PRIMARY KEY, amount INT, updated_at {ts})"),
+        "INSERT INTO orders VALUES (1, 10, '2024-03-01 01:00:00'), (2, 20, '2024-03-01 02:00:00'), \
+         (3, 30, '2024-03-01 03:00:00')",
+    ])
+    .await;
+    let b = Basin::empty();
+    b.write(
+        "sources/shop.toml",
+        &format!(
+            "kind = \"{}\"\nurl = \"{}\"\n\n[[tables]]\nname = \"orders\"\nmode = \"incremental\"\n\
+             cursor = \"updated_at\"\nprimary_key = [\"id\"]\nlag = \"0s\"\n",
+            server.kind(),
+            db.url
+        ),
+    )
+    .write(
+        "models/silver/orders.sql",
+        "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\nincremental_from = []\n*/\n\
+         SELECT id, amount, updated_at FROM bronze_current.shop__orders\n\
+         WHERE NOT $is_incremental OR updated_at > (SELECT MAX(updated_at) FROM $this)",
+    )
+    .write("models/silver/orders_full.sql", "SELECT id, amount, updated_at FROM bronze_current.shop__orders");
+    let same = |b: &Basin| {
+        let q = |t: &str| b.sql(&format!("SELECT id, amount, updated_at FROM silver.{t} ORDER BY id"));
+        assert_eq!(q("orders"), q("orders_full"));
+    };
+    // The first build: `$this` does not exist yet, and everything is read.
+    b.cmd(&["run"]).success();
+    same(&b);
+    assert_eq!(b.sql("SELECT COUNT(*) FROM silver.orders"), ["count(*)", "3"]);
+
+    // Night 2: one new row, one updated; only those two are merged.
+    db.execute(&[
+        "INSERT INTO orders VALUES (4, 40, '2024-03-02 01:00:00')",
+        "UPDATE orders SET amount = 21, updated_at = '2024-03-02 02:00:00' WHERE id = 2",
+    ])
+    .await;
+    let ran = b.cmd(&["run"]).success();
+    assert!(ran.stdout.contains("merged: 1 inserted, 1 updated"), "{}", ran.stdout);
+    same(&b);
+
+    // Nothing new: nothing merged.
+    let ran = b.cmd(&["run"]).success();
+    assert!(ran.stdout.contains("merged: 0 inserted, 0 updated"), "{}", ran.stdout);
+
+    // A full refresh reads everything again (the filter is off), and is not refused.
+    let ran = b.cmd(&["run", "silver.orders", "--full-refresh"]).success();
+    assert!(!ran.stdout.contains("refused"), "{}", ran.stdout);
+    same(&b);
+    assert_eq!(b.sql("SELECT COUNT(*) FROM silver.orders"), ["count(*)", "4"]);
+    // `validate` plans the model against its table.
+    b.cmd(&["validate"]).success();
+}
+
+#[tokio::test]
+async fn this_and_is_incremental_on_mariadb() {
+    this_and_is_incremental(Server::Mysql).await;
+}
+
+#[tokio::test]
+async fn this_and_is_incremental_on_postgres() {
+    this_and_is_incremental(Server::Postgres).await;
+}
+
+/// `$this` is refused on a model that is not incremental; before the first build `validate`
+/// plans it against an empty table of the columns it reads, and reports mistakes at their
+/// place in the file.
+#[test]
+fn this_is_validated() {
+    let b = Basin::empty();
+    b.write("models/silver/src.sql", "SELECT 1 AS id, TIMESTAMP '2024-01-01 00:00:00' AS changed")
+        .write("models/silver/t.sql", "SELECT * FROM silver.src WHERE changed > (SELECT MAX(changed) FROM $this)")
+        .write(
+            "models/silver/i.sql",
+            "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n*/\nSELECT id, changed FROM silver.src\n\
+             WHERE NOT $is_incremental OR chnged > (SELECT MAX(changed) FROM $this)",
+        );
+    let ran = b.cmd(&["validate"]);
+    assert!(!ran.ok);
+    assert!(
+        ran.stderr
+            .contains("models/silver/t.sql:1:68: error: `$this` and `$is_incremental` are for incremental models"),
+        "{}",
+        ran.stderr
+    );
+    assert!(
+        ran.stderr
+            .contains("models/silver/i.sql:6:30: error: unknown column `chnged`\n  hint: did you mean `changed`?"),
+        "{}",
+        ran.stderr
+    );
+    b.write(
+        "models/silver/i.sql",
+        "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n*/\nSELECT id, changed FROM silver.src\n\
+         WHERE NOT $is_incremental OR changed > (SELECT MAX(changed) FROM $this)",
+    );
+    std::fs::remove_file(b.path().join("models/silver/t.sql")).unwrap();
+    b.cmd(&["validate"]).success();
+    b.cmd(&["run"]).success();
+    assert_eq!(b.sql("SELECT id FROM silver.i"), ["id", "1"]);
+    b.cmd(&["validate"]).success();
+}
