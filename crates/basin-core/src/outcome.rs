@@ -55,6 +55,9 @@ pub struct InputRead {
     pub rows: Option<u64>,
     /// Why it was read whole: a first build, `--full-refresh`, a rewrite since the last build.
     pub whole_because: Option<String>,
+    /// Read through its change data feed (a table updated in place, by MERGE): the latest
+    /// version of each key changed since `after`, not only appended rows.
+    pub change_feed: bool,
 }
 
 impl InputRead {
@@ -71,6 +74,9 @@ impl InputRead {
                 } else {
                     format!("versions {}–{}", after + 1, self.version)
                 };
+                if self.change_feed {
+                    return format!("read the changed rows of {} ({versions}, its change data feed)", self.table);
+                }
                 let rows = rows.map(|n| format!("{n} ")).unwrap_or_default();
                 format!("read the {rows}new rows of {} ({versions})", self.table)
             }

@@ -60,6 +60,8 @@ pub(crate) struct Planned {
     pub read: InputRead,
     /// Whether the build merges into a table that rows deleted upstream must leave.
     propagate_deletes: bool,
+    /// Of a table updated in place, read through its change data feed: its key.
+    key: Option<Vec<String>>,
 }
 
 impl Planned {
@@ -105,7 +107,9 @@ pub(crate) async fn plan(
             after: None,
             rows: None,
             whole_because: Some(because),
+            change_feed: false,
         };
+        let mut key = None;
         let read = match (existing, full_refresh, &last) {
             (None, _, _) => whole("first build".into()),
             (_, true, _) => whole("--full-refresh".into()),
@@ -116,34 +120,65 @@ pub(crate) async fn plan(
                     whole(format!("the last build read version {after}, newer than its latest ({head}): recreated?"))
                 }
                 Some(&after) => match appended_rows(&table, &asset, after, head).await? {
-                    Ok(rows) => {
-                        InputRead { table: asset.clone(), version: head, after: Some(after), rows, whole_because: None }
-                    }
+                    Ok(Appended::Rows(rows)) => InputRead {
+                        table: asset.clone(),
+                        version: head,
+                        after: Some(after),
+                        rows,
+                        whole_because: None,
+                        change_feed: false,
+                    },
+                    // Updated in place: the latest change of each key, by the table's key.
+                    Ok(Appended::ChangeFeed) => match model_key(&table, &asset).await? {
+                        Some(k) => {
+                            key = Some(k);
+                            InputRead {
+                                table: asset.clone(),
+                                version: head,
+                                after: Some(after),
+                                rows: None,
+                                whole_because: None,
+                                change_feed: true,
+                            }
+                        }
+                        None => whole(format!("its commits since version {after} rewrote rows, and it records no key")),
+                    },
                     Err(because) => whole(because),
                 },
             },
         };
         let propagate_deletes = existing.is_some() && !full_refresh;
-        planned.push(Planned { parts, asset, table, read, propagate_deletes });
+        planned.push(Planned { parts, asset, table, read, propagate_deletes, key });
     }
     Ok(planned)
 }
 
-/// The rows the commits after `after` up to `head` added, when all they did was add rows
-/// (`Ok(None)`: some file has no row count); otherwise why the table must be read whole.
+/// What the commits after a version did to a table.
+enum Appended {
+    /// Only added rows (this many; `None`: some file has no row count).
+    Rows(Option<u64>),
+    /// Rewrote rows too, every such commit writing change data (a MERGE into a table with
+    /// the change data feed on): readable as the feed.
+    ChangeFeed,
+}
+
+/// What the commits after `after` up to `head` did, when all they did was add rows or rewrite
+/// them with change data; otherwise why the table must be read whole.
 async fn appended_rows(
     table: &DeltaTable,
     key: &AssetKey,
     after: u64,
     head: u64,
-) -> Result<std::result::Result<Option<u64>, String>> {
+) -> Result<std::result::Result<Appended, String>> {
     let log = table.log_store();
     let mut rows = Some(0u64);
+    let mut rewritten = false;
     for version in after + 1..=head {
         let Some(bytes) = log.read_commit_entry(version).await.map_err(Error::delta(key, "read the log"))? else {
             return Ok(Err(format!("version {version} is no longer in its log")));
         };
         let actions = deltalake::logstore::get_actions(version, &bytes).map_err(Error::delta(key, "read the log"))?;
+        let change_data = actions.iter().any(|a| matches!(a, Action::Cdc(_)));
         for action in actions {
             match action {
                 Action::Add(add) if add.data_change => {
@@ -153,6 +188,7 @@ async fn appended_rows(
                         .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()?.get("numRecords")?.as_u64());
                     rows = rows.zip(n).map(|(a, b)| a + b);
                 }
+                Action::Remove(remove) if remove.data_change && change_data => rewritten = true,
                 Action::Remove(remove) if remove.data_change => {
                     return Ok(Err(format!("version {version} rewrote or removed rows")));
                 }
@@ -160,9 +196,26 @@ async fn appended_rows(
                 _ => {}
             }
         }
+        rewritten |= change_data;
     }
-    Ok(Ok(rows))
+    Ok(Ok(if rewritten { Appended::ChangeFeed } else { Appended::Rows(rows) }))
 }
+
+/// The key of a model's table, as its newest build recorded it (`basin.unique_key`).
+async fn model_key(table: &DeltaTable, key: &AssetKey) -> Result<Option<Vec<String>>> {
+    let mut history = table.history(None);
+    while let Some(info) = history.next().await {
+        let info = info.map_err(Error::delta(key, "history"))?.info;
+        if info.contains_key("basin.model") {
+            let unique: Option<Vec<String>> = info.get(UNIQUE_KEY).and_then(|v| serde_json::from_value(v.clone()).ok());
+            return Ok(unique.filter(|k| !k.is_empty()));
+        }
+    }
+    Ok(None)
+}
+
+/// The commit property holding a model table's key.
+pub(crate) const UNIQUE_KEY: &str = "basin.unique_key";
 
 /// A model's SQL with its incremental inputs bound to their changes.
 pub(crate) struct Bound {
@@ -210,6 +263,50 @@ pub(crate) async fn bind(ctx: &SessionContext, sql: &str, planned: Vec<Planned>,
         bound.read.push(p.read);
     }
     Ok(bound)
+}
+
+/// Bind an input updated in place to its change data feed (registered as `raw`): as `name`,
+/// the latest version of each key changed since the last build; and when the build merges,
+/// as `<name>_deleted`, the last rows of the keys whose latest change deleted them, over which
+/// the query runs to find the rows the MERGE deletes.
+async fn bind_change_feed(
+    ctx: &SessionContext,
+    bound: &mut Bound,
+    p: &Planned,
+    key: &[String],
+    columns: &[String],
+    raw: &str,
+    name: &str,
+) -> Result<()> {
+    let failed = || Error::query(format!("cannot read the change data feed of {}", p.asset));
+    let list = columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let keys = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    // Of each key's changes, the newest commit's; in it a delete or an insert or a
+    // post-image, never a pre-image.
+    let latest = format!(
+        "SELECT {list}, _change_type AS __basin_change FROM (SELECT {list}, _change_type, ROW_NUMBER() OVER \
+         (PARTITION BY {keys} ORDER BY _commit_version DESC) AS __basin_rank FROM {} \
+         WHERE _change_type <> 'update_preimage') AS c WHERE __basin_rank = 1",
+        quote(raw)
+    );
+    let before = bound.sql.clone();
+    for (view, wanted) in [(name.to_string(), "<>"), (format!("{name}_deleted"), "=")] {
+        let sql = format!("SELECT {list} FROM ({latest}) AS l WHERE __basin_change {wanted} 'delete'");
+        let df = ctx.sql(&sql).await.map_err(failed())?;
+        ctx.register_table(view.as_str(), df.into_view()).map_err(failed())?;
+        bound.registered.push(view);
+    }
+    let rename = |sql: &str, to: &str| {
+        basin_core::sql_refs::rename_table(sql, &p.parts, to).map_err(|e| Error::Query {
+            context: format!("cannot bind the changes of {}", p.asset),
+            source: Box::new(datafusion::error::DataFusionError::Plan(e)),
+        })
+    };
+    bound.sql = rename(&bound.sql, name)?;
+    if p.propagate_deletes && bound.deleted_sql.is_none() {
+        bound.deleted_sql = Some(rename(&before, &format!("{name}_deleted"))?);
+    }
+    Ok(())
 }
 
 /// For an input of the current state of a bronze table that tracks deletes: register the last
@@ -260,6 +357,9 @@ async fn bind_one(ctx: &SessionContext, bound: &mut Bound, p: &Planned, after: u
         ctx.register_table(raw.as_str(), std::sync::Arc::new(provider)).map_err(failed())?;
         bound.registered.push(raw.clone());
         let columns = p.columns()?;
+        if let Some(key) = &p.key {
+            return bind_change_feed(ctx, bound, p, key, &columns, &raw, name).await;
+        }
         let current = if p.parts.first().map(String::as_str) == Some(BRONZE_CURRENT) {
             crate::current::current_state_of(&p.table, &p.asset, &columns, &quote(&raw)).await?
         } else {

@@ -300,6 +300,15 @@ impl Lake {
         Ok(Some(dest))
     }
 
+    /// Rows of table `key` at its latest version, from its files' statistics; `None` when
+    /// there is no table.
+    pub async fn row_count(&self, key: &AssetKey) -> Result<Option<u64>> {
+        match self.table(key).await? {
+            Some(table) => crate::materialize::table_rows(key, &table).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// A handle on `key` whether or not a table exists there yet (writes create it).
     pub(crate) async fn table_or_new(&self, key: &AssetKey) -> Result<DeltaTable> {
         match self.table(key).await? {

@@ -245,6 +245,8 @@ impl ModelRun {
             ("basin.materialization".to_string(), json!(model.config.materialized.as_str())),
             ("basin.operation".to_string(), json!(operation)),
             (crate::changes::INPUTS.to_string(), json!(self.inputs)),
+            // What reads the table's change data feed keys its changes by.
+            (crate::changes::UNIQUE_KEY.to_string(), json!(model.config.unique_key.0)),
         ]))
     }
 
@@ -298,6 +300,11 @@ impl ModelRun {
         }
         if created {
             write = write.with_table_name(key.name.clone());
+            // A table updated in place records its changes, so that the models reading it
+            // as changes read what each MERGE changed instead of the whole table.
+            if updated_in_place(model) {
+                write = write.with_configuration([("delta.enableChangeDataFeed", Some("true"))]);
+            }
             if let Some(d) = &model.config.description {
                 write = write.with_description(d.clone());
             }
@@ -1066,6 +1073,14 @@ fn latest_per_key(key: &AssetKey, df: DataFrame, keys: &[String], order: &str) -
         .map_err(failed())
 }
 
+/// Whether builds of `model` change its table's rows in place (MERGE on a key), rather than
+/// only replace it or its partitions.
+fn updated_in_place(model: &Model) -> bool {
+    model.config.materialized == Materialization::Incremental
+        && !model.config.unique_key.0.is_empty()
+        && model.config.partitions.is_none()
+}
+
 /// Offending keys a duplicate-key error names at most.
 const DUPLICATE_SAMPLES: usize = 20;
 
@@ -1122,7 +1137,7 @@ pub fn query_of(model: &Model) -> String {
 
 /// Rows of the table's current version, from its files' statistics (every file Basin
 /// writes has them).
-fn table_rows(key: &AssetKey, table: &DeltaTable) -> Result<u64> {
+pub(crate) fn table_rows(key: &AssetKey, table: &DeltaTable) -> Result<u64> {
     let snapshot = table.snapshot().map_err(Error::delta(key, "read snapshot"))?;
     Ok(snapshot.log_data().iter().map(|f| f.num_records().unwrap_or(0) as u64).sum())
 }

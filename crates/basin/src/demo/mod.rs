@@ -198,7 +198,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
         let recorder = basin_orchestrator::Recorder::begin(&project, new).await?;
         let report =
             crate::run::run(&project, &lake, &keys, recorder, concurrency, crate::run::Output::Problems).await?;
-        print_night(&report, t.elapsed().as_secs_f64());
+        print_night(&report, &lake, t.elapsed().as_secs_f64()).await;
         if options.inject_fault && report.check_failures().next().is_some() {
             println!("\n== the planted defect was caught; nothing downstream of it was built:");
             for (key, why) in report.check_failures() {
@@ -247,8 +247,9 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line per layer: what was landed and built, and how long the night took.
-fn print_night(report: &basin_orchestrator::run::Report, secs: f64) {
+/// One line per layer: what was landed and built, and how long the night took; for a model
+/// that read only its inputs' changes, how many rows it read against how many its table holds.
+async fn print_night(report: &basin_orchestrator::run::Report, lake: &basin_engine::Lake, secs: f64) {
     use basin_core::outcome::Action;
     for schema in ["bronze", "silver", "gold"] {
         let built: Vec<_> = report.built().filter(|m| m.key.schema == schema).collect();
@@ -271,7 +272,15 @@ fn print_night(report: &basin_orchestrator::run::Report, secs: f64) {
                 // An incremental model that read its line items' changes only.
                 (Action::Merged { inserted, updated, .. }, read @ [_, ..]) => {
                     let read: Vec<String> = read.iter().map(|r| r.describe()).collect();
-                    line.push_str(&format!("; {}: {inserted} inserted, {updated} updated, {}", m.key, read.join(", ")));
+                    let held = match lake.row_count(&m.key).await {
+                        Ok(Some(n)) => format!(" ({n} rows in the table)"),
+                        _ => String::new(),
+                    };
+                    line.push_str(&format!(
+                        "; {}: {inserted} inserted, {updated} updated, {}{held}",
+                        m.key,
+                        read.join(", ")
+                    ));
                 }
                 (Action::Merged { inserted, updated, .. }, []) => {
                     line.push_str(&format!("; {}: {inserted} version(s) opened, {updated} closed", m.key));

@@ -58,6 +58,14 @@ async fn deletes_reach_every_layer(server: Server) {
     b.write("models/silver/customers_rebuilt.sql", CUSTOMERS.split("*/").nth(1).unwrap());
     b.write("models/silver/customer_history.sql", HISTORY);
     b.write("models/silver/orders.sql", ORDERS);
+    // Over the MERGE-updated silver table: its deletes arrive through the change data feed.
+    b.write(
+        "models/gold/customers.sql",
+        "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n*/\nSELECT id, shout FROM silver.customers",
+    );
+    let gold_line = |out: &str| -> String {
+        out.lines().find(|l| l.starts_with("ok") && l.contains("gold.customers")).unwrap_or_default().to_string()
+    };
     let run = |args: &[&str]| {
         let out = b.command(args).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -96,6 +104,7 @@ async fn deletes_reach_every_layer(server: Server) {
     assert!(out.contains("merged: 0 inserted, 8 updated, 2 deleted"), "{out}");
     assert!(out.contains("read bronze.shop__customers whole") && out.contains("changed its schema"), "{out}");
     assert_eq!(ids("silver.customers"), without(&[3, 7]));
+    assert_eq!(ids("gold.customers"), without(&[3, 7]));
     assert_eq!(
         b.sql(
             "SELECT COUNT(*) AS n FROM ((SELECT * FROM silver.customers EXCEPT SELECT * FROM silver.customers_rebuilt) \
@@ -127,6 +136,10 @@ async fn deletes_reach_every_layer(server: Server) {
     assert!(out.contains("merged: 0 inserted, 0 updated, 1 deleted"), "{out}");
     assert!(out.contains("read the 1 new rows of bronze.shop__customers"), "{out}");
     assert_eq!(ids("silver.customers"), without(&[3, 7, 9]));
+    let gold = gold_line(&out);
+    assert!(gold.contains("merged: 0 inserted, 0 updated, 1 deleted"), "{out}");
+    assert!(gold.contains("read the changed rows of silver.customers"), "{out}");
+    assert_eq!(ids("gold.customers"), without(&[3, 7, 9]));
     // Night 4: nothing deleted; then an erased customer comes back with a newer cursor.
     let out = run(&["run"]);
     assert!(out.contains("key snapshot: 7 source keys, 0 deleted, 7 current"), "{out}");
@@ -135,6 +148,7 @@ async fn deletes_reach_every_layer(server: Server) {
     assert!(out.contains("key snapshot: 8 source keys, 0 deleted, 8 current"), "{out}");
     assert_eq!(ids("bronze_current.shop__customers"), without(&[7, 9]));
     assert_eq!(ids("silver.customers"), without(&[7, 9]));
+    assert_eq!(ids("gold.customers"), without(&[7, 9]), "a key deleted and back again");
 
     // A full refresh builds from the current state: the same rows.
     run(&["run", "silver.customers", "--full-refresh"]);

@@ -16,6 +16,9 @@ SELECT o.id, o.customer_id, c.name AS customer, o.amount, o.updated_at
 FROM bronze_current.shop__orders o
 LEFT JOIN bronze_current.shop__customer c ON c.id = o.customer_id";
 
+const GOLD_HEADER: &str = "/* basin\nmaterialized = \"incremental\"\nunique_key = \"id\"\n*/\n";
+const GOLD: &str = "SELECT id, customer, amount * 2 AS doubled FROM silver.orders_enriched";
+
 /// `read the 8 new rows of bronze.shop__orders …` in the line of `model`: the rows read.
 fn rows_read(stdout: &str, model: &str) -> Option<u64> {
     let line = stdout.lines().find(|l| l.starts_with("ok") && l.contains(model))?;
@@ -54,6 +57,9 @@ async fn night_after_night(server: Server) {
             .as_str(),
     );
     b.write("models/silver/orders_enriched.sql", ENRICHED);
+    // A model over the MERGE-updated silver table: read through its change data feed.
+    b.write("models/gold/order_amounts.sql", &format!("{GOLD_HEADER}{GOLD}"));
+    b.write("models/gold/order_amounts_rebuilt.sql", GOLD);
     // The same query rebuilt whole every night: what the incremental model must equal.
     b.write("models/silver/orders_rebuilt.sql", ENRICHED.split("*/").nth(1).unwrap());
     let run = |args: &[&str]| {
@@ -68,6 +74,11 @@ async fn night_after_night(server: Server) {
              UNION ALL (SELECT * FROM silver.orders_rebuilt EXCEPT SELECT * FROM silver.orders_enriched)) d",
         );
         let rows = b.sql("SELECT COUNT(*) AS n FROM silver.orders_enriched");
+        let gold = b.sql(
+            "SELECT COUNT(*) AS n FROM ((SELECT * FROM gold.order_amounts EXCEPT SELECT * FROM gold.order_amounts_rebuilt) \
+             UNION ALL (SELECT * FROM gold.order_amounts_rebuilt EXCEPT SELECT * FROM gold.order_amounts)) d",
+        );
+        assert_eq!(gold, ["n", "0"], "the model over the MERGE-updated table equals its rebuild");
         (differ, rows)
     };
 
@@ -94,6 +105,14 @@ async fn night_after_night(server: Server) {
         let out = run(&["run"]);
         assert!(out.contains("merged: 5 inserted, 3 updated"), "night {night}\n{out}");
         assert_eq!(rows_read(&out, "silver.orders_enriched"), Some(8), "night {night}: only the changes\n{out}");
+        let gold =
+            out.lines().find(|l| l.starts_with("ok") && l.contains("gold.order_amounts") && !l.contains("rebuilt"));
+        let gold = gold.unwrap_or_default();
+        assert!(
+            gold.contains("merged: 5 inserted, 3 updated")
+                && gold.contains("read the changed rows of silver.orders_enriched (version"),
+            "night {night}: gold reads silver's change data feed\n{out}"
+        );
         assert_eq!(
             same(),
             (vec!["n".to_string(), "0".into()], vec!["n".to_string(), total.to_string()]),
