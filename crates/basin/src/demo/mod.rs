@@ -273,7 +273,7 @@ async fn print_night(report: &basin_orchestrator::run::Report, lake: &basin_engi
                 (Action::Merged { inserted, updated, .. }, read @ [_, ..]) => {
                     let read: Vec<String> = read.iter().map(|r| r.describe()).collect();
                     let held = match lake.row_count(&m.key).await {
-                        Ok(Some(n)) => format!(" ({n} rows in the table)"),
+                        Ok(Some(n)) => format!(", {n} rows in the table"),
                         _ => String::new(),
                     };
                     line.push_str(&format!(
