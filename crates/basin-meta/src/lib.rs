@@ -514,6 +514,9 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     async fn latest_materializations(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
     /// Runs queued or in flight.
     async fn active_runs(&self) -> Result<Vec<Run>>;
+    /// How many runs the store holds, by status and failure category (`None` for runs that did
+    /// not fail): what the metrics endpoint counts.
+    async fn run_counts(&self) -> Result<Vec<(String, Option<String>, i64)>>;
     /// Set a cursor only if it still holds `expected` (`None`: not set yet); `false` if another
     /// process moved it first. Schedules use it so that a tick is taken once.
     async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool>;

@@ -1129,6 +1129,15 @@ impl MetaStore for SqlStore {
         })
     }
 
+    async fn run_counts(&self) -> Result<Vec<(String, Option<String>, i64)>> {
+        on_pool!(self, p => {
+            sqlx::query_as("SELECT status, failure_category, COUNT(*) FROM runs GROUP BY status, failure_category")
+                .fetch_all(p)
+                .await
+                .map_err(sql("count runs"))
+        })
+    }
+
     async fn advance_cursor(&self, name: &str, expected: Option<&str>, value: &str) -> Result<bool> {
         let now = self.now();
         on_pool!(self, p => Ok(move_cursor!(p, name, expected, value, now)))

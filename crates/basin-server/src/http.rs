@@ -5,7 +5,8 @@
 //!   Arrow IPC stream (`Accept: application/vnd.apache.arrow.stream`);
 //! - `GET /api/assets`: every asset the caller may read, with owner, tags, columns and its
 //!   latest materialisation;
-//! - `POST /api/token`: a bearer token (valid one hour) for the basic-authenticated caller.
+//! - `POST /api/token`: a bearer token (valid one hour) for the basic-authenticated caller;
+//! - `GET /metrics`: Prometheus's text format (see [`crate::metrics`]).
 //!
 //! Authentication is `Authorization: Basic` (user and password) or `Bearer` (a token).
 //!
@@ -101,6 +102,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/sql", post(sql))
         .route("/api/assets", get(assets))
         .route("/api/token", post(token))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(server.clone(), only_expected_browsers))
         .with_state(server)
 }
@@ -377,6 +379,19 @@ async fn sql(
         response.headers_mut().insert("basin-row-limit", limit.into());
     }
     Ok(response)
+}
+
+/// `GET /metrics`: Prometheus's text format, as the caller's role may see it.
+async fn metrics(
+    State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (_, role) = authenticate(&server, &headers, Some(peer))?;
+    let text = crate::metrics::render(&server, &role)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e, None))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 async fn assets(

@@ -12,6 +12,7 @@ pub mod http;
 mod log;
 mod lookup;
 mod meter;
+pub mod metrics;
 pub mod pg;
 pub mod policy;
 mod prepared;

@@ -206,7 +206,8 @@ enum Command {
     /// of `basin.toml` (`[serve]`, `[users.*]`, `[roles.*]`). Read-only: clients may query,
     /// `EXPLAIN`, `SHOW`, `COPY (query) TO STDOUT` and set a few session variables; every
     /// write, definition, engine setting, file or URL is refused (SQLSTATE 42501). HTTP:
-    /// `POST /api/sql` with `Content-Type: application/sql`; other sites' pages are refused.
+    /// `POST /api/sql` with `Content-Type: application/sql`, `GET /metrics` for Prometheus;
+    /// other sites' pages are refused.
     Serve {
         /// Address of the PostgreSQL endpoint (overrides `serve.listen`).
         #[arg(long)]

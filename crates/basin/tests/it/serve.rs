@@ -673,3 +673,69 @@ fn the_daemon_serves_the_lake_from_its_own_process() {
         assert_eq!(column(&mut ana, "SELECT email FROM silver.customer WHERE id = 2").await.unwrap(), ["****@x.org"]);
     });
 }
+
+/// `GET /metrics` answers in Prometheus's text format, parsed here by Prometheus's own Python
+/// parser: runs counted from the store, the endpoint's statements by outcome, and each
+/// asset's age, limited to the assets the caller's role may read. Unauthenticated, nothing.
+#[test]
+fn metrics_are_prometheus_text_as_the_role_sees_them() {
+    let parser_ready = have("python3", "--version")
+        && std::process::Command::new("python3")
+            .args(["-c", "import prometheus_client.parser"])
+            .status()
+            .is_ok_and(|st| st.success());
+    if !parser_ready {
+        assert!(std::env::var("CI").is_err(), "prometheus_client is needed under CI (.ci/requirements.txt)");
+        eprintln!("skipped: the Python prometheus_client is not installed");
+        return;
+    }
+    let s = served();
+    let (ana, eng) = (basic("ana", "analyst-pw"), basic("eng", ENGINEER_PASSWORD));
+    assert_eq!(http(&s, "POST", "/api/sql", &[("Authorization", &ana)], "SELECT 1").0, 200);
+    assert_eq!(http(&s, "POST", "/api/sql", &[("Authorization", &ana)], "SELECT * FROM silver.secret").0, 403);
+    // A run that fails, recorded in the store the endpoint reads.
+    s.basin.write("models/silver/broken.sql", "SELECT nope FROM silver.customer");
+    assert!(!s.basin.cmd(&["run", "silver.broken"]).ok);
+    std::fs::remove_file(s.basin.path().join("models/silver/broken.sql")).unwrap();
+    assert_eq!(http(&s, "GET", "/metrics", &[], "").0, 401);
+    assert_eq!(http(&s, "GET", "/metrics", &[("Authorization", &basic("ana", "nope"))], "").0, 401);
+
+    // Every sample as `name{label="value",…} value`, labels sorted, as the parser reads them.
+    let scrape = |auth: &str| -> Vec<String> {
+        let (status, body) = http(&s, "GET", "/metrics", &[("Authorization", auth)], "");
+        assert_eq!(status, 200, "{body}");
+        let parse = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
+                     for f in text_string_to_metric_families(sys.stdin.read()):\n\
+                     \x20   for x in f.samples:\n\
+                     \x20       labels = ','.join(f'{k}=\"{v}\"' for k, v in sorted(x.labels.items()))\n\
+                     \x20       print(f'{x.name}{{{labels}}} {x.value}')\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", parse])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the parser refused the metrics: {}\n{body}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+    };
+    let seen = scrape(&ana);
+    let has = |samples: &[String], prefix: &str| samples.iter().any(|l| l.starts_with(prefix));
+    assert!(has(&seen, "basin_runs_total{category=\"\",status=\"success\"} 1.0"), "{seen:#?}");
+    assert!(has(&seen, "basin_runs_total{category=\"bad_query\",status=\"failure\"} 1.0"), "{seen:#?}");
+    assert!(has(&seen, "basin_runs_active{status=\"queued\"} 0.0"), "{seen:#?}");
+    assert!(has(&seen, "basin_endpoint_statements_total{outcome=\"ok\",protocol=\"http\"} "), "{seen:#?}");
+    assert!(has(&seen, "basin_endpoint_statements_total{outcome=\"denied\",protocol=\"http\"} 1.0"), "{seen:#?}");
+    assert!(has(&seen, "basin_endpoint_statement_duration_seconds_count{protocol=\"http\"} "), "{seen:#?}");
+    assert!(has(&seen, "basin_asset_age_seconds{asset=\"silver.customer\"} "), "{seen:#?}");
+    assert!(has(&seen, "basin_asset_last_materialized_timestamp_seconds{asset=\"silver.customer\"} "), "{seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains("silver.secret")), "the analyst may not read silver.secret: {seen:#?}");
+    let seen = scrape(&eng);
+    assert!(has(&seen, "basin_asset_age_seconds{asset=\"silver.secret\"} "), "{seen:#?}");
+}
