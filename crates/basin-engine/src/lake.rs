@@ -285,7 +285,7 @@ impl Lake {
         let stamp = at.format("%Y%m%dT%H%M%S%.3fZ");
         let dest = self
             .root_url
-            .join(&format!("_dropped/{}/{}/{stamp}/", key.schema, key.name))
+            .join(&format!("{DROPPED}/{}/{}/{stamp}/", key.schema, key.name))
             .expect("asset keys are valid path segments");
         let dest_prefix = StorePath::from_url_path(dest.path()).map_err(|e| err(e.into()))?;
         for object in objects {
@@ -327,8 +327,8 @@ impl Lake {
             Err(e) => return Err(list_err(e)),
         };
         let tables = futures::stream::iter(schemas)
-            // `_dropped` and the like are Basin's, not schemas of tables.
-            .filter(|schema| std::future::ready(!schema.filename().unwrap_or_default().starts_with('_')))
+            // Where `basin drop` keeps dropped tables: no schema of the lake's.
+            .filter(|schema| std::future::ready(schema.filename() != Some(DROPPED)))
             .map(|schema| async move {
                 let schema_name = schema.filename().unwrap_or_default().to_string();
                 let listing = self.store.list_with_delimiter(Some(&schema)).await?;
@@ -502,6 +502,9 @@ fn dir_url(url: &Url) -> Url {
     }
     url
 }
+
+/// The folder under the root where `basin drop` moves tables.
+const DROPPED: &str = "_dropped";
 
 /// The DataFusion session settings every Basin session uses.
 /// Bytes the queries of this process may hold (0: no limit); see [`set_memory_limit`].

@@ -117,17 +117,22 @@ async fn plan(ctx: &SessionContext, model: &Model) -> std::result::Result<Schema
     let (sql, this) = crate::materialize::bind_this(ctx, model, &sql, exists, Some(("_this", columns)))
         .await
         .map_err(|e| vec![Diagnostic::error(Location::file(&model.file), basin_core::error::chain(&e))])?;
+    let planned = plan_bound(ctx, model, &sql).await;
+    if let Some(name) = &this {
+        let _ = ctx.deregister_table(name.as_str());
+    }
+    planned
+}
+
+/// [`plan`] of `sql`, the model's query with its placeholders and variables bound.
+async fn plan_bound(ctx: &SessionContext, model: &Model, sql: &str) -> std::result::Result<SchemaRef, Vec<Diagnostic>> {
     let planned = async {
-        let df = ctx.sql(&sql).await?;
+        let df = ctx.sql(sql).await?;
         // The analyzer's type coercion finds what the SQL planner lets through.
         df.clone().into_optimized_plan()?;
         Ok::<_, DataFusionError>(df)
     };
-    let df = planned.await;
-    if let Some(name) = &this {
-        let _ = ctx.deregister_table(name.as_str());
-    }
-    let df = df.map_err(|e| problems(model, &e))?;
+    let df = planned.await.map_err(|e| problems(model, &e))?;
     let key_columns = df.schema().fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
     let mut missing = Vec::new();
     for (setting, columns) in [
@@ -154,7 +159,7 @@ async fn plan(ctx: &SessionContext, model: &Model) -> std::result::Result<Schema
         return Ok(crate::materialize::table_schema(model, df.schema().as_arrow()));
     }
     // With `dq_flags`, the table also has the flag columns the checks become.
-    let flagged = crate::materialize::query_of(model);
+    let flagged = crate::checks::flagged_sql(sql, &model.flags);
     match ctx.sql(&flagged).await {
         Ok(df) => Ok(crate::materialize::table_schema(model, df.schema().as_arrow())),
         Err(e) => Err(vec![

@@ -310,7 +310,10 @@ fn an_invalid_source_file_is_reported_once() {
 #[test]
 fn orphan_tables_are_reported_and_dropped_aside() {
     let b = Basin::empty();
-    b.write("models/silver/kept.sql", "SELECT 1 AS x").write("models/silver/old.sql", "SELECT 2 AS y");
+    b.write("models/silver/kept.sql", "SELECT 1 AS x")
+        .write("models/silver/old.sql", "SELECT 2 AS y")
+        // A schema of the project's may start with `_`, like the folder dropped tables go to.
+        .write("models/_staging/kept.sql", "SELECT 3 AS z");
     b.cmd(&["run"]).success();
     let refused = b.cmd(&["drop", "silver.old"]);
     assert!(!refused.ok);
@@ -331,6 +334,7 @@ fn orphan_tables_are_reported_and_dropped_aside() {
     assert!(!gone.ok, "{}", gone.stdout);
     assert!(!b.cmd(&["validate"]).success().stderr.contains("silver.old"));
     assert_eq!(b.sql("SELECT x FROM silver.kept"), ["x", "1"]);
+    assert_eq!(b.sql("SELECT z FROM _staging.kept"), ["z", "3"]);
     // Kept aside with its history: the first commit of its log is there.
     let kept_aside = b
         .files()
