@@ -1129,6 +1129,20 @@ impl MetaStore for SqlStore {
         })
     }
 
+    async fn latest_asset_events(&self) -> Result<Vec<Event>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT id, run_id, at, kind, level, asset, message FROM run_events WHERE id IN \
+                 (SELECT MAX(id) FROM run_events WHERE asset IS NOT NULL \
+                  AND kind IN ('asset_started', 'asset_materialized', 'asset_failed') GROUP BY asset) ORDER BY asset",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(sql("read the latest asset events"))?;
+            rows.iter().map(event_from).collect()
+        })
+    }
+
     async fn run_counts(&self) -> Result<Vec<(String, Option<String>, i64)>> {
         on_pool!(self, p => {
             sqlx::query_as("SELECT status, failure_category, COUNT(*) FROM runs GROUP BY status, failure_category")

@@ -38,6 +38,7 @@ pub mod record;
 pub mod run;
 pub mod sensors;
 mod standby;
+pub mod status;
 
 pub use record::Recorder;
 pub use run::{Materializer, RunEvent, RunWork};

@@ -260,6 +260,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// One screen for the morning: daemons alive, the queue, runs in flight, and every asset
+    /// that is not healthy with its class and why (`hard_failure`, `failing_checks`,
+    /// `retrying`, `never_built`, `running_ok`). Exit code 1 when something needs a person.
+    Status {
+        #[arg(long, value_enum, default_value = "text")]
+        format: RunFormat,
+    },
     /// Stop a run: a queued run is canceled at once, a running one is asked to stop.
     Cancel { run_id: String },
 }
@@ -496,6 +503,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::runs::list(&load(&start_dir)?, &filter).await
         }
         Command::Cancel { run_id } => crate::runs::cancel(&load(&start_dir)?, &run_id).await,
+        Command::Status { format } => crate::runs::status(&load(&start_dir)?, matches!(format, RunFormat::Json)).await,
         Command::Drop { asset } => drop_table(&start_dir, &asset).await,
         Command::History { asset, limit } => {
             let (project, lake) = open(&start_dir)?;

@@ -1,7 +1,8 @@
 //! The exit codes of `basin`, as the README documents them.
 //!
 //! - `0`: done; every asset built and every `error` check passed.
-//! - `1`: the run ran and something failed: an asset, an `error` check, or the run was canceled.
+//! - `1`: the run ran and something failed: an asset, an `error` check, or the run was canceled;
+//!   for `basin status`, an asset needs a person.
 //! - `2`: the project or the command line is invalid (nothing was run).
 //! - `3`: a source or the metadata store could not be reached or refused the credentials.
 

@@ -58,6 +58,64 @@ async fn store_for(project: &Project) -> anyhow::Result<std::sync::Arc<dyn MetaS
     Ok(store)
 }
 
+/// `basin status`: what needs a person, from the store; exit code 1 when something does.
+pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
+    use basin_orchestrator::status::Class;
+    let store = store_for(project).await?;
+    let assets: Vec<String> = project.graph.keys().map(|k| k.to_string()).collect();
+    let now = Utc::now();
+    let status =
+        basin_orchestrator::status::status(&store, &assets, now, project.config.run.heartbeat_interval()).await?;
+    let code = if status.needs_a_human() { ExitCode::from(crate::exit::FAILED) } else { ExitCode::SUCCESS };
+    if json {
+        println!("{}", status.to_json());
+        return Ok(code);
+    }
+    let ago = |t: DateTime<Utc>| {
+        let s = (now - t).num_seconds().max(0);
+        match s {
+            0..120 => format!("{s}s ago"),
+            120..7200 => format!("{}m ago", s / 60),
+            _ => format!("{}h ago", s / 3600),
+        }
+    };
+    let (alive, gone): (Vec<_>, Vec<_>) = status.daemons.iter().partition(|d| d.alive);
+    match alive.as_slice() {
+        [] => println!("daemons: none alive (schedules, automation and retries wait for `basin daemon`)"),
+        alive => {
+            for d in alive {
+                println!(
+                    "daemon {} pid {}: up since {}, beat {}",
+                    d.host,
+                    d.pid,
+                    time(Some(d.started_at)),
+                    ago(d.heartbeat_at)
+                );
+            }
+        }
+    }
+    for d in gone {
+        println!("daemon {} pid {}: gone, last beat {}", d.host, d.pid, ago(d.heartbeat_at));
+    }
+    println!("queue: {} queued, {} running", status.queued, status.running.len());
+    for r in &status.running {
+        println!("  {}  {}  since {}  {}", r.id, r.status, ago(r.since), r.selection.join(" "));
+    }
+    let count = |c: Class| status.assets.iter().filter(|a| a.class == c).count();
+    let attention: Vec<_> = status.assets.iter().filter(|a| a.class != Class::Healthy).collect();
+    println!(
+        "assets: {} healthy, {} need a person, {} other",
+        count(Class::Healthy),
+        status.assets.iter().filter(|a| a.class.needs_a_human()).count(),
+        attention.iter().filter(|a| !a.class.needs_a_human()).count()
+    );
+    for a in attention {
+        let since = a.since.map(|t| format!(" (since {})", ago(t))).unwrap_or_default();
+        println!("  {:<15} {:<36} {}{since}", a.class.as_str(), a.asset, a.reason);
+    }
+    Ok(code)
+}
+
 fn time(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into())
 }

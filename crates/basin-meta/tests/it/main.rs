@@ -254,6 +254,40 @@ async fn a_run_lives_from_queued_to_success_with_its_events(db: Db) {
     let own = store.create_run(NewRun { started_by: Some("host:7".into()), ..queued("*", 0, &[]) }).await.unwrap();
     assert_eq!((own.status, own.worker.as_deref()), (RunStatus::Started, Some("host:7")));
     assert!(own.heartbeat_at.is_some());
+
+    // What `basin status` and `/metrics` read: each asset's latest build event, runs counted.
+    store
+        .add_events(
+            &own.id,
+            &[
+                NewEvent::new("asset_started", Level::Info, Some("silver.x"), "building"),
+                NewEvent::new("asset_failed", Level::Error, Some("silver.x"), "bad_query: no column y"),
+                NewEvent::new("asset_started", Level::Info, Some("silver.z"), "building"),
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .finish_run(&own.id, &Finish::Failure { category: FailureCategory::BadQuery, message: "no column y".into() })
+        .await
+        .unwrap();
+    let latest: Vec<(String, String, String)> = store
+        .latest_asset_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.asset.unwrap_or_default(), e.kind, e.run_id))
+        .collect();
+    assert_eq!(
+        latest,
+        [
+            ("silver.x".to_string(), "asset_failed".to_string(), own.id.clone()),
+            ("silver.z".to_string(), "asset_started".to_string(), own.id.clone())
+        ]
+    );
+    let mut counts = store.run_counts().await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [("FAILURE".to_string(), Some("bad_query".to_string()), 1), ("SUCCESS".to_string(), None, 1)]);
 }
 
 async fn runs_are_listed_newest_first_by_status_asset_tag_and_time(db: Db) {

@@ -229,3 +229,56 @@ fn concurrent_runs_of_one_table_lose_a_commit_race_as_a_transient_failure() {
     assert!(lines.iter().any(|l| l.contains("SUCCESS")), "{out}");
     assert_eq!(b.sql("SELECT COUNT(*) AS n FROM silver.t"), ["n", "1000"]);
 }
+
+/// `basin status`: the morning screen. No daemon alive is said; a model whose last build failed
+/// is a `hard_failure` with its category and run, one whose `error` check fails on its data is
+/// `failing_checks`, one never built yet says so; exit code 1 while something needs a person,
+/// 0 once it is mended. `--format json` says the same.
+#[test]
+fn status_names_what_needs_a_person() {
+    let b = Basin::empty();
+    b.write("models/silver/good.sql", "SELECT 1 AS id")
+        .write("models/silver/broken.sql", "SELECT nope FROM silver.good")
+        .write(
+            "models/silver/checked.sql",
+            "/* basin\n[[checks]]\ntype = \"not_null\"\ncolumns = [\"id\"]\n*/\nSELECT CAST(NULL AS INT) AS id",
+        )
+        .write("models/gold/after.sql", "SELECT * FROM silver.broken");
+    let fresh = b.command(&["status"]).output().unwrap();
+    assert_eq!(fresh.status.code(), Some(0), "nothing failed yet");
+    let said = String::from_utf8_lossy(&fresh.stdout).to_string();
+    assert!(said.contains("daemons: none alive"), "{said}");
+    assert!(said.contains("never_built"), "{said}");
+
+    assert!(!b.cmd(&["run"]).ok);
+    let ran = b.command(&["status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout).to_string();
+    assert_eq!(ran.status.code(), Some(1), "{said}");
+    let line = |asset: &str| said.lines().find(|l| l.contains(asset)).unwrap_or_default().to_string();
+    assert!(line("silver.broken").trim_start().starts_with("hard_failure"), "{said}");
+    assert!(line("silver.broken").contains("its last build failed (bad_query) in run "), "{said}");
+    assert!(line("silver.checked").trim_start().starts_with("failing_checks"), "{said}");
+    assert!(line("silver.checked").contains("not_null(id)"), "{said}");
+    assert!(said.contains("assets: 1 healthy, 2 need a person"), "{said}");
+
+    let json = b.command(&["status", "--format", "json"]).output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["needs_a_human"], true);
+    let class = |asset: &str| {
+        doc["assets"].as_array().unwrap().iter().find(|a| a["asset"] == asset).map(|a| a["class"].clone())
+    };
+    assert_eq!(class("silver.good"), Some("healthy".into()));
+    assert_eq!(class("silver.broken"), Some("hard_failure".into()));
+    assert_eq!(class("gold.after"), Some("never_built".into()));
+
+    // Mended: the next run builds everything, and nothing needs a person.
+    b.write("models/silver/broken.sql", "SELECT id AS nope FROM silver.good").write(
+        "models/silver/checked.sql",
+        "/* basin\n[[checks]]\ntype = \"not_null\"\ncolumns = [\"id\"]\n*/\nSELECT 1 AS id",
+    );
+    b.cmd(&["run"]).success();
+    let ran = b.command(&["status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout).to_string();
+    assert_eq!(ran.status.code(), Some(0), "{said}");
+    assert!(said.contains("assets: 4 healthy, 0 need a person, 0 other"), "{said}");
+}

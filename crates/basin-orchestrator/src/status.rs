@@ -1,0 +1,198 @@
+//! What needs a person, read from the metadata store (`basin status`): the daemons and whether
+//! they still beat, the queue and the runs in flight, and every asset with its class:
+//! `healthy`, `running_ok`, `retrying` (its last build failed and a retry is queued),
+//! `hard_failure` (its last build failed and nothing will retry it), `failing_checks` (an
+//! `error` check failed on its current data), or `never_built`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use basin_core::failure::FailureCategory;
+use basin_meta::{DaemonBeat, MetaStore, Run, RunStatus};
+use chrono::{DateTime, Utc};
+
+/// How an asset stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    HardFailure,
+    FailingChecks,
+    Retrying,
+    NeverBuilt,
+    RunningOk,
+    Healthy,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::HardFailure => "hard_failure",
+            Class::FailingChecks => "failing_checks",
+            Class::Retrying => "retrying",
+            Class::NeverBuilt => "never_built",
+            Class::RunningOk => "running_ok",
+            Class::Healthy => "healthy",
+        }
+    }
+
+    /// Whether a person must act: nothing will mend it by itself.
+    pub fn needs_a_human(self) -> bool {
+        matches!(self, Class::HardFailure | Class::FailingChecks)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AssetStatus {
+    pub asset: String,
+    pub class: Class,
+    /// Why, in a line: the failure and its run, the failing checks.
+    pub reason: String,
+    /// Since when: the event or check that set the class.
+    pub since: Option<DateTime<Utc>>,
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub id: String,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// It beat within the last three heartbeat intervals.
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub at: DateTime<Utc>,
+    pub daemons: Vec<Daemon>,
+    pub queued: usize,
+    /// Runs starting or running: id, status, since when.
+    pub running: Vec<RunningRun>,
+    pub assets: Vec<AssetStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunningRun {
+    pub id: String,
+    pub status: String,
+    pub since: DateTime<Utc>,
+    pub selection: Vec<String>,
+}
+
+impl Status {
+    /// Whether anything needs a person.
+    pub fn needs_a_human(&self) -> bool {
+        self.assets.iter().any(|a| a.class.needs_a_human())
+    }
+
+    /// The status as one JSON document (`basin status --format json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        json!({
+            "at": time(&self.at),
+            "needs_a_human": self.needs_a_human(),
+            "daemons": self.daemons.iter().map(|d| json!({
+                "id": d.id, "host": d.host, "pid": d.pid, "alive": d.alive,
+                "started_at": time(&d.started_at), "heartbeat_at": time(&d.heartbeat_at),
+            })).collect::<Vec<_>>(),
+            "queued": self.queued,
+            "running": self.running.iter().map(|r| json!({
+                "id": r.id, "status": r.status, "since": time(&r.since), "selection": r.selection,
+            })).collect::<Vec<_>>(),
+            "assets": self.assets.iter().map(|a| json!({
+                "asset": a.asset, "class": a.class.as_str(), "reason": a.reason,
+                "since": a.since.as_ref().map(time), "run_id": a.run_id,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The status of `assets` (every asset of the project) at `now`; a daemon is alive when it
+/// beat within three `heartbeat` intervals.
+pub async fn status(
+    store: &Arc<dyn MetaStore>,
+    assets: &[String],
+    now: DateTime<Utc>,
+    heartbeat: std::time::Duration,
+) -> basin_meta::Result<Status> {
+    let stale = chrono::Duration::from_std(heartbeat * 3).unwrap_or(chrono::Duration::MAX);
+    let daemons = store
+        .daemons()
+        .await?
+        .into_iter()
+        .map(|d: DaemonBeat| Daemon {
+            alive: now - d.heartbeat_at <= stale,
+            id: d.id,
+            host: d.host,
+            pid: d.pid,
+            started_at: d.started_at,
+            heartbeat_at: d.heartbeat_at,
+        })
+        .collect();
+    let active: Vec<Run> = store.active_runs().await?;
+    let queued = active.iter().filter(|r| r.status == RunStatus::Queued).count();
+    let running_ids: BTreeSet<&str> =
+        active.iter().filter(|r| r.status != RunStatus::Queued).map(|r| r.id.as_str()).collect();
+    let retries: BTreeSet<&str> = active.iter().filter_map(|r| r.parent_run_id.as_deref()).collect();
+    let running = active
+        .iter()
+        .filter(|r| r.status != RunStatus::Queued)
+        .map(|r| RunningRun {
+            id: r.id.clone(),
+            status: r.status.as_str().to_lowercase(),
+            since: r.started_at.unwrap_or(r.created_at),
+            selection: r.selection.clone(),
+        })
+        .collect();
+
+    let latest: BTreeMap<String, basin_meta::Event> =
+        store.latest_asset_events().await?.into_iter().filter_map(|e| Some((e.asset.clone()?, e))).collect();
+    let built = store.latest_materializations().await?;
+    let mut failing: BTreeMap<String, Vec<basin_meta::CheckResult>> = BTreeMap::new();
+    for c in store.failing_checks().await? {
+        failing.entry(c.asset.clone()).or_default().push(c);
+    }
+
+    let mut out = Vec::new();
+    for asset in assets {
+        let event = latest.get(asset);
+        let status = |class: Class, reason: String, since: Option<DateTime<Utc>>| AssetStatus {
+            asset: asset.clone(),
+            class,
+            reason,
+            since,
+            run_id: event.map(|e| e.run_id.clone()),
+        };
+        let s = match event {
+            Some(e) if e.kind == "asset_started" && running_ids.contains(e.run_id.as_str()) => {
+                status(Class::RunningOk, format!("building in run {}", e.run_id), Some(e.at))
+            }
+            Some(e) if e.kind == "asset_failed" => {
+                let category = e.message.split_once(": ").and_then(|(c, _)| c.parse::<FailureCategory>().ok());
+                let class = if retries.contains(e.run_id.as_str()) { Class::Retrying } else { Class::HardFailure };
+                let what = match category {
+                    Some(c) => format!("its last build failed ({c})"),
+                    None => "its last build failed".to_string(),
+                };
+                let message = e.message.split_once(": ").map_or(e.message.as_str(), |(_, m)| m);
+                let message = message.lines().next().unwrap_or_default();
+                status(class, format!("{what} in run {}: {message}", e.run_id), Some(e.at))
+            }
+            _ => match (failing.get(asset), built.get(asset)) {
+                (Some(checks), _) => {
+                    let names: Vec<String> =
+                        checks.iter().map(|c| format!("{} ({})", c.check_name, c.observed)).collect();
+                    let since = checks.iter().map(|c| c.at).max();
+                    status(Class::FailingChecks, format!("failing: {}", names.join(", ")), since)
+                }
+                (None, Some(at)) => status(Class::Healthy, "built".to_string(), Some(*at)),
+                (None, None) => status(Class::NeverBuilt, "no build recorded".to_string(), None),
+            },
+        };
+        out.push(s);
+    }
+    out.sort_by(|a, b| a.class.cmp(&b.class).then(a.asset.cmp(&b.asset)));
+    Ok(Status { at: now, daemons, queued, running, assets: out })
+}
