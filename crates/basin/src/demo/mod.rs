@@ -214,6 +214,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
                 "basin sql \"SELECT asset, check_name, observed, samples FROM basin.check_results WHERE NOT passed\""
                     .to_string(),
                 "basin check silver.fact_invoice_item".to_string(),
+                "basin status".to_string(),
             ] {
                 println!("  {line}");
             }
@@ -237,7 +238,8 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
          \x20 basin sql \"SELECT * FROM gold.cohort_retention WHERE cohort = DATE '2025-01-01' ORDER BY months_since\"\n\
          \x20 basin sql \"SELECT _ingestion_date, _run_id, COUNT(*) FROM bronze.v3__invoice GROUP BY 1, 2 ORDER BY 1, 2\"\n\
          \x20 basin history silver.fact_invoice\n\
-         \x20 basin plan\n\n\
+         \x20 basin plan\n\
+         \x20 basin status\n\n\
          Or serve it to any PostgreSQL client (local clients connect as analysts, PII masked):\n\n\
          \x20 basin serve &\n\
          \x20 psql -h 127.0.0.1 -p 5433 -d basin -c \"SELECT name, email FROM silver.dim_customer LIMIT 5\"\n\n\

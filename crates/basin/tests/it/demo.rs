@@ -211,4 +211,11 @@ fn an_injected_fault_is_caught_by_a_check_and_gold_is_not_built_on_it() {
     // Gold kept the first night's version: the second night did not build on bad lines.
     let history = b.cmd(&["history", "gold.revenue_by_month_partner"]).success().stdout;
     assert_eq!(history.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(), 1, "{history}");
+    // `basin status` names the asset whose check failed, and says a person is needed.
+    let status = b.command(&["status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(1), "{said}");
+    let line = said.lines().find(|l| l.contains("silver.fact_invoice_item")).unwrap_or_default();
+    assert!(line.trim_start().starts_with("failing_checks"), "{said}");
+    assert!(line.contains("relationships(charge_type_id -> silver.dim_charge_type.charge_type_id)"), "{said}");
 }
