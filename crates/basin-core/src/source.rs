@@ -204,6 +204,9 @@ pub struct TableDefaults {
     pub lag: Option<String>,
     /// Rows per chunk when a large table is read in parallel key ranges.
     pub chunk_rows: Option<u64>,
+    /// Land past breaking schema changes without `--accept-schema-change` (see
+    /// [`TableConfig::accept_schema_change`]).
+    pub accept_schema_change: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -238,6 +241,10 @@ pub struct TableConfig {
     /// Checks of the bronze table, evaluated after each ingestion (`[[tables.checks]]`).
     #[serde(default)]
     pub checks: Vec<crate::check::CheckConfig>,
+    /// Always land past a breaking schema change, as `--accept-schema-change` does for one
+    /// run: a removed column stays NULL, a type that no longer fits lands alongside
+    /// (`name__v2`). For tables whose source is known to change shape; recorded each time.
+    pub accept_schema_change: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -317,6 +324,8 @@ pub struct SourceTable {
     pub description: Option<String>,
     pub columns: BTreeMap<String, ColumnConfig>,
     pub checks: Vec<crate::check::CheckConfig>,
+    /// Land past breaking schema changes on every run (`accept_schema_change = true`).
+    pub accept_schema_change: bool,
 }
 
 pub const DEFAULT_LAG: Duration = Duration::from_secs(5 * 60);
@@ -420,6 +429,7 @@ impl Source {
             format: t.format,
             delimiter: t.delimiter.clone(),
             header: t.header,
+            accept_schema_change: t.accept_schema_change.or(d.accept_schema_change).unwrap_or(false),
         }
     }
 

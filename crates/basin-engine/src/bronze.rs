@@ -608,7 +608,11 @@ impl<'a> BronzeWriter<'a> {
 
     /// How to accept this table's schema change on the command line.
     fn accept_hint(&self) -> String {
-        format!("--accept-schema-change {}", self.table_name.as_deref().unwrap_or(&self.key.to_string()))
+        format!(
+            "--accept-schema-change {} (or, for every run, `accept_schema_change = true` on the table in its source \
+             file)",
+            self.table_name.as_deref().unwrap_or(&self.key.to_string())
+        )
     }
 
     /// What the table's latest ingest recorded about the source's columns: their types (empty

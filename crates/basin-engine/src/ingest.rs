@@ -163,7 +163,10 @@ pub async fn ingest_table(
     let new_writer = || {
         BronzeWriter::new(lake, table.key.clone(), &table.source, run_id, now)
             .allow_narrowing(options.allow_shrink)
-            .accept_schema_change(options.accept_schema_change, &format!("{}.{}", table.source, table.name))
+            .accept_schema_change(
+                options.accept_schema_change || table.accept_schema_change,
+                &format!("{}.{}", table.source, table.name),
+            )
             .with_deletes(table.deletes.as_ref())
     };
     let writer = new_writer();

@@ -118,3 +118,29 @@ async fn postgres_breaking_changes_have_a_way_forward() {
     )
     .await;
 }
+
+/// `accept_schema_change = true` on a table: every run lands past a breaking change, without
+/// the flag, and records what it accepted.
+#[tokio::test]
+async fn a_table_set_to_accept_schema_changes_lands_past_them() {
+    let Some(db) = TestDb::create(Server::Mysql, "accept").await else { return };
+    db.execute(&[
+        "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(40), phone VARCHAR(20))",
+        "INSERT INTO customers VALUES (1, 'ann', '555-1')",
+    ])
+    .await;
+    let b = Basin::empty();
+    b.write(
+        "sources/shop.toml",
+        &format!(
+            "kind = \"mysql\"\nurl = \"{}\"\n\n[[tables]]\nname = \"customers\"\naccept_schema_change = true\n",
+            db.url
+        ),
+    );
+    b.cmd(&["ingest", "shop"]).success();
+    db.execute(&["ALTER TABLE customers DROP COLUMN phone", "INSERT INTO customers VALUES (2, 'bob')"]).await;
+    b.cmd(&["ingest", "shop"]).success();
+    assert_eq!(b.sql("SELECT id, phone FROM bronze_current.shop__customers ORDER BY id"), ["id,phone", "1,", "2,"]);
+    let history = b.cmd(&["history", "bronze.shop__customers"]).success().stdout;
+    assert!(history.contains("schema: column phone removed (accepted: NULL from here on)"), "{history}");
+}
