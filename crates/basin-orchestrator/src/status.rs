@@ -1,5 +1,6 @@
 //! What needs a person, read from the metadata store (`basin status`): the daemons and whether
-//! they still beat, the queue and the runs in flight, and every asset with its class:
+//! they still beat, each schedule's last tick against the one due (a missed tick: no daemon
+//! queued it), the queue and the runs in flight, and every asset with its class:
 //! `healthy`, `running_ok`, `retrying` (its last build failed and a retry is queued),
 //! `hard_failure` (its last build failed and nothing will retry it), `failing_checks` (an
 //! `error` check failed on its current data), or `never_built`.
@@ -7,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use basin_core::daemon::Schedule;
 use basin_core::failure::FailureCategory;
 use basin_meta::{DaemonBeat, MetaStore, Run, RunStatus};
 use chrono::{DateTime, Utc};
@@ -62,10 +64,26 @@ pub struct Daemon {
     pub alive: bool,
 }
 
+/// A schedule's last tick against the one due by now.
+#[derive(Debug, Clone)]
+pub struct ScheduleStatus {
+    pub name: String,
+    pub cron: String,
+    /// The last tick a daemon queued (`None`: no daemon has seen the schedule).
+    pub last_queued: Option<DateTime<Utc>>,
+    /// The latest tick at or before now.
+    pub due: Option<DateTime<Utc>>,
+    /// The due tick was not queued within the grace: no daemon running, or one stuck.
+    pub missed: bool,
+    /// The newest run the schedule queued: id and status.
+    pub last_run: Option<(String, RunStatus)>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Status {
     pub at: DateTime<Utc>,
     pub daemons: Vec<Daemon>,
+    pub schedules: Vec<ScheduleStatus>,
     pub queued: usize,
     /// Runs starting or running: id, status, since when.
     pub running: Vec<RunningRun>,
@@ -83,7 +101,7 @@ pub struct RunningRun {
 impl Status {
     /// Whether anything needs a person.
     pub fn needs_a_human(&self) -> bool {
-        self.assets.iter().any(|a| a.class.needs_a_human())
+        self.assets.iter().any(|a| a.class.needs_a_human()) || self.schedules.iter().any(|s| s.missed)
     }
 
     /// The status as one JSON document (`basin status --format json`).
@@ -97,6 +115,11 @@ impl Status {
                 "id": d.id, "host": d.host, "pid": d.pid, "alive": d.alive,
                 "started_at": time(&d.started_at), "heartbeat_at": time(&d.heartbeat_at),
             })).collect::<Vec<_>>(),
+            "schedules": self.schedules.iter().map(|s| json!({
+                "name": s.name, "cron": s.cron, "missed": s.missed,
+                "last_queued": s.last_queued.as_ref().map(time), "due": s.due.as_ref().map(time),
+                "last_run": s.last_run.as_ref().map(|(id, st)| json!({"id": id, "status": st.as_str()})),
+            })).collect::<Vec<_>>(),
             "queued": self.queued,
             "running": self.running.iter().map(|r| json!({
                 "id": r.id, "status": r.status, "since": time(&r.since), "selection": r.selection,
@@ -109,15 +132,46 @@ impl Status {
     }
 }
 
-/// The status of `assets` (every asset of the project) at `now`; a daemon is alive when it
-/// beat within three `heartbeat` intervals.
+/// The status of `assets` (every asset of the project) and `schedules` at `now`; a daemon is
+/// alive when it beat within three `heartbeat` intervals, and a schedule missed its tick when
+/// the tick due is not queued within that long (plus a minute).
 pub async fn status(
     store: &Arc<dyn MetaStore>,
     assets: &[String],
+    schedules: &[Schedule],
     now: DateTime<Utc>,
     heartbeat: std::time::Duration,
 ) -> basin_meta::Result<Status> {
     let stale = chrono::Duration::from_std(heartbeat * 3).unwrap_or(chrono::Duration::MAX);
+    let grace = stale.checked_add(&chrono::Duration::minutes(1)).unwrap_or(chrono::Duration::MAX);
+    let mut schedule_status = Vec::new();
+    for s in schedules {
+        let last_queued = store
+            .cursor(&s.cursor_name())
+            .await?
+            .and_then(|v| DateTime::parse_from_rfc3339(&v).ok())
+            .map(|t| t.to_utc());
+        let due = s.last_at_or_before(now);
+        let missed = match (due, last_queued) {
+            (Some(due), Some(last)) => due > last && now - due > grace,
+            (Some(due), None) => now - due > grace,
+            (None, _) => false,
+        };
+        let filter = basin_meta::RunFilter {
+            tag: Some(("schedule".to_string(), s.name.clone())),
+            limit: Some(1),
+            ..Default::default()
+        };
+        let last_run = store.runs(&filter).await?.into_iter().next().map(|r| (r.id, r.status));
+        schedule_status.push(ScheduleStatus {
+            name: s.name.clone(),
+            cron: s.cron_text.clone(),
+            last_queued,
+            due,
+            missed,
+            last_run,
+        });
+    }
     let daemons = store
         .daemons()
         .await?
@@ -194,5 +248,5 @@ pub async fn status(
         out.push(s);
     }
     out.sort_by(|a, b| a.class.cmp(&b.class).then(a.asset.cmp(&b.asset)));
-    Ok(Status { at: now, daemons, queued, running, assets: out })
+    Ok(Status { at: now, daemons, schedules: schedule_status, queued, running, assets: out })
 }

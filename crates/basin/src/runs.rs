@@ -64,8 +64,15 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     let store = store_for(project).await?;
     let assets: Vec<String> = project.graph.keys().map(|k| k.to_string()).collect();
     let now = Utc::now();
-    let status =
-        basin_orchestrator::status::status(&store, &assets, now, project.config.run.heartbeat_interval()).await?;
+    let schedules: Vec<basin_core::daemon::Schedule> = project
+        .config
+        .schedules
+        .iter()
+        .map(basin_core::daemon::Schedule::parse)
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let heartbeat = project.config.run.heartbeat_interval();
+    let status = basin_orchestrator::status::status(&store, &assets, &schedules, now, heartbeat).await?;
     let code = if status.needs_a_human() { ExitCode::from(crate::exit::FAILED) } else { ExitCode::SUCCESS };
     if json {
         println!("{}", status.to_json());
@@ -96,6 +103,23 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
     }
     for d in gone {
         println!("daemon {} pid {}: gone, last beat {}", d.host, d.pid, ago(d.heartbeat_at));
+    }
+    for s in &status.schedules {
+        let last = match &s.last_run {
+            Some((id, st)) => format!("; its latest run {id}: {}", st.as_str().to_lowercase()),
+            None => String::new(),
+        };
+        match (s.missed, s.due, s.last_queued) {
+            (true, Some(due), _) => println!(
+                "schedule {} ({}): MISSED the tick due {} ({}): no daemon queued it{last}",
+                s.name,
+                s.cron,
+                time(Some(due)),
+                ago(due)
+            ),
+            (_, _, Some(q)) => println!("schedule {} ({}): last tick {} queued{last}", s.name, s.cron, time(Some(q))),
+            _ => println!("schedule {} ({}): no tick due yet{last}", s.name, s.cron),
+        }
     }
     println!("queue: {} queued, {} running", status.queued, status.running.len());
     for r in &status.running {

@@ -282,3 +282,36 @@ fn status_names_what_needs_a_person() {
     assert_eq!(ran.status.code(), Some(0), "{said}");
     assert!(said.contains("assets: 4 healthy, 0 need a person, 0 other"), "{said}");
 }
+
+/// A schedule whose due tick no daemon queued is a miss `basin status` reports (exit code 1);
+/// once a daemon has seen the schedule it is not.
+#[test]
+fn status_says_when_a_schedule_missed_its_tick() {
+    let b = Basin::empty();
+    b.write(
+        "basin.toml",
+        "[project]\nname = \"t\"\n\n[[schedules]]\nname = \"yearly\"\ncron = \"0 0 1 1 *\"\nselection = \"*\"\n",
+    )
+    .write("models/silver/good.sql", "SELECT 1 AS id");
+    let ran = b.command(&["status"]).output().unwrap();
+    let said = String::from_utf8_lossy(&ran.stdout).to_string();
+    assert_eq!(ran.status.code(), Some(1), "{said}");
+    assert!(said.contains("schedule yearly (0 0 1 1 *): MISSED the tick due"), "{said}");
+    assert!(said.contains("no daemon queued it"), "{said}");
+
+    // A daemon takes the schedule from now on: no tick is missed any more.
+    let mut daemon = b.command(&["daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let missed = loop {
+        let out = b.command(&["status", "--format", "json"]).output().unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let missed = doc["schedules"][0]["missed"].as_bool();
+        if missed == Some(false) || Instant::now() > deadline {
+            break missed;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(missed, Some(false), "once a daemon has seen the schedule");
+}
