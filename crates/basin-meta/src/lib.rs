@@ -517,8 +517,8 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     /// How many runs the store holds, by status and failure category (`None` for runs that did
     /// not fail): what the metrics endpoint counts.
     async fn run_counts(&self) -> Result<Vec<(String, Option<String>, i64)>>;
-    /// Each asset's latest `asset_started`, `asset_materialized` or `asset_failed` event: how
-    /// its last build went, or that one is going.
+    /// Each asset's latest `asset_started`, `asset_materialized`, `asset_failed` or
+    /// `asset_skipped` event: how its last build went, or that one is going.
     async fn latest_asset_events(&self) -> Result<Vec<Event>>;
     /// Set a cursor only if it still holds `expected` (`None`: not set yet); `false` if another
     /// process moved it first. Schedules use it so that a tick is taken once.

@@ -1134,7 +1134,8 @@ impl MetaStore for SqlStore {
             let rows = sqlx::query(
                 "SELECT id, run_id, at, kind, level, asset, message FROM run_events WHERE id IN \
                  (SELECT MAX(id) FROM run_events WHERE asset IS NOT NULL \
-                  AND kind IN ('asset_started', 'asset_materialized', 'asset_failed') GROUP BY asset) ORDER BY asset",
+                  AND kind IN ('asset_started', 'asset_materialized', 'asset_failed', 'asset_skipped') \
+                  GROUP BY asset) ORDER BY asset",
             )
             .fetch_all(p)
             .await

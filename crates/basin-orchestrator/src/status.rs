@@ -3,7 +3,8 @@
 //! queued it), the queue and the runs in flight, and every asset with its class:
 //! `healthy`, `running_ok`, `retrying` (its last build failed and a retry is queued),
 //! `hard_failure` (its last build failed and nothing will retry it), `failing_checks` (an
-//! `error` check failed on its current data), or `never_built`.
+//! `error` check failed on its current data), `stale_no_run` (its last run skipped it), or
+//! `never_built`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +20,9 @@ pub enum Class {
     HardFailure,
     FailingChecks,
     Retrying,
+    /// Its last run did not build it (an upstream failed or was skipped, the run was
+    /// canceled): its data is older than the run meant it to be.
+    StaleNoRun,
     NeverBuilt,
     RunningOk,
     Healthy,
@@ -30,6 +34,7 @@ impl Class {
             Class::HardFailure => "hard_failure",
             Class::FailingChecks => "failing_checks",
             Class::Retrying => "retrying",
+            Class::StaleNoRun => "stale_no_run",
             Class::NeverBuilt => "never_built",
             Class::RunningOk => "running_ok",
             Class::Healthy => "healthy",
@@ -233,6 +238,9 @@ pub async fn status(
                 let message = e.message.split_once(": ").map_or(e.message.as_str(), |(_, m)| m);
                 let message = message.lines().next().unwrap_or_default();
                 status(class, format!("{what} in run {}: {message}", e.run_id), Some(e.at))
+            }
+            Some(e) if e.kind == "asset_skipped" && !failing.contains_key(asset) => {
+                status(Class::StaleNoRun, format!("not built by run {}: {}", e.run_id, e.message), Some(e.at))
             }
             _ => match (failing.get(asset), built.get(asset)) {
                 (Some(checks), _) => {

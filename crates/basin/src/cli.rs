@@ -262,7 +262,8 @@ enum Command {
     },
     /// One screen for the morning: daemons alive, the queue, runs in flight, and every asset
     /// that is not healthy with its class and why (`hard_failure`, `failing_checks`,
-    /// `retrying`, `never_built`, `running_ok`). Exit code 1 when something needs a person.
+    /// `retrying`, `stale_no_run`, `never_built`, `running_ok`). Exit code 1 when something
+    /// needs a person.
     Status {
         #[arg(long, value_enum, default_value = "text")]
         format: RunFormat,
