@@ -107,6 +107,14 @@ pub fn router(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
+/// Only `GET /metrics` (for `basin daemon --metrics-listen`), with the same users and checks.
+pub fn metrics_router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), only_expected_browsers))
+        .with_state(server)
+}
+
 /// Which `Host` and `Origin` headers the API accepts.
 pub struct Browsers {
     /// Host names (lower case) besides IP addresses and `localhost`.

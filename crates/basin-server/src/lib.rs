@@ -163,6 +163,23 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcceptor, E
     Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// Listen on `addr` for `GET /metrics` alone (`basin daemon --metrics-listen`): the address
+/// bound, and the future that serves it.
+pub async fn bind_metrics(
+    server: Arc<Server>,
+    addr: &str,
+) -> Result<(SocketAddr, impl Future<Output = Result<(), Error>> + use<>), Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
+    let bound = listener.local_addr().map_err(|source| Error::Listen { addr: addr.to_string(), source })?;
+    let addr = addr.to_string();
+    let serving = async move {
+        axum::serve(listener, http::metrics_router(server).into_make_service_with_connect_info::<SocketAddr>())
+            .await
+            .map_err(|source| Error::Listen { addr, source })
+    };
+    Ok((bound, serving))
+}
+
 impl Listening {
     /// Serve until the process ends.
     pub async fn serve(self, server: Arc<Server>) -> Result<(), Error> {

@@ -166,6 +166,10 @@ enum Command {
         /// Also serve the lake (`basin serve`'s endpoints, `[serve]`) from the daemon's process.
         #[arg(long)]
         serve: bool,
+        /// Also answer `GET /metrics` (Prometheus, to the users of `basin.toml`) on this address,
+        /// e.g. `127.0.0.1:9464`, without serving the lake.
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
     /// Do one queued run (what the daemon launches; also for `launcher = "command"`).
     Worker {
@@ -438,7 +442,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let ok = crate::backfill::work(&project, &lake, &id).await?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Daemon { serve } => crate::daemon::run(load(&start_dir)?, serve).await,
+        Command::Daemon { serve, metrics_listen } => {
+            crate::daemon::run(load(&start_dir)?, serve, metrics_listen.as_deref()).await
+        }
         Command::Worker { standby: true, .. } => crate::daemon::standby(&start_dir).await,
         Command::Worker { run_id, .. } => crate::daemon::worker(&start_dir, &run_id.unwrap_or_default()).await,
         Command::Ingest { tables, allow_shrink, accept_schema_change, format } => {

@@ -166,8 +166,19 @@ pub fn settings(project: &Project) -> anyhow::Result<Settings> {
 }
 
 /// `basin daemon`: tick until SIGINT or SIGTERM.
-pub async fn run(project: Project, serve: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(project: Project, serve: bool, metrics_listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(&project).await?;
+    if let Some(addr) = metrics_listen {
+        let lake = basin_engine::Lake::open(&project.storage_root(), &project.config.storage.options)?;
+        let server = basin_server::Server::new(&project, lake, store.clone())?;
+        let (bound, serving) = basin_server::bind_metrics(server, addr).await?;
+        eprintln!("metrics at http://{bound}/metrics");
+        tokio::spawn(async move {
+            if let Err(e) = serving.await {
+                tracing::error!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     if serve {
         let lake = basin_engine::Lake::open(&project.storage_root(), &project.config.storage.options)?;
         let endpoint = crate::open::serve(&project, lake, store.clone()).await?;

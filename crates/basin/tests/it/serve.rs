@@ -112,11 +112,16 @@ pub(crate) fn sqlstate(e: sqlx::Error) -> String {
 /// A raw HTTP/1.1 request; the status code and body. A statement goes as
 /// `application/sql` unless the headers give a content type.
 pub(crate) fn http(s: &Served, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    let mut conn = std::net::TcpStream::connect(&s.http).unwrap();
+    http_at(&s.http, method, path, headers, body)
+}
+
+/// [`http`] to the server at `addr` (`host:port`).
+pub(crate) fn http_at(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let given = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     if !given("Host") {
-        req.push_str(&format!("Host: {}\r\n", s.http));
+        req.push_str(&format!("Host: {addr}\r\n"));
     }
     if path == "/api/sql" && !given("Content-Type") {
         req.push_str("Content-Type: application/sql\r\n");
@@ -738,4 +743,43 @@ fn metrics_are_prometheus_text_as_the_role_sees_them() {
     assert!(!seen.iter().any(|l| l.contains("silver.secret")), "the analyst may not read silver.secret: {seen:#?}");
     let seen = scrape(&eng);
     assert!(has(&seen, "basin_asset_age_seconds{asset=\"silver.secret\"} "), "{seen:#?}");
+}
+
+/// `basin daemon --metrics-listen`: `/metrics` without serving the lake, to the same users.
+#[test]
+fn a_daemon_answers_metrics_without_serving_the_lake() {
+    let b = Basin::empty();
+    b.write(
+        "basin.toml",
+        "[project]\nname = \"t\"\n\n[users.eng]\nrole = \"engineer\"\npassword_env = \"BASIN_TEST_ENGINEER_PW\"\n\n\
+         [roles.engineer]\nselect = [\"*\"]\n",
+    )
+    .write("models/silver/a.sql", "SELECT 1 AS x");
+    b.cmd(&["run"]).success();
+    let mut child = b
+        .command(&["daemon", "--metrics-listen", "127.0.0.1:0"])
+        .env("BASIN_TEST_ENGINEER_PW", ENGINEER_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the daemon ended before it listened").unwrap();
+        if let Some(rest) = line.strip_prefix("metrics at http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    let auth = basic("eng", ENGINEER_PASSWORD);
+    let (status, body) = http_at(&addr, "GET", "/metrics", &[("Authorization", &auth)], "");
+    let (unauthenticated, _) = http_at(&addr, "GET", "/metrics", &[], "");
+    let (sql, _) = http_at(&addr, "POST", "/api/sql", &[("Authorization", &auth)], "SELECT 1");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("basin_runs_total{category=\"\",status=\"success\"} 1"), "{body}");
+    assert!(body.contains("basin_asset_age_seconds{asset=\"silver.a\"}"), "{body}");
+    assert_eq!(unauthenticated, 401);
+    assert_eq!(sql, 404, "the lake is not served there");
 }
