@@ -79,13 +79,21 @@ fn describe_schema_changes(changes: &serde_json::Value) -> String {
 pub async fn restore(lake: &Lake, key: &AssetKey, target: &AsOf, run_id: &str) -> Result<u64> {
     let table = lake.table(key).await?.ok_or_else(|| Error::TableNotFound { table: key.clone() })?;
     lake.check_as_of(key, &table, target).await?;
+    // By commit time, as `basin history` prints it and `--as-of` reads it.
+    let at_version = match target {
+        AsOf::Timestamp(t) => crate::lake::version_at(&table, t).await,
+        AsOf::Version(_) => None,
+    };
     let mut builder = table.restore().with_commit_properties(crate::delta::commit_properties([
         ("basin.run_id".to_string(), json!(run_id)),
         ("basin.operation".to_string(), json!("restore")),
     ]));
     builder = match target {
         AsOf::Version(v) => builder.with_version_to_restore(*v),
-        AsOf::Timestamp(t) => builder.with_datetime_to_restore(*t),
+        AsOf::Timestamp(t) => match at_version {
+            Some(v) => builder.with_version_to_restore(v),
+            None => builder.with_datetime_to_restore(*t),
+        },
     };
     let (table, _metrics) = builder.await.map_err(Error::delta(key, "restore"))?;
     Ok(table.version().unwrap_or_default())

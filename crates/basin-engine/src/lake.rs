@@ -84,6 +84,20 @@ impl std::fmt::Display for VersionRange {
     }
 }
 
+/// The newest version of `table` (loaded at its latest) whose commit time
+/// (`commitInfo.timestamp`, what `basin history` prints) is at or before `t`; `None` before its
+/// first commit.
+pub(crate) async fn version_at(table: &DeltaTable, t: &DateTime<Utc>) -> Option<u64> {
+    let last = table.version()?;
+    let commits: Vec<_> = table.history(None).collect().await;
+    let at = t.timestamp_millis();
+    // Newest first, one per version down from the latest.
+    commits.iter().enumerate().find_map(|(i, c)| {
+        let committed = c.as_ref().ok()?.timestamp?;
+        (committed <= at).then(|| last.saturating_sub(i as u64))
+    })
+}
+
 impl VersionRange {
     /// The versions of `table` up to the one loaded, from its commit history.
     pub async fn of(table: &DeltaTable) -> VersionRange {
@@ -216,20 +230,34 @@ impl Lake {
     }
 
     /// The table of `key` at a version or timestamp; `None` if there is no table.
+    ///
+    /// A time reads the newest version whose commit time (`commitInfo.timestamp`, what `basin
+    /// history` prints) is at or before it. (Delta's own lookup goes by the log files'
+    /// modification times, written a moment after the commit time: a time copied from the
+    /// history could then read the version before.)
     pub async fn table_as_of(&self, key: &AssetKey, as_of: Option<&AsOf>) -> Result<Option<DeltaTable>> {
         if !self.exists(key).await? {
             return Ok(None);
         }
-        let mut builder = self.builder(key)?;
+        let load = |builder: DeltaTableBuilder| async move {
+            match builder.load().await {
+                Ok(t) => Ok(Some(t)),
+                Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
+                Err(e) => Err(Error::delta(key, "load")(e)),
+            }
+        };
         match as_of {
-            Some(AsOf::Version(v)) => builder = builder.with_version(*v),
-            Some(AsOf::Timestamp(t)) => builder = builder.with_timestamp(*t),
-            None => {}
-        }
-        match builder.load().await {
-            Ok(t) => Ok(Some(t)),
-            Err(deltalake::DeltaTableError::NotATable(_)) => Ok(None),
-            Err(e) => Err(Error::delta(key, "load")(e)),
+            None => load(self.builder(key)?).await,
+            Some(AsOf::Version(v)) => load(self.builder(key)?.with_version(*v)).await,
+            Some(AsOf::Timestamp(t)) => {
+                let Some(latest) = load(self.builder(key)?).await? else { return Ok(None) };
+                match version_at(&latest, t).await {
+                    Some(v) if Some(v) == latest.version() => Ok(Some(latest)),
+                    Some(v) => load(self.builder(key)?.with_version(v)).await,
+                    // Before the first commit: as Delta says (the caller reports the range).
+                    None => load(self.builder(key)?.with_timestamp(*t)).await,
+                }
+            }
         }
     }
 
