@@ -32,8 +32,8 @@ pub struct ColumnCheck {
     /// Models not planned because a table they read has no known schema (a source table not
     /// landed yet, without `--connect`), with that table.
     pub unchecked: Vec<(AssetKey, AssetKey)>,
-    /// How many models were planned.
-    pub planned: usize,
+    /// The lake's tables, as the check listed them (for what nothing in the project defines).
+    pub tables: Vec<AssetKey>,
 }
 
 /// Plan every model of `project` not already in `skip` (models whose files have errors),
@@ -47,6 +47,9 @@ pub async fn check_columns(
     skip: &BTreeSet<String>,
 ) -> Result<ColumnCheck> {
     let session = lake.session(&[], None).await?;
+    let mut tables: Vec<AssetKey> = session.tables.iter().map(|(k, _)| k.clone()).collect();
+    tables.extend(session.unavailable_tables.iter().map(|(k, _)| k.clone()));
+    tables.sort();
     let ctx = session.ctx;
     for (key, schema) in sources {
         if !registered(&ctx, key) {
@@ -55,7 +58,7 @@ pub async fn check_columns(
             register_schema(&ctx, &current, schema.clone())?;
         }
     }
-    let mut check = ColumnCheck::default();
+    let mut check = ColumnCheck { tables, ..ColumnCheck::default() };
     let mut broken: BTreeSet<AssetKey> = BTreeSet::new();
     for model in project.ordered(project.graph.keys()) {
         if skip.contains(&model.file) {
@@ -82,7 +85,6 @@ pub async fn check_columns(
             broken.insert(model.key.clone());
             continue;
         }
-        check.planned += 1;
         match plan(&ctx, model).await {
             Ok(schema) => register_schema(&ctx, &model.key, schema)?,
             Err(problems) => {

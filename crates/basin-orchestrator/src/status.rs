@@ -192,10 +192,8 @@ pub async fn status(
         .collect();
     let active: Vec<Run> = store.active_runs().await?;
     let queued = active.iter().filter(|r| r.status == RunStatus::Queued).count();
-    let running_ids: BTreeSet<&str> =
-        active.iter().filter(|r| r.status != RunStatus::Queued).map(|r| r.id.as_str()).collect();
     let retries: BTreeSet<&str> = active.iter().filter_map(|r| r.parent_run_id.as_deref()).collect();
-    let running = active
+    let running: Vec<RunningRun> = active
         .iter()
         .filter(|r| r.status != RunStatus::Queued)
         .map(|r| RunningRun {
@@ -225,7 +223,7 @@ pub async fn status(
             run_id: event.map(|e| e.run_id.clone()),
         };
         let s = match event {
-            Some(e) if e.kind == "asset_started" && running_ids.contains(e.run_id.as_str()) => {
+            Some(e) if e.kind == "asset_started" && running.iter().any(|r| r.id == e.run_id) => {
                 status(Class::RunningOk, format!("building in run {}", e.run_id), Some(e.at))
             }
             Some(e) if e.kind == "asset_failed" => {

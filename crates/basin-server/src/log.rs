@@ -102,20 +102,18 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         let error = self.error.lock().expect("lock").take();
-        if !(self.only_failure && error.is_none()) {
-            let outcome = match &error {
-                None => "ok",
-                // Not the role's to read (SQLSTATE insufficient_privilege).
-                Some((code, _)) if code == "42501" => "denied",
-                // Not a statement the endpoint serves (a write, a setting, a file).
-                Some((_, message)) if message.starts_with("refused: ") => "refused",
-                Some(_) => "error",
-            };
-            crate::metrics::statement(self.protocol, outcome, self.started.elapsed().as_secs_f64());
-        }
         if self.only_failure && error.is_none() {
             return;
         }
+        let outcome = match &error {
+            None => "ok",
+            // Not the role's to read (SQLSTATE insufficient_privilege).
+            Some((code, _)) if code == "42501" => "denied",
+            // Not a statement the endpoint serves (a write, a setting, a file).
+            Some((_, message)) if message.starts_with("refused: ") => "refused",
+            Some(_) => "error",
+        };
+        crate::metrics::statement(self.protocol, outcome, self.started.elapsed().as_secs_f64());
         let _ = self.sender.send(QueryLogEntry {
             at: self.at,
             user: std::mem::take(&mut self.user),

@@ -584,21 +584,19 @@ async fn validate(start: &Path, connect: bool) -> anyhow::Result<ExitCode> {
     // file already has an error is not planned again.
     let skip: std::collections::BTreeSet<String> = diagnostics.errors().map(|d| d.location.file.clone()).collect();
     let mut unchecked = Vec::new();
-    match Lake::open(&project.storage_root(), &project.config.storage.options) {
-        Ok(lake) => match basin_engine::validate::check_columns(&lake, &project, &sources, &skip).await {
-            Ok(check) => {
-                diagnostics.extend(check.diagnostics);
-                unchecked = check.unchecked;
-                diagnostics.extend(orphan_warnings(&project, &lake).await?);
-            }
-            Err(e) => diagnostics.push(basin_core::Diagnostic::warning(
-                basin_core::diagnostic::Location::file("basin.toml"),
-                format!("columns not checked: the lake cannot be read: {}", basin_core::error::chain(&e)),
-            )),
-        },
+    let checked = async {
+        let lake = Lake::open(&project.storage_root(), &project.config.storage.options)?;
+        basin_engine::validate::check_columns(&lake, &project, &sources, &skip).await
+    };
+    match checked.await {
+        Ok(check) => {
+            diagnostics.extend(check.diagnostics);
+            unchecked = check.unchecked;
+            diagnostics.extend(orphan_warnings(&project, &check.tables));
+        }
         Err(e) => diagnostics.push(basin_core::Diagnostic::warning(
             basin_core::diagnostic::Location::file("basin.toml"),
-            format!("columns not checked: the lake cannot be opened: {}", basin_core::error::chain(&e)),
+            format!("columns not checked: the lake cannot be read: {}", basin_core::error::chain(&e)),
         )),
     }
     diagnostics.sort();
@@ -659,12 +657,11 @@ async fn drop_table(start: &Path, name: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The lake's tables that nothing in the project defines, as warnings: they stay queryable, and
-/// no run updates them.
-async fn orphan_warnings(project: &Project, lake: &Lake) -> anyhow::Result<Vec<basin_core::Diagnostic>> {
-    let tables = lake.list_tables().await?;
-    Ok(project
-        .orphans(&tables)
+/// Of the lake's `tables`, those nothing in the project defines, as warnings: they stay
+/// queryable, and no run updates them.
+fn orphan_warnings(project: &Project, tables: &[AssetKey]) -> Vec<basin_core::Diagnostic> {
+    project
+        .orphans(tables)
         .into_iter()
         .map(|key| {
             basin_core::Diagnostic::warning(
@@ -674,7 +671,7 @@ async fn orphan_warnings(project: &Project, lake: &Lake) -> anyhow::Result<Vec<b
             )
             .with_hint(format!("`basin drop {key}` takes it out of the lake"))
         })
-        .collect())
+        .collect()
 }
 
 /// An asset named on the command line: a project asset, or any table in the lake.
