@@ -37,6 +37,12 @@ pub struct ProjectConfig {
     pub serve: crate::serve::ServeSection,
     #[serde(default)]
     pub users: BTreeMap<String, crate::serve::UserConfig>,
+    /// The daemon's watchdog: its interval, `running_long`, the heartbeat URL.
+    #[serde(default)]
+    pub watchdog: crate::alert::WatchdogSection,
+    /// Where the watchdog's alerts go.
+    #[serde(default)]
+    pub alerts: Vec<crate::alert::AlertConfig>,
     #[serde(default)]
     pub roles: BTreeMap<String, crate::serve::RoleConfig>,
 }
@@ -175,6 +181,9 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         ["serve"] => fields_of::<crate::serve::ServeSection>(),
         ["users", _] => fields_of::<crate::serve::UserConfig>(),
         ["roles", _] => fields_of::<crate::serve::RoleConfig>(),
+        ["watchdog"] => fields_of::<crate::alert::WatchdogSection>(),
+        ["alerts"] => fields_of::<crate::alert::AlertConfig>(),
+        ["alerts", "headers"] => return None,
         _ => return None,
     })
 }
@@ -214,6 +223,7 @@ pub fn parse_project_config(text: &str, out: &mut Vec<Diagnostic>) -> Option<Pro
     }
     out.extend(max_shrink_problem("run.max_shrink", config.run.max_shrink, find(text, "max_shrink")));
     check_daemon(text, &config, out);
+    crate::alert::check(&config.watchdog, &config.alerts, |needle| find(text, needle), out);
     crate::serve::check(&config.serve, &config.users, &config.roles, |needle| find(text, needle), out);
     if config.project.name.trim().is_empty() {
         out.push(

@@ -1,6 +1,7 @@
 //! Basin's domain and project model: what a project folder says, checked and turned into an
 //! asset graph. Nothing here touches data; DataFusion and Delta live in `basin-engine`.
 
+pub mod alert;
 pub mod asset;
 pub mod check;
 pub mod clock;

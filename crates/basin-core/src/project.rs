@@ -225,6 +225,8 @@ impl ProjectConfig {
             serve: Default::default(),
             users: Default::default(),
             roles: Default::default(),
+            watchdog: Default::default(),
+            alerts: Vec::new(),
         }
     }
 }

@@ -92,6 +92,36 @@ on = ["transient", "source_unavailable", "out_of_memory", "worker_died"]
 # tables = ["invoice"]          # default: every table of the source
 # interval = "30s"
 
+# The daemon's watchdog: every interval one daemon classifies every asset and schedule
+# (healthy, running_ok, running_long, zombie, hard_failure, retrying, stale_no_run,
+# backfilling, failing_checks, never_built), stores the classes (basin.asset_status) and each
+# change (basin.watchdog_events), and alerts the channels below.
+[watchdog]
+interval = "1m"
+# A build going longer than p95 of its recent builds times this is running_long.
+running_long_factor = 2.0
+duration_window = 20
+# Pinged (GET) every cycle, so that a monitor outside notices when no daemon is watching.
+# heartbeat_url = "${HEARTBEAT_URL}"
+
+# Alert channels: webhook (Basin's JSON), slack, alertmanager, pagerduty. An alert fires when
+# a subject enters a class the channel routes, is not repeated while it stays there, and is
+# resolved (same dedup key) when it recovers. Secrets as ${ENV}, read when the daemon starts.
+# [[alerts]]
+# name = "oncall"
+# kind = "slack"
+# url = "${SLACK_WEBHOOK_URL}"
+# classes = ["hard_failure", "zombie", "failing_checks", "stale_no_run", "running_long"]
+# min_severity = "warning"     # info, warning or critical
+# select = "tag:nightly"       # only these assets (schedules go to channels without one)
+# max_attempts = 5             # per notification, waits doubling from 1s
+# timeout = "10s"              # per attempt
+# [[alerts]]
+# name = "pager"
+# kind = "pagerduty"
+# routing_key = "${PAGERDUTY_ROUTING_KEY}"
+# min_severity = "critical"
+
 # Checks for every asset a selection picks, besides those models and source tables declare.
 # Every bronze table is also reconciled against its source (row counts within 1%).
 # [[default_checks]]

@@ -448,6 +448,62 @@ pub struct DaemonBeat {
     pub heartbeat_at: DateTime<Utc>,
 }
 
+/// The watchdog's class of one subject (an asset, or `schedule:NAME`), as `basin.asset_status`
+/// shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchStatus {
+    pub subject: String,
+    /// `healthy`, `running_ok`, `running_long`, `zombie`, `hard_failure`, …
+    pub class: String,
+    pub reason: String,
+    pub run_id: Option<String>,
+    /// When it entered this class (set by the store from the cycle that first saw it).
+    pub since: DateTime<Utc>,
+    /// The cycle that last looked at it.
+    pub checked_at: DateTime<Utc>,
+}
+
+/// A change of class, as `basin.watchdog_events` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub subject: String,
+    /// `None` the first time the watchdog sees the subject.
+    pub from_class: Option<String>,
+    pub to_class: String,
+    pub reason: String,
+    pub run_id: Option<String>,
+}
+
+/// An alert open on a channel for a subject: the class it fired for, and whether it still
+/// fires (a resolved one is kept with `firing = false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAlert {
+    pub channel: String,
+    pub subject: String,
+    pub class: String,
+    pub firing: bool,
+    pub fired_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One notification's delivery (or failure to deliver), as `basin.alert_deliveries` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertDelivery {
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub dedup_key: String,
+    /// `firing`, `resolved`, `test` or `heartbeat`.
+    pub state: String,
+    pub subject: String,
+    pub class: String,
+    pub attempts: i64,
+    pub delivered: bool,
+    /// The last attempt's error, secrets left out.
+    pub error: Option<String>,
+}
+
 /// The metadata store. Every method is one atomic step: safe to call from several processes
 /// on one SQLite file, or several machines on one PostgreSQL database.
 #[async_trait]
@@ -526,6 +582,27 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
 
     async fn daemon_heartbeat(&self, beat: &DaemonBeat) -> Result<()>;
     async fn daemons(&self) -> Result<Vec<DaemonBeat>>;
+
+    /// One watchdog cycle, taken by one daemon: moves cursor `cursor` from `expected` to
+    /// `value` and, in the same transaction, stores `statuses` (every subject's class now) and
+    /// a [`WatchEvent`] for each subject whose class changed. `None` when the cursor had
+    /// moved (another daemon took this cycle): nothing is written.
+    async fn watchdog_cycle(
+        &self,
+        cursor: &str,
+        expected: Option<&str>,
+        value: &str,
+        statuses: &[WatchStatus],
+    ) -> Result<Option<Vec<WatchEvent>>>;
+    /// The stored class of every subject.
+    async fn watch_statuses(&self) -> Result<Vec<WatchStatus>>;
+    /// The newest `limit` transitions, newest first.
+    async fn watch_events(&self, limit: i64) -> Result<Vec<WatchEvent>>;
+    async fn open_alerts(&self) -> Result<Vec<OpenAlert>>;
+    async fn set_alert(&self, alert: &OpenAlert) -> Result<()>;
+    async fn add_alert_delivery(&self, delivery: &AlertDelivery) -> Result<()>;
+    /// The newest `limit` deliveries, newest first.
+    async fn alert_deliveries(&self, limit: i64) -> Result<Vec<AlertDelivery>>;
 }
 
 /// Open the store at `url` (`sqlite://PATH`, relative to `project_dir`; or `postgres://…`),

@@ -138,6 +138,57 @@ macro_rules! v3 {
     };
 }
 
+macro_rules! v4 {
+    ($id:literal) => {
+        concat!(
+            "CREATE TABLE asset_status (
+                subject TEXT PRIMARY KEY,
+                class TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                run_id TEXT,
+                since BIGINT NOT NULL,
+                checked_at BIGINT NOT NULL
+            );
+            CREATE TABLE watchdog_events (
+                id ",
+            $id,
+            ",
+                at BIGINT NOT NULL,
+                subject TEXT NOT NULL,
+                from_class TEXT,
+                to_class TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                run_id TEXT
+            );
+            CREATE INDEX watchdog_events_by_subject ON watchdog_events (subject, id);
+            CREATE TABLE alerts (
+                channel TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                class TEXT NOT NULL,
+                firing BOOLEAN NOT NULL,
+                fired_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (channel, subject)
+            );
+            CREATE TABLE alert_deliveries (
+                id ",
+            $id,
+            ",
+                at BIGINT NOT NULL,
+                channel TEXT NOT NULL,
+                dedup_key TEXT NOT NULL,
+                state TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                class TEXT NOT NULL,
+                attempts BIGINT NOT NULL,
+                delivered BOOLEAN NOT NULL,
+                error TEXT
+            );
+            CREATE INDEX alert_deliveries_by_time ON alert_deliveries (at);"
+        )
+    };
+}
+
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -156,6 +207,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "query log",
         sqlite: v3!("INTEGER PRIMARY KEY AUTOINCREMENT"),
         postgres: v3!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    },
+    Migration {
+        version: 4,
+        name: "watchdog: asset status, its transitions, alerts and their deliveries",
+        sqlite: v4!("INTEGER PRIMARY KEY AUTOINCREMENT"),
+        postgres: v4!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
     },
 ];
 

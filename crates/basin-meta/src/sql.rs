@@ -20,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, Type};
 
 use crate::migrations::{LEDGER, MIGRATIONS, latest};
+use crate::{AlertDelivery, OpenAlert, WatchEvent, WatchStatus};
 use crate::{
     Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Footprint, FootprintOf,
     Level, Materialization, MetaStore, NewEvent, NewRun, QueryLogEntry, QueueLimits, Result, Run, RunFilter, RunStatus,
@@ -270,6 +271,29 @@ fn daemon_from<'r>(r: &'r impl Get<'r>) -> Result<DaemonBeat> {
         pid: r.int("pid")?,
         started_at: from_micros("started_at", r.int("started_at")?)?,
         heartbeat_at: from_micros("heartbeat_at", r.int("heartbeat_at")?)?,
+    })
+}
+
+fn watch_status_from<'r>(r: &'r impl Get<'r>) -> Result<WatchStatus> {
+    Ok(WatchStatus {
+        subject: r.text("subject")?,
+        class: r.text("class")?,
+        reason: r.text("reason")?,
+        run_id: r.opt_text("run_id")?,
+        since: from_micros("since", r.int("since")?)?,
+        checked_at: from_micros("checked_at", r.int("checked_at")?)?,
+    })
+}
+
+fn watch_event_from<'r>(r: &'r impl Get<'r>) -> Result<WatchEvent> {
+    Ok(WatchEvent {
+        id: r.int("id")?,
+        at: from_micros("at", r.int("at")?)?,
+        subject: r.text("subject")?,
+        from_class: r.opt_text("from_class")?,
+        to_class: r.text("to_class")?,
+        reason: r.text("reason")?,
+        run_id: r.opt_text("run_id")?,
     })
 }
 
@@ -1174,6 +1198,202 @@ impl MetaStore for SqlStore {
             .map_err(sql("record a daemon heartbeat"))?;
         });
         Ok(())
+    }
+
+    async fn watchdog_cycle(
+        &self,
+        cursor: &str,
+        expected: Option<&str>,
+        value: &str,
+        statuses: &[WatchStatus],
+    ) -> Result<Option<Vec<WatchEvent>>> {
+        let now = self.now();
+        in_tx!(self, None, tx => {
+            if !move_cursor!(&mut *tx, cursor, expected, value, now) {
+                return Ok(None);
+            }
+            let rows = sqlx::query("SELECT subject, class, reason, run_id, since, checked_at FROM asset_status")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(sql("read the watchdog's classes"))?;
+            let mut stored: BTreeMap<String, WatchStatus> = BTreeMap::new();
+            for r in &rows {
+                let s = watch_status_from(r)?;
+                stored.insert(s.subject.clone(), s);
+            }
+            let mut events = Vec::new();
+            for s in statuses {
+                let old = stored.remove(&s.subject);
+                let changed_class = old.as_ref().is_none_or(|o| o.class != s.class);
+                if !changed_class && old.as_ref().is_some_and(|o| o.reason == s.reason && o.run_id == s.run_id) {
+                    continue;
+                }
+                // A subject keeps the time it entered its class while the class holds.
+                let since = match &old {
+                    Some(o) if !changed_class => o.since,
+                    _ => s.since,
+                };
+                sqlx::query(
+                    "INSERT INTO asset_status (subject, class, reason, run_id, since, checked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO UPDATE SET class = excluded.class, \
+                     reason = excluded.reason, run_id = excluded.run_id, since = excluded.since, \
+                     checked_at = excluded.checked_at",
+                )
+                .bind(&s.subject)
+                .bind(&s.class)
+                .bind(&s.reason)
+                .bind(s.run_id.as_deref())
+                .bind(micros(since))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("store a watchdog class"))?;
+                if changed_class {
+                    let row = sqlx::query(
+                        "INSERT INTO watchdog_events (at, subject, from_class, to_class, reason, run_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, at, subject, from_class, to_class, reason, run_id",
+                    )
+                    .bind(now)
+                    .bind(&s.subject)
+                    .bind(old.as_ref().map(|o| o.class.as_str()))
+                    .bind(&s.class)
+                    .bind(&s.reason)
+                    .bind(s.run_id.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(sql("record a watchdog transition"))?;
+                    events.push(watch_event_from(&row)?);
+                }
+            }
+            // Subjects gone from the project (an asset dropped, a schedule removed).
+            for gone in stored.keys() {
+                sqlx::query("DELETE FROM asset_status WHERE subject = $1")
+                    .bind(gone)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql("forget a watchdog subject"))?;
+            }
+            sqlx::query("UPDATE asset_status SET checked_at = $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("stamp the watchdog's cycle"))?;
+            Ok(Some(events))
+        })
+    }
+
+    async fn watch_statuses(&self) -> Result<Vec<WatchStatus>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT subject, class, reason, run_id, since, checked_at FROM asset_status ORDER BY subject")
+                .fetch_all(p)
+                .await
+                .map_err(sql("read the watchdog's classes"))?;
+            rows.iter().map(watch_status_from).collect()
+        })
+    }
+
+    async fn watch_events(&self, limit: i64) -> Result<Vec<WatchEvent>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT id, at, subject, from_class, to_class, reason, run_id FROM watchdog_events ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(sql("read the watchdog's transitions"))?;
+            rows.iter().map(watch_event_from).collect()
+        })
+    }
+
+    async fn open_alerts(&self) -> Result<Vec<OpenAlert>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT channel, subject, class, firing, fired_at, updated_at FROM alerts ORDER BY channel, subject")
+                .fetch_all(p)
+                .await
+                .map_err(sql("read alerts"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OpenAlert {
+                        channel: r.text("channel")?,
+                        subject: r.text("subject")?,
+                        class: r.text("class")?,
+                        firing: r.flag("firing")?,
+                        fired_at: from_micros("fired_at", r.int("fired_at")?)?,
+                        updated_at: from_micros("updated_at", r.int("updated_at")?)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn set_alert(&self, a: &OpenAlert) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO alerts (channel, subject, class, firing, fired_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (channel, subject) DO UPDATE SET class = excluded.class, firing = excluded.firing, \
+                 fired_at = excluded.fired_at, updated_at = excluded.updated_at",
+            )
+            .bind(&a.channel)
+            .bind(&a.subject)
+            .bind(&a.class)
+            .bind(a.firing)
+            .bind(micros(a.fired_at))
+            .bind(micros(a.updated_at))
+            .execute(p)
+            .await
+            .map_err(sql("record an alert"))?;
+        });
+        Ok(())
+    }
+
+    async fn add_alert_delivery(&self, d: &AlertDelivery) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query(
+                "INSERT INTO alert_deliveries (at, channel, dedup_key, state, subject, class, attempts, delivered, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(micros(d.at))
+            .bind(&d.channel)
+            .bind(&d.dedup_key)
+            .bind(&d.state)
+            .bind(&d.subject)
+            .bind(&d.class)
+            .bind(d.attempts)
+            .bind(d.delivered)
+            .bind(d.error.as_deref())
+            .execute(p)
+            .await
+            .map_err(sql("record an alert delivery"))?;
+        });
+        Ok(())
+    }
+
+    async fn alert_deliveries(&self, limit: i64) -> Result<Vec<AlertDelivery>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT at, channel, dedup_key, state, subject, class, attempts, delivered, error FROM alert_deliveries \
+                 ORDER BY id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(sql("read alert deliveries"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AlertDelivery {
+                        at: from_micros("at", r.int("at")?)?,
+                        channel: r.text("channel")?,
+                        dedup_key: r.text("dedup_key")?,
+                        state: r.text("state")?,
+                        subject: r.text("subject")?,
+                        class: r.text("class")?,
+                        attempts: r.int("attempts")?,
+                        delivered: r.flag("delivered")?,
+                        error: r.opt_text("error")?,
+                    })
+                })
+                .collect()
+        })
     }
 
     async fn daemons(&self) -> Result<Vec<DaemonBeat>> {

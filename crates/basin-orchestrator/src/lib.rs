@@ -17,7 +17,9 @@
 //! 5. retries: each failed queued run is retried once per the retry policy (backoff doubling)
 //!    or settled;
 //! 6. queue: runs that fit the global and per-tag limits, and write no asset (partition) a run
-//!    in flight writes ([`footprints`]), are claimed and launched.
+//!    in flight writes ([`footprints`]), are claimed and launched;
+//! 7. watchdog (every `[watchdog] interval`, one daemon per interval): every asset and
+//!    schedule classified and stored, changes alerted ([`watchdog`], [`alerts`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -32,6 +34,7 @@ use basin_core::failure::FailureCategory;
 use basin_meta::{DaemonBeat, Finish, Footprint, MetaStore, NewRun, QueueLimits, Run, RunStatus};
 use chrono::{DateTime, Utc};
 
+pub mod alerts;
 pub mod backfill;
 pub mod check;
 pub mod record;
@@ -39,6 +42,7 @@ pub mod run;
 pub mod sensors;
 mod standby;
 pub mod status;
+pub mod watchdog;
 
 pub use record::Recorder;
 pub use run::{Materializer, RunEvent, RunWork};
@@ -153,6 +157,8 @@ pub struct Tick {
     pub notices: Vec<String>,
     pub queued: Vec<Run>,
     pub launched: Vec<Run>,
+    /// The watchdog's cycle, if this tick did one.
+    pub watchdog: Option<watchdog::Cycle>,
 }
 
 pub struct Daemon {
@@ -171,6 +177,7 @@ pub struct Daemon {
     last_monitor: Option<DateTime<Utc>>,
     started_at: DateTime<Utc>,
     footprint: Footprints,
+    watchdog: Option<watchdog::Watchdog>,
 }
 
 /// How the daemon tells what a queued run will write.
@@ -217,7 +224,14 @@ impl Daemon {
             last_monitor: None,
             started_at,
             footprint: Arc::new(|_: &Run| Footprint::default()),
+            watchdog: None,
         }
+    }
+
+    /// Classify every asset and schedule each interval, and alert on changes.
+    pub fn with_watchdog(mut self, watchdog: watchdog::Watchdog) -> Daemon {
+        self.watchdog = Some(watchdog);
+        self
     }
 
     /// Start no run while another run in flight writes one of its assets (see [`footprints`]);
@@ -280,6 +294,23 @@ impl Daemon {
         }
         self.retries(now, &mut tick).await?;
         self.launch(&mut tick).await?;
+        if let Some(w) = &self.watchdog {
+            // A failed cycle is told and tried again next tick; it never stops the queue.
+            match w.cycle(&self.store, &self.schedules, now).await {
+                Ok(Some(cycle)) => {
+                    for e in &cycle.transitions {
+                        let from = e.from_class.as_deref().unwrap_or("new");
+                        tick.notices.push(format!("watchdog: {} {from} → {}: {}", e.subject, e.to_class, e.reason));
+                    }
+                    for (channel, n, _) in &cycle.deliveries {
+                        tick.notices.push(format!("alert {} {} on {channel}", n.state.as_str(), n.subject));
+                    }
+                    tick.watchdog = Some(cycle);
+                }
+                Ok(None) => {}
+                Err(e) => tick.notices.push(format!("watchdog cycle failed: {e}")),
+            }
+        }
         Ok(tick)
     }
 

@@ -1,10 +1,13 @@
 //! What needs a person, read from the metadata store (`basin status`): the daemons and whether
 //! they still beat, each schedule's last tick against the one due (a missed tick: no daemon
 //! queued it), the queue and the runs in flight, and every asset with its class:
-//! `healthy`, `running_ok`, `retrying` (its last build failed and a retry is queued),
+//! `healthy`, `running_ok`, `running_long` (building for longer than its usual duration,
+//! p95 of its recent builds, times a factor), `zombie` (building in a run whose worker stopped
+//! heartbeating), `backfilling`, `retrying` (its last build failed and a retry is queued),
 //! `hard_failure` (its last build failed and nothing will retry it), `failing_checks` (an
 //! `error` check failed on its current data), `stale_no_run` (its last run skipped it), or
-//! `never_built`.
+//! `never_built`. The daemon's watchdog ([`crate::watchdog`]) stores these classes every
+//! cycle; `basin status` computes them afresh.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,13 +20,16 @@ use chrono::{DateTime, Utc};
 /// How an asset stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
+    Zombie,
     HardFailure,
     FailingChecks,
     Retrying,
     /// Its last run did not build it (an upstream failed or was skipped, the run was
     /// canceled): its data is older than the run meant it to be.
     StaleNoRun,
+    RunningLong,
     NeverBuilt,
+    Backfilling,
     RunningOk,
     Healthy,
 }
@@ -31,7 +37,10 @@ pub enum Class {
 impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
+            Class::Zombie => "zombie",
             Class::HardFailure => "hard_failure",
+            Class::RunningLong => "running_long",
+            Class::Backfilling => "backfilling",
             Class::FailingChecks => "failing_checks",
             Class::Retrying => "retrying",
             Class::StaleNoRun => "stale_no_run",
@@ -43,7 +52,25 @@ impl Class {
 
     /// Whether a person must act: nothing will mend it by itself.
     pub fn needs_a_human(self) -> bool {
-        matches!(self, Class::HardFailure | Class::FailingChecks)
+        matches!(self, Class::HardFailure | Class::FailingChecks | Class::Zombie)
+    }
+}
+
+/// How the classes are judged.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The runs' heartbeat interval: a daemon silent for three is gone, a run's worker silent
+    /// for three is a zombie.
+    pub heartbeat: std::time::Duration,
+    /// `running_long`: past p95 of the asset's recent build durations times this.
+    pub running_long_factor: f64,
+    /// Recent builds the p95 is taken over (at least three are needed to judge).
+    pub duration_window: usize,
+}
+
+impl Options {
+    pub fn new(heartbeat: std::time::Duration) -> Options {
+        Options { heartbeat, running_long_factor: 2.0, duration_window: 20 }
     }
 }
 
@@ -138,16 +165,16 @@ impl Status {
 }
 
 /// The status of `assets` (every asset of the project) and `schedules` at `now`; a daemon is
-/// alive when it beat within three `heartbeat` intervals, and a schedule missed its tick when
+/// alive when it beat within three heartbeat intervals, and a schedule missed its tick when
 /// the tick due is not queued within that long (plus a minute).
 pub async fn status(
     store: &Arc<dyn MetaStore>,
     assets: &[String],
     schedules: &[Schedule],
     now: DateTime<Utc>,
-    heartbeat: std::time::Duration,
+    options: Options,
 ) -> basin_meta::Result<Status> {
-    let stale = chrono::Duration::from_std(heartbeat * 3).unwrap_or(chrono::Duration::MAX);
+    let stale = chrono::Duration::from_std(options.heartbeat * 3).unwrap_or(chrono::Duration::MAX);
     let grace = stale.checked_add(&chrono::Duration::minutes(1)).unwrap_or(chrono::Duration::MAX);
     let mut schedule_status = Vec::new();
     for s in schedules {
@@ -193,6 +220,15 @@ pub async fn status(
     let active: Vec<Run> = store.active_runs().await?;
     let queued = active.iter().filter(|r| r.status == RunStatus::Queued).count();
     let retries: BTreeSet<&str> = active.iter().filter_map(|r| r.parent_run_id.as_deref()).collect();
+    // A run in flight whose worker has not beaten for three intervals: the daemon's monitor
+    // fails it as `worker_died`, unless no daemon is running.
+    let silent: BTreeSet<&str> = active
+        .iter()
+        .filter(|r| r.status == RunStatus::Started && r.heartbeat_at.is_some_and(|h| now - h > stale))
+        .map(|r| r.id.as_str())
+        .collect();
+    let backfills: BTreeSet<&str> =
+        active.iter().filter(|r| r.tags.contains_key(crate::backfill::TAG)).map(|r| r.id.as_str()).collect();
     let running: Vec<RunningRun> = active
         .iter()
         .filter(|r| r.status != RunStatus::Queued)
@@ -223,8 +259,36 @@ pub async fn status(
             run_id: event.map(|e| e.run_id.clone()),
         };
         let s = match event {
+            Some(e) if e.kind == "asset_started" && silent.contains(e.run_id.as_str()) => status(
+                Class::Zombie,
+                format!(
+                    "building in run {}, whose worker has not sent a heartbeat for over {}s",
+                    e.run_id,
+                    stale.num_seconds()
+                ),
+                Some(e.at),
+            ),
             Some(e) if e.kind == "asset_started" && running.iter().any(|r| r.id == e.run_id) => {
-                status(Class::RunningOk, format!("building in run {}", e.run_id), Some(e.at))
+                let elapsed = now - e.at;
+                let usual = usual_duration(store, asset, options.duration_window).await?;
+                match usual.filter(|p95| elapsed.as_seconds_f64() > p95.as_seconds_f64() * options.running_long_factor)
+                {
+                    Some(p95) => status(
+                        Class::RunningLong,
+                        format!(
+                            "building in run {} for {}s; its usual build takes {}s (p95), and {}x that has passed",
+                            e.run_id,
+                            elapsed.num_seconds(),
+                            p95.num_seconds(),
+                            options.running_long_factor
+                        ),
+                        Some(e.at),
+                    ),
+                    None if backfills.contains(e.run_id.as_str()) => {
+                        status(Class::Backfilling, format!("building in backfill run {}", e.run_id), Some(e.at))
+                    }
+                    None => status(Class::RunningOk, format!("building in run {}", e.run_id), Some(e.at)),
+                }
             }
             Some(e) if e.kind == "asset_failed" => {
                 let category = e.message.split_once(": ").and_then(|(c, _)| c.parse::<FailureCategory>().ok());
@@ -255,4 +319,22 @@ pub async fn status(
     }
     out.sort_by(|a, b| a.class.cmp(&b.class).then(a.asset.cmp(&b.asset)));
     Ok(Status { at: now, daemons, schedules: schedule_status, queued, running, assets: out })
+}
+
+/// p95 of the asset's `window` most recent build durations; `None` with fewer than three.
+async fn usual_duration(
+    store: &Arc<dyn MetaStore>,
+    asset: &str,
+    window: usize,
+) -> basin_meta::Result<Option<chrono::Duration>> {
+    let limit = i64::try_from(window.max(3)).unwrap_or(i64::MAX);
+    let mut durations: Vec<i64> =
+        store.materializations(Some(asset), limit).await?.into_iter().map(|m| m.duration_ms).collect();
+    if durations.len() < 3 {
+        return Ok(None);
+    }
+    durations.sort_unstable();
+    // Nearest rank: the smallest duration at least 95% of the builds took no longer than.
+    let rank = (durations.len() * 95).div_ceil(100).max(1) - 1;
+    Ok(Some(chrono::Duration::milliseconds(durations[rank])))
 }

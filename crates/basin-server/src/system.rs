@@ -1,5 +1,6 @@
 //! The metadata store's tables as schema `basin`: `runs`, `materializations`,
-//! `check_results` and `query_log`, read from the store when a query names them (so they are
+//! `check_results`, `query_log`, and the watchdog's `asset_status`, `watchdog_events` and
+//! `alert_deliveries`, read from the store when a query names them (so they are
 //! as fresh as the store), for `basin sql` and the endpoint alike.
 
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 pub const SCHEMA: &str = "basin";
-pub const TABLES: &[&str] = &["check_results", "materializations", "query_log", "runs"];
+pub const TABLES: &[&str] =
+    &["alert_deliveries", "asset_status", "check_results", "materializations", "query_log", "runs", "watchdog_events"];
 
 /// Rows kept per table: the newest.
 const LIMIT: i64 = 100_000;
@@ -90,6 +92,9 @@ fn schema_of(name: &str) -> DfResult<SchemaRef> {
         "check_results" => check_results(&[]),
         "materializations" => materializations(&[]),
         "query_log" => query_log(&[]),
+        "asset_status" => asset_status(&[]),
+        "watchdog_events" => watchdog_events(&[]),
+        "alert_deliveries" => alert_deliveries(&[]),
         _ => runs(&[]),
     };
     Ok(empty?.schema())
@@ -102,6 +107,9 @@ async fn read(name: &str, store: &dyn MetaStore) -> DfResult<RecordBatch> {
         "check_results" => check_results(&store.check_results(&Default::default()).await.map_err(failed)?),
         "materializations" => materializations(&store.materializations(None, LIMIT).await.map_err(failed)?),
         "query_log" => query_log(&store.query_log(LIMIT).await.map_err(failed)?),
+        "asset_status" => asset_status(&store.watch_statuses().await.map_err(failed)?),
+        "watchdog_events" => watchdog_events(&store.watch_events(LIMIT).await.map_err(failed)?),
+        "alert_deliveries" => alert_deliveries(&store.alert_deliveries(LIMIT).await.map_err(failed)?),
         _ => {
             let filter = basin_meta::RunFilter { limit: Some(LIMIT), ..Default::default() };
             runs(&store.runs(&filter).await.map_err(failed)?)
@@ -237,5 +245,42 @@ fn runs(rows: &[basin_meta::Run]) -> DfResult<RecordBatch> {
         .text("worker", |r| r.worker.clone())
         .text("failure_category", |r| r.failure_category.map(|c| c.as_str().to_string()))
         .text("failure_message", |r| r.failure_message.clone())
+        .batch()
+}
+
+fn asset_status(rows: &[basin_meta::WatchStatus]) -> DfResult<RecordBatch> {
+    Columns::new(rows)
+        .text("subject", |r| Some(r.subject.clone()))
+        .text("class", |r| Some(r.class.clone()))
+        .text("reason", |r| Some(r.reason.clone()))
+        .text("run_id", |r| r.run_id.clone())
+        .time("since", |r| Some(r.since))
+        .time("checked_at", |r| Some(r.checked_at))
+        .batch()
+}
+
+fn watchdog_events(rows: &[basin_meta::WatchEvent]) -> DfResult<RecordBatch> {
+    Columns::new(rows)
+        .int("id", |r| Some(r.id))
+        .time("at", |r| Some(r.at))
+        .text("subject", |r| Some(r.subject.clone()))
+        .text("from_class", |r| r.from_class.clone())
+        .text("to_class", |r| Some(r.to_class.clone()))
+        .text("reason", |r| Some(r.reason.clone()))
+        .text("run_id", |r| r.run_id.clone())
+        .batch()
+}
+
+fn alert_deliveries(rows: &[basin_meta::AlertDelivery]) -> DfResult<RecordBatch> {
+    Columns::new(rows)
+        .time("at", |r| Some(r.at))
+        .text("channel", |r| Some(r.channel.clone()))
+        .text("dedup_key", |r| Some(r.dedup_key.clone()))
+        .text("state", |r| Some(r.state.clone()))
+        .text("subject", |r| Some(r.subject.clone()))
+        .text("class", |r| Some(r.class.clone()))
+        .int("attempts", |r| Some(r.attempts))
+        .flag("delivered", |r| r.delivered)
+        .text("error", |r| r.error.clone())
         .batch()
 }

@@ -265,15 +265,30 @@ enum Command {
         limit: i64,
     },
     /// One screen for the morning: daemons alive, the queue, runs in flight, and every asset
-    /// that is not healthy with its class and why (`hard_failure`, `failing_checks`,
-    /// `retrying`, `stale_no_run`, `never_built`, `running_ok`). Exit code 1 when something
-    /// needs a person.
+    /// that is not healthy with its class and why (`zombie`, `hard_failure`, `failing_checks`,
+    /// `retrying`, `stale_no_run`, `running_long`, `never_built`, `backfilling`,
+    /// `running_ok`), the watchdog's last cycle and the alerts firing. Exit code 1 when
+    /// something needs a person.
     Status {
         #[arg(long, value_enum, default_value = "text")]
         format: RunFormat,
     },
     /// Stop a run: a queued run is canceled at once, a running one is asked to stop.
     Cancel { run_id: String },
+    /// The watchdog's alert channels (`[[alerts]]` in basin.toml).
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// Send a test message on a channel and say whether it arrived (the delivery is recorded
+    /// in `basin.alert_deliveries`).
+    Test { channel: String },
+    /// The channels, and the alerts firing now.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -511,6 +526,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cancel { run_id } => crate::runs::cancel(&load(&start_dir)?, &run_id).await,
         Command::Status { format } => crate::runs::status(&load(&start_dir)?, matches!(format, RunFormat::Json)).await,
+        Command::Alert { command: AlertCommand::Test { channel } } => {
+            crate::runs::alert_test(&load(&start_dir)?, &channel).await
+        }
+        Command::Alert { command: AlertCommand::List } => crate::runs::alert_list(&load(&start_dir)?).await,
         Command::Drop { asset } => drop_table(&start_dir, &asset).await,
         Command::History { asset, limit } => {
             let (project, lake) = open(&start_dir)?;

@@ -165,6 +165,68 @@ pub fn settings(project: &Project) -> anyhow::Result<Settings> {
     })
 }
 
+/// How `basin status` and the watchdog judge classes.
+pub fn status_options(project: &Project) -> basin_orchestrator::status::Options {
+    let w = &project.config.watchdog;
+    basin_orchestrator::status::Options {
+        heartbeat: project.config.run.heartbeat_interval(),
+        running_long_factor: w.running_long_factor,
+        duration_window: w.duration_window.max(3),
+    }
+}
+
+/// The `[[alerts]]` channels with their secrets read from the environment, and each one's
+/// `select` resolved on the project. A variable not set is an error naming it.
+pub fn alerter(
+    project: &Project,
+    store: Arc<dyn basin_meta::MetaStore>,
+    clock: Arc<dyn basin_core::clock::Clock>,
+) -> anyhow::Result<basin_orchestrator::alerts::Alerter> {
+    let mut channels = Vec::new();
+    for a in &project.config.alerts {
+        let assets = match &a.select {
+            Some(s) => Some(
+                crate::open::select(project, std::slice::from_ref(s))
+                    .with_context(|| format!("alert channel `{}`: `select`", a.name))?
+                    .into_iter()
+                    .map(|k| k.to_string())
+                    .collect(),
+            ),
+            None => None,
+        };
+        channels.push(
+            basin_orchestrator::alerts::Channel::new(a, assets, |v| std::env::var(v).ok())
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    Ok(basin_orchestrator::alerts::Alerter::new(&project.config.project.name, channels, store, clock))
+}
+
+/// The daemon's watchdog, per `[watchdog]` and `[[alerts]]`.
+pub fn watchdog(
+    project: &Project,
+    store: Arc<dyn basin_meta::MetaStore>,
+    clock: Arc<dyn basin_core::clock::Clock>,
+) -> anyhow::Result<basin_orchestrator::watchdog::Watchdog> {
+    let w = &project.config.watchdog;
+    let heartbeat = match &w.heartbeat_url {
+        Some(url) => {
+            Some(basin_core::config::interpolate_env(url.expose(), |v| std::env::var(v).ok()).map_err(|var| {
+                anyhow::anyhow!("`watchdog.heartbeat_url` uses environment variable `{var}`, which is not set")
+            })?)
+        }
+        None => None,
+    };
+    let assets = project.graph.keys().map(|k| k.to_string()).collect();
+    Ok(basin_orchestrator::watchdog::Watchdog::new(
+        assets,
+        w.interval(),
+        status_options(project),
+        alerter(project, store, clock)?,
+    )
+    .with_heartbeat(heartbeat))
+}
+
 /// `basin daemon`: tick until SIGINT or SIGTERM.
 pub async fn run(project: Project, serve: bool, metrics_listen: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(&project).await?;
@@ -205,7 +267,15 @@ pub async fn run(project: Project, serve: bool, metrics_listen: Option<&str>) ->
         }
     }
     let automated = eager.len() + on_cron.len();
+    let watchdog = watchdog(&project, store.clone(), Arc::new(SystemClock))?;
+    let watching = format!(
+        "  watchdog every {}s, alerting {} channel(s){}",
+        watchdog.interval().as_secs(),
+        project.config.alerts.len(),
+        if project.config.watchdog.heartbeat_url.is_some() { ", pinging its heartbeat URL" } else { "" }
+    );
     let mut daemon = Daemon::new(store, Arc::new(SystemClock), settings.clone(), schedules.clone(), launcher.clone())
+        .with_watchdog(watchdog)
         .with_automation(eager)
         .with_cron_automation(on_cron)
         .with_sensors(crate::sensors::sensors(&project)?)
@@ -233,6 +303,7 @@ pub async fn run(project: Project, serve: bool, metrics_listen: Option<&str>) ->
     if automated > 0 {
         eprintln!("  {automated} automated asset(s) (eager, on_cron)");
     }
+    eprintln!("{watching}");
     daemon
         .run_until(POLL, shutdown(), |tick| {
             for n in &tick.notices {

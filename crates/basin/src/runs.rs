@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use basin_core::Project;
 use basin_meta::{Cancel, MetaStore, Run, RunFilter, RunStatus};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -71,11 +71,22 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         .map(basin_core::daemon::Schedule::parse)
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
-    let heartbeat = project.config.run.heartbeat_interval();
-    let status = basin_orchestrator::status::status(&store, &assets, &schedules, now, heartbeat).await?;
+    let status =
+        basin_orchestrator::status::status(&store, &assets, &schedules, now, crate::daemon::status_options(project))
+            .await?;
     let code = if status.needs_a_human() { ExitCode::from(crate::exit::FAILED) } else { ExitCode::SUCCESS };
+    let last_cycle = store.cursor(basin_orchestrator::watchdog::CURSOR).await?;
+    let firing: Vec<basin_meta::OpenAlert> = store.open_alerts().await?.into_iter().filter(|a| a.firing).collect();
     if json {
-        println!("{}", status.to_json());
+        let mut doc = status.to_json();
+        doc["watchdog"] = serde_json::json!({
+            "last_cycle": last_cycle,
+            "firing": firing.iter().map(|a| serde_json::json!({
+                "channel": a.channel, "subject": a.subject, "class": a.class,
+                "fired_at": a.fired_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{doc}");
         return Ok(code);
     }
     let ago = |t: DateTime<Utc>| {
@@ -121,6 +132,13 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
             _ => println!("schedule {} ({}): no tick due yet{last}", s.name, s.cron),
         }
     }
+    match last_cycle.as_deref().and_then(|c| DateTime::parse_from_rfc3339(c).ok()) {
+        Some(t) => println!("watchdog: last cycle {} ({})", time(Some(t.to_utc())), ago(t.to_utc())),
+        None => println!("watchdog: no cycle yet (it runs inside `basin daemon`)"),
+    }
+    for a in &firing {
+        println!("  alert firing on {}: {} is {} (since {})", a.channel, a.subject, a.class, ago(a.fired_at));
+    }
     println!("queue: {} queued, {} running", status.queued, status.running.len());
     for r in &status.running {
         println!("  {}  {}  since {}  {}", r.id, r.status, ago(r.since), r.selection.join(" "));
@@ -138,6 +156,57 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         println!("  {:<15} {:<36} {}{since}", a.class.as_str(), a.asset, a.reason);
     }
     Ok(code)
+}
+
+/// `basin alert test CHANNEL`: one test message, awaited; exit 1 if it was not delivered.
+pub async fn alert_test(project: &Project, channel: &str) -> anyhow::Result<ExitCode> {
+    let Some(config) = project.config.alerts.iter().find(|a| a.name == channel) else {
+        let names: Vec<&str> = project.config.alerts.iter().map(|a| a.name.as_str()).collect();
+        bail!(
+            "no alert channel `{channel}` in basin.toml{}",
+            if names.is_empty() {
+                " (it has no `[[alerts]]`)".to_string()
+            } else {
+                format!("; channels: {}", names.join(", "))
+            }
+        );
+    };
+    let store = store_for(project).await?;
+    let alerter = crate::daemon::alerter(project, store, std::sync::Arc::new(basin_core::clock::SystemClock))?;
+    eprintln!("sending a test message on `{channel}` ({}), up to {} attempt(s)…", config.kind, config.max_attempts());
+    let delivery = alerter.test(channel).await.context("the delivery task failed")?;
+    if delivery.delivered {
+        println!("delivered to `{channel}` after {} attempt(s)", delivery.attempts);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "NOT delivered to `{channel}` after {} attempt(s): {}",
+            delivery.attempts,
+            delivery.error.as_deref().unwrap_or("unknown error")
+        );
+        Ok(ExitCode::from(crate::exit::FAILED))
+    }
+}
+
+/// `basin alert list`: the channels, and the alerts firing now.
+pub async fn alert_list(project: &Project) -> anyhow::Result<ExitCode> {
+    if project.config.alerts.is_empty() {
+        println!("no alert channels; add `[[alerts]]` to basin.toml (see the README's \"Alerts\")");
+    }
+    for a in &project.config.alerts {
+        println!(
+            "{:<16} {:<13} classes: {}{}",
+            a.name,
+            a.kind,
+            a.classes().join(", "),
+            a.select.as_deref().map(|s| format!("; select {s}")).unwrap_or_default()
+        );
+    }
+    let store = store_for(project).await?;
+    for a in store.open_alerts().await?.into_iter().filter(|a| a.firing) {
+        println!("firing on {}: {} is {} since {}", a.channel, a.subject, a.class, time(Some(a.fired_at)));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn time(t: Option<DateTime<Utc>>) -> String {

@@ -92,7 +92,88 @@ on_both!(
     a_backfill_s_runs_are_recorded_together_and_claimed_in_order,
     check_results_are_kept_and_the_latest_failures_found,
     the_query_log_keeps_each_statement,
+    a_watchdog_cycle_is_taken_once_and_stores_only_transitions,
 );
+
+async fn a_watchdog_cycle_is_taken_once_and_stores_only_transitions(db: Db) {
+    use basin_meta::{AlertDelivery, OpenAlert, WatchStatus};
+    let clock = ManualClock::new(t0());
+    let (a, b) = (db.open(&clock).await, db.open(&clock).await);
+    let status = |subject: &str, class: &str, reason: &str| WatchStatus {
+        subject: subject.into(),
+        class: class.into(),
+        reason: reason.into(),
+        run_id: None,
+        since: clock.now(),
+        checked_at: clock.now(),
+    };
+    let first = [status("silver.x", "healthy", "built"), status("schedule:nightly", "healthy", "on time")];
+    // Two daemons race for the first cycle: one takes it, the other writes nothing.
+    let other = [status("silver.x", "zombie", "from b")];
+    let (ta, tb) = tokio::join!(
+        a.watchdog_cycle("watchdog:cycle", None, "1", &first),
+        b.watchdog_cycle("watchdog:cycle", None, "1", &other)
+    );
+    let (ta, tb) = (ta.unwrap(), tb.unwrap());
+    assert!(ta.is_some() != tb.is_some(), "exactly one daemon takes a cycle: {ta:?} {tb:?}");
+    let events = ta.or(tb).unwrap();
+    assert_eq!(events.len(), events.iter().filter(|e| e.from_class.is_none()).count());
+    let classes: Vec<(String, String)> =
+        a.watch_statuses().await.unwrap().into_iter().map(|s| (s.subject, s.class)).collect();
+    assert!(classes.len() == 2 || classes == [("silver.x".to_string(), "zombie".to_string())], "{classes:?}");
+
+    // The next cycle from the value both saw: only the changed subject is a transition; a
+    // subject gone from the list is forgotten; a cycle from a stale value is refused.
+    clock.advance(Duration::minutes(1));
+    let second = [status("silver.x", "hard_failure", "its last build failed (bad_query)")];
+    let events = a.watchdog_cycle("watchdog:cycle", Some("1"), "2", &second).await.unwrap().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].subject, "silver.x");
+    assert_eq!(events[0].to_class, "hard_failure");
+    assert!(events[0].from_class.is_some());
+    assert!(b.watchdog_cycle("watchdog:cycle", Some("1"), "2", &second).await.unwrap().is_none());
+    let stored = b.watch_statuses().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((stored[0].class.as_str(), stored[0].checked_at), ("hard_failure", clock.now()));
+    let entered = stored[0].since;
+
+    // Same class, new reason: the reason is kept up to date, with no transition and the time
+    // it entered the class unchanged.
+    clock.advance(Duration::minutes(1));
+    let third = [status("silver.x", "hard_failure", "failed again")];
+    assert!(a.watchdog_cycle("watchdog:cycle", Some("2"), "3", &third).await.unwrap().unwrap().is_empty());
+    let stored = a.watch_statuses().await.unwrap();
+    assert_eq!((stored[0].reason.as_str(), stored[0].since), ("failed again", entered));
+    let history = a.watch_events(10).await.unwrap();
+    assert_eq!(history[0].to_class, "hard_failure");
+    assert!(history.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+
+    // Alerts open on a channel and their deliveries.
+    let alert = OpenAlert {
+        channel: "oncall".into(),
+        subject: "silver.x".into(),
+        class: "hard_failure".into(),
+        firing: true,
+        fired_at: clock.now(),
+        updated_at: clock.now(),
+    };
+    a.set_alert(&alert).await.unwrap();
+    a.set_alert(&OpenAlert { firing: false, ..alert.clone() }).await.unwrap();
+    assert_eq!(b.open_alerts().await.unwrap(), [OpenAlert { firing: false, ..alert }]);
+    let delivery = AlertDelivery {
+        at: clock.now(),
+        channel: "oncall".into(),
+        dedup_key: "basin/p/silver.x".into(),
+        state: "firing".into(),
+        subject: "silver.x".into(),
+        class: "hard_failure".into(),
+        attempts: 3,
+        delivered: false,
+        error: Some("HTTP 503".into()),
+    };
+    a.add_alert_delivery(&delivery).await.unwrap();
+    assert_eq!(b.alert_deliveries(5).await.unwrap(), [delivery]);
+}
 
 async fn the_query_log_keeps_each_statement(db: Db) {
     let clock = ManualClock::new(t0());

@@ -18,3 +18,4 @@ mod security;
 mod serve;
 mod support;
 mod validate;
+mod watchdog;
