@@ -18,6 +18,7 @@ pub mod project;
 pub mod scaffold;
 pub mod selection;
 pub mod serve;
+pub mod slo;
 pub mod source;
 pub mod sql_refs;
 mod toml_check;

@@ -113,6 +113,9 @@ pub struct ModelConfig {
     /// the one table the query reads, if it reads one; none if it reads several (name the
     /// driving table, e.g. the facts' line items). `[]` reads every table whole.
     pub incremental_from: Option<Columns>,
+    /// A freshness promise the daemon's watchdog judges at each deadline:
+    /// `slo = { ready_by = "07:30", timezone = "Europe/Berlin" }` and/or `max_age = "26h"`.
+    pub slo: Option<crate::slo::SloConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -170,6 +173,7 @@ fn keys_at(path: &[String]) -> Option<&'static [&'static str]> {
         [c, _] if c == "columns" => Some(MODEL_COLUMN_KEYS),
         [r] if r == "retry" => Some(fields_of::<crate::daemon::RetryOverride>()),
         [c] if c == "checks" => Some(fields_of::<crate::check::CheckConfig>()),
+        [s] if s == "slo" => Some(fields_of::<crate::slo::SloConfig>()),
         _ => None,
     }
 }

@@ -460,6 +460,11 @@ fn read_model(file: &str, text: String, out: &mut Vec<Diagnostic>) -> Option<Mod
             }
         }
     }
+    if let Some(slo) = &config.slo
+        && let Err(e) = slo.parse()
+    {
+        out.push(Diagnostic::error(locate("slo"), e));
+    }
     match (config.automation, config.cron_schedule(&format!("{schema}.{name}"))) {
         (Some(crate::model::Automation::OnCron), None) => out.push(
             Diagnostic::error(locate("automation"), "`automation = \"on_cron\"` needs a `cron` pattern")

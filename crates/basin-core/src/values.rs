@@ -25,6 +25,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(n * seconds))
 }
 
+/// A duration as people write it: `45s`, `26h`, `1h30m`, `2d`.
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 if s.is_multiple_of(60) => format!("{}m", s / 60),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// `"4GiB"`, `"512MiB"`, `"2G"`, `"100M"`, `"64k"` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();

@@ -504,6 +504,20 @@ pub struct AlertDelivery {
     pub error: Option<String>,
 }
 
+/// One day of one asset's freshness SLO, as `basin.slo_results` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SloResult {
+    pub asset: String,
+    /// The local day judged, `YYYY-MM-DD`.
+    pub day: String,
+    pub deadline: DateTime<Utc>,
+    /// `met`, `met_late` or `missed`.
+    pub verdict: String,
+    /// The build that met it (or came late).
+    pub built_at: Option<DateTime<Utc>>,
+    pub judged_at: DateTime<Utc>,
+}
+
 /// The metadata store. Every method is one atomic step: safe to call from several processes
 /// on one SQLite file, or several machines on one PostgreSQL database.
 #[async_trait]
@@ -603,6 +617,12 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     async fn add_alert_delivery(&self, delivery: &AlertDelivery) -> Result<()>;
     /// The newest `limit` deliveries, newest first.
     async fn alert_deliveries(&self, limit: i64) -> Result<Vec<AlertDelivery>>;
+    /// Store SLO judgements, each replacing the one of its (asset, day).
+    async fn record_slo_results(&self, results: &[SloResult]) -> Result<()>;
+    /// Judgements whose deadline is at or after `since`, by asset then day.
+    async fn slo_results(&self, since: DateTime<Utc>) -> Result<Vec<SloResult>>;
+    /// Each asset's latest judged deadline.
+    async fn slo_latest(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
 }
 
 /// Open the store at `url` (`sqlite://PATH`, relative to `project_dir`; or `postgres://…`),

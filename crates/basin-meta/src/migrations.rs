@@ -184,7 +184,17 @@ macro_rules! v4 {
                 delivered BOOLEAN NOT NULL,
                 error TEXT
             );
-            CREATE INDEX alert_deliveries_by_time ON alert_deliveries (at);"
+            CREATE INDEX alert_deliveries_by_time ON alert_deliveries (at);
+            CREATE TABLE slo_results (
+                asset TEXT NOT NULL,
+                day TEXT NOT NULL,
+                deadline BIGINT NOT NULL,
+                verdict TEXT NOT NULL,
+                built_at BIGINT,
+                judged_at BIGINT NOT NULL,
+                PRIMARY KEY (asset, day)
+            );
+            CREATE INDEX slo_results_by_deadline ON slo_results (deadline);"
         )
     };
 }
@@ -210,7 +220,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "watchdog: asset status, its transitions, alerts and their deliveries",
+        name: "watchdog: asset status, its transitions, alerts and their deliveries, SLO results",
         sqlite: v4!("INTEGER PRIMARY KEY AUTOINCREMENT"),
         postgres: v4!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
     },

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, ColumnIndex, Decode, Row, Type};
 
 use crate::migrations::{LEDGER, MIGRATIONS, latest};
-use crate::{AlertDelivery, OpenAlert, WatchEvent, WatchStatus};
+use crate::{AlertDelivery, OpenAlert, SloResult, WatchEvent, WatchStatus};
 use crate::{
     Beat, Cancel, CheckFilter, CheckResult, DaemonBeat, Error, Event, FailureCategory, Finish, Footprint, FootprintOf,
     Level, Materialization, MetaStore, NewEvent, NewRun, QueryLogEntry, QueueLimits, Result, Run, RunFilter, RunStatus,
@@ -1393,6 +1393,67 @@ impl MetaStore for SqlStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    async fn record_slo_results(&self, results: &[SloResult]) -> Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, None, tx => {
+            for r in results {
+                sqlx::query(
+                    "INSERT INTO slo_results (asset, day, deadline, verdict, built_at, judged_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (asset, day) DO UPDATE SET \
+                     deadline = excluded.deadline, verdict = excluded.verdict, built_at = excluded.built_at, \
+                     judged_at = excluded.judged_at",
+                )
+                .bind(&r.asset)
+                .bind(&r.day)
+                .bind(micros(r.deadline))
+                .bind(&r.verdict)
+                .bind(r.built_at.map(micros))
+                .bind(micros(r.judged_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("record an SLO result"))?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn slo_results(&self, since: DateTime<Utc>) -> Result<Vec<SloResult>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT asset, day, deadline, verdict, built_at, judged_at FROM slo_results WHERE deadline >= $1 \
+                 ORDER BY asset, day",
+            )
+            .bind(micros(since))
+            .fetch_all(p)
+            .await
+            .map_err(sql("read SLO results"))?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SloResult {
+                        asset: r.text("asset")?,
+                        day: r.text("day")?,
+                        deadline: from_micros("deadline", r.int("deadline")?)?,
+                        verdict: r.text("verdict")?,
+                        built_at: r.opt_int("built_at")?.map(|v| from_micros("built_at", v)).transpose()?,
+                        judged_at: from_micros("judged_at", r.int("judged_at")?)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn slo_latest(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        on_pool!(self, p => {
+            let rows: Vec<(String, i64)> = sqlx::query_as("SELECT asset, MAX(deadline) FROM slo_results GROUP BY asset")
+                .fetch_all(p)
+                .await
+                .map_err(sql("read SLO results"))?;
+            rows.into_iter().map(|(a, t)| Ok((a, from_micros("deadline", t)?))).collect()
         })
     }
 

@@ -302,6 +302,9 @@ impl Daemon {
                         let from = e.from_class.as_deref().unwrap_or("new");
                         tick.notices.push(format!("watchdog: {} {from} → {}: {}", e.subject, e.to_class, e.reason));
                     }
+                    for r in &cycle.slo {
+                        tick.notices.push(format!("slo: {} {} {}", r.asset, r.day, r.verdict));
+                    }
                     for (channel, n, _) in &cycle.deliveries {
                         tick.notices.push(format!("alert {} {} on {channel}", n.state.as_str(), n.subject));
                     }

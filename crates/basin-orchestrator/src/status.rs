@@ -23,6 +23,8 @@ pub enum Class {
     Zombie,
     HardFailure,
     FailingChecks,
+    /// It missed its freshness SLO: its latest deadline passed without a build.
+    Late,
     Retrying,
     /// Its last run did not build it (an upstream failed or was skipped, the run was
     /// canceled): its data is older than the run meant it to be.
@@ -42,6 +44,7 @@ impl Class {
             Class::RunningLong => "running_long",
             Class::Backfilling => "backfilling",
             Class::FailingChecks => "failing_checks",
+            Class::Late => "late",
             Class::Retrying => "retrying",
             Class::StaleNoRun => "stale_no_run",
             Class::NeverBuilt => "never_built",
@@ -52,12 +55,12 @@ impl Class {
 
     /// Whether a person must act: nothing will mend it by itself.
     pub fn needs_a_human(self) -> bool {
-        matches!(self, Class::HardFailure | Class::FailingChecks | Class::Zombie)
+        matches!(self, Class::HardFailure | Class::FailingChecks | Class::Zombie | Class::Late)
     }
 }
 
 /// How the classes are judged.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// The runs' heartbeat interval: a daemon silent for three is gone, a run's worker silent
     /// for three is a zombie.
@@ -66,11 +69,13 @@ pub struct Options {
     pub running_long_factor: f64,
     /// Recent builds the p95 is taken over (at least three are needed to judge).
     pub duration_window: usize,
+    /// Assets' freshness SLOs: an asset that missed its latest deadline is `late`.
+    pub slos: BTreeMap<String, basin_core::slo::Slo>,
 }
 
 impl Options {
     pub fn new(heartbeat: std::time::Duration) -> Options {
-        Options { heartbeat, running_long_factor: 2.0, duration_window: 20 }
+        Options { heartbeat, running_long_factor: 2.0, duration_window: 20, slos: BTreeMap::new() }
     }
 }
 
@@ -172,7 +177,7 @@ pub async fn status(
     assets: &[String],
     schedules: &[Schedule],
     now: DateTime<Utc>,
-    options: Options,
+    options: &Options,
 ) -> basin_meta::Result<Status> {
     let stale = chrono::Duration::from_std(options.heartbeat * 3).unwrap_or(chrono::Duration::MAX);
     let grace = stale.checked_add(&chrono::Duration::minutes(1)).unwrap_or(chrono::Duration::MAX);
@@ -314,6 +319,14 @@ pub async fn status(
                 (None, Some(at)) => status(Class::Healthy, "built".to_string(), Some(*at)),
                 (None, None) => status(Class::NeverBuilt, "no build recorded".to_string(), None),
             },
+        };
+        // A missed promise outranks what is otherwise fine or pending; a failure, a zombie or
+        // failing checks stay the class (they are the cause, and alert on their own).
+        let s = match options.slos.get(asset).and_then(|slo| slo.late(built.get(asset).copied(), now)) {
+            Some(reason) if !matches!(s.class, Class::Zombie | Class::HardFailure | Class::FailingChecks) => {
+                AssetStatus { class: Class::Late, reason, since: s.since.or(Some(now)), ..s }
+            }
+            _ => s,
         };
         out.push(s);
     }

@@ -68,6 +68,7 @@ on_both!(
     a_schedule_whose_daemon_was_down_is_stale_until_a_daemon_queues_its_tick,
     two_daemons_on_one_store_never_take_the_same_cycle,
     a_receiver_that_hangs_or_is_down_never_holds_up_the_daemon,
+    a_freshness_slo_is_judged_at_its_deadline_alerted_and_met_late,
 );
 
 /// What a receiver got: path, `authorization` header, body.
@@ -124,7 +125,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 fn options() -> Options {
-    Options { heartbeat: Duration::from_secs(5), running_long_factor: 2.0, duration_window: 20 }
+    Options::new(Duration::from_secs(5))
 }
 
 fn watchdog(store: &Arc<dyn MetaStore>, clock: &ManualClock, assets: &[&str], channels: Vec<Channel>) -> Watchdog {
@@ -462,4 +463,63 @@ async fn a_receiver_that_hangs_or_is_down_never_holds_up_the_daemon(db: Db) {
     // Recorded for `basin.alert_deliveries`; the hanging receiver saw both attempts.
     assert_eq!(store.alert_deliveries(10).await.unwrap().iter().filter(|d| !d.delivered).count(), 3);
     assert_eq!(got.lock().unwrap().iter().filter(|(p, _, _)| p == "/hang").count(), 2);
+}
+
+async fn a_freshness_slo_is_judged_at_its_deadline_alerted_and_met_late(db: Db) {
+    use basin_core::slo::SloConfig;
+    // 06:00 in Berlin (UTC+1 in December); the report is promised by 07:30 local.
+    let clock = ManualClock::new(at("2026-12-06T01:00:00Z"));
+    let store = db.open(&clock).await;
+    let (base, got) = receiver().await;
+    let pager = Channel::new(
+        &channel(&format!("name = \"pager\"\nkind = \"pagerduty\"\nurl = \"{base}/v2/enqueue\"\nrouting_key = \"k\"\nmin_severity = \"critical\"\n")),
+        None,
+        |_: &str| None,
+    )
+    .unwrap();
+    let slo: SloConfig = toml::from_str("ready_by = \"07:30\"\ntimezone = \"Europe/Berlin\"\n").unwrap();
+    let mut options = options();
+    options.slos.insert("gold.report".into(), slo.parse().unwrap());
+    let alerter = Alerter::new("shop", vec![pager], store.clone(), Arc::new(clock.clone()));
+    let w = Watchdog::new(vec!["gold.report".into()], Duration::from_secs(60), options, alerter);
+    // Built on the 6th at 02:00 local: the 6th is met; at 06:00 on the 7th nothing is late yet.
+    build(&store, "gold.report", 1000, None).await;
+    clock.set(at("2026-12-07T05:00:00Z"));
+    let cycle = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert_eq!(cycle.transitions[0].to_class, "healthy");
+    let verdicts = |store: Arc<dyn MetaStore>| async move {
+        let results = store.slo_results(at("2026-12-01T00:00:00Z")).await.unwrap();
+        results.into_iter().map(|r| (r.day, r.verdict)).collect::<Vec<_>>()
+    };
+    assert_eq!(verdicts(store.clone()).await, [("2026-12-06".to_string(), "met".to_string())]);
+
+    // 07:31 local, no build since yesterday: the 7th is missed, the asset is late, the pager
+    // fires, though no build ran to notice.
+    clock.set(at("2026-12-07T06:31:00Z"));
+    let cycle = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    let t = &cycle.transitions[0];
+    assert_eq!((t.to_class.as_str(), t.from_class.as_deref()), ("late", Some("healthy")));
+    assert!(t.reason.contains("missed its SLO (ready by 07:30 Europe/Berlin)"), "{}", t.reason);
+    assert_eq!(cycle.slo.iter().map(|r| r.verdict.as_str()).collect::<Vec<_>>(), ["missed"]);
+    let deliveries = delivered(cycle).await;
+    assert_eq!(
+        deliveries.iter().map(|d| (d.state.as_str(), d.class.as_str())).collect::<Vec<_>>(),
+        [("firing", "late")]
+    );
+
+    // Built at 08:00 local: met late, healthy, the page resolved.
+    clock.set(at("2026-12-07T07:00:00Z"));
+    build(&store, "gold.report", 1000, None).await;
+    clock.advance(chrono::Duration::minutes(1));
+    let cycle = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert_eq!(cycle.transitions[0].to_class, "healthy");
+    assert_eq!(cycle.slo.iter().map(|r| r.verdict.as_str()).collect::<Vec<_>>(), ["met_late"]);
+    delivered(cycle).await;
+    assert_eq!(
+        verdicts(store.clone()).await,
+        [("2026-12-06".to_string(), "met".to_string()), ("2026-12-07".to_string(), "met_late".to_string())]
+    );
+    let pages: Vec<serde_json::Value> =
+        got.lock().unwrap().iter().map(|(_, _, b)| serde_json::from_str(b).unwrap()).collect();
+    assert_eq!(pages.iter().map(|p| p["event_action"].as_str().unwrap()).collect::<Vec<_>>(), ["trigger", "resolve"]);
 }

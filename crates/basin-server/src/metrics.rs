@@ -112,7 +112,65 @@ pub async fn render(server: &Server, role: &Role) -> Result<String, String> {
         }
     }
 
+    // The watchdog's view, as it stored it in its last cycle.
+    let classes = IntGaugeVec::new(
+        Opts::new("basin_watchdog_subjects", "Assets and schedules by the class the watchdog last gave them."),
+        &["class"],
+    )
+    .expect("valid metric");
+    for class in basin_core::alert::CLASSES {
+        classes.with_label_values(&[class]).set(0);
+    }
+    for s in store.watch_statuses().await.map_err(failed("the watchdog's classes"))? {
+        if s.subject.starts_with("schedule:") || readable(&s.subject) {
+            classes.with_label_values(&[&s.class]).inc();
+        }
+    }
+    let cycle = GaugeVec::new(
+        Opts::new("basin_watchdog_last_cycle_timestamp_seconds", "When the watchdog's last cycle ran (Unix time)."),
+        &[],
+    )
+    .expect("valid metric");
+    if let Some(t) = store
+        .cursor("watchdog:cycle")
+        .await
+        .map_err(failed("the watchdog's cursor"))?
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c).ok())
+    {
+        cycle.with_label_values::<&str>(&[]).set(t.timestamp_micros() as f64 / 1e6);
+    }
+    let deliveries = IntCounterVec::new(
+        Opts::new(
+            "basin_alert_deliveries_total",
+            "Alert notifications by channel, state (firing, resolved, test, heartbeat) and whether they arrived.",
+        ),
+        &["channel", "state", "delivered"],
+    )
+    .expect("valid metric");
+    for d in store.alert_deliveries(100_000).await.map_err(failed("alert deliveries"))? {
+        deliveries
+            .with_label_values(&[d.channel.as_str(), d.state.as_str(), if d.delivered { "true" } else { "false" }])
+            .inc();
+    }
+    let slo = IntGaugeVec::new(
+        Opts::new(
+            "basin_slo_days",
+            "Days of the last 30 by each asset's freshness SLO verdict (met, met_late, missed).",
+        ),
+        &["asset", "verdict"],
+    )
+    .expect("valid metric");
+    for r in store.slo_results(now - chrono::Duration::days(30)).await.map_err(failed("SLO results"))? {
+        if readable(&r.asset) {
+            slo.with_label_values(&[&r.asset, &r.verdict]).inc();
+        }
+    }
+
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+        Box::new(classes),
+        Box::new(cycle),
+        Box::new(deliveries),
+        Box::new(slo),
         Box::new(runs),
         Box::new(active),
         Box::new(oldest),

@@ -1,6 +1,6 @@
 //! The metadata store's tables as schema `basin`: `runs`, `materializations`,
-//! `check_results`, `query_log`, and the watchdog's `asset_status`, `watchdog_events` and
-//! `alert_deliveries`, read from the store when a query names them (so they are
+//! `check_results`, `query_log`, and the watchdog's `asset_status`, `watchdog_events`,
+//! `alert_deliveries` and `slo_results`, read from the store when a query names them (so they are
 //! as fresh as the store), for `basin sql` and the endpoint alike.
 
 use std::sync::Arc;
@@ -20,8 +20,16 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 pub const SCHEMA: &str = "basin";
-pub const TABLES: &[&str] =
-    &["alert_deliveries", "asset_status", "check_results", "materializations", "query_log", "runs", "watchdog_events"];
+pub const TABLES: &[&str] = &[
+    "alert_deliveries",
+    "asset_status",
+    "check_results",
+    "materializations",
+    "query_log",
+    "runs",
+    "slo_results",
+    "watchdog_events",
+];
 
 /// Rows kept per table: the newest.
 const LIMIT: i64 = 100_000;
@@ -95,6 +103,7 @@ fn schema_of(name: &str) -> DfResult<SchemaRef> {
         "asset_status" => asset_status(&[]),
         "watchdog_events" => watchdog_events(&[]),
         "alert_deliveries" => alert_deliveries(&[]),
+        "slo_results" => slo_results(&[]),
         _ => runs(&[]),
     };
     Ok(empty?.schema())
@@ -110,6 +119,7 @@ async fn read(name: &str, store: &dyn MetaStore) -> DfResult<RecordBatch> {
         "asset_status" => asset_status(&store.watch_statuses().await.map_err(failed)?),
         "watchdog_events" => watchdog_events(&store.watch_events(LIMIT).await.map_err(failed)?),
         "alert_deliveries" => alert_deliveries(&store.alert_deliveries(LIMIT).await.map_err(failed)?),
+        "slo_results" => slo_results(&store.slo_results(DateTime::<Utc>::MIN_UTC).await.map_err(failed)?),
         _ => {
             let filter = basin_meta::RunFilter { limit: Some(LIMIT), ..Default::default() };
             runs(&store.runs(&filter).await.map_err(failed)?)
@@ -282,5 +292,16 @@ fn alert_deliveries(rows: &[basin_meta::AlertDelivery]) -> DfResult<RecordBatch>
         .int("attempts", |r| Some(r.attempts))
         .flag("delivered", |r| r.delivered)
         .text("error", |r| r.error.clone())
+        .batch()
+}
+
+fn slo_results(rows: &[basin_meta::SloResult]) -> DfResult<RecordBatch> {
+    Columns::new(rows)
+        .text("asset", |r| Some(r.asset.clone()))
+        .text("day", |r| Some(r.day.clone()))
+        .time("deadline", |r| Some(r.deadline))
+        .text("verdict", |r| Some(r.verdict.clone()))
+        .time("built_at", |r| r.built_at)
+        .time("judged_at", |r| Some(r.judged_at))
         .batch()
 }

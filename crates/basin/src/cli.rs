@@ -275,6 +275,13 @@ enum Command {
     },
     /// Stop a run: a queued run is canceled at once, a running one is asked to stop.
     Cancel { run_id: String },
+    /// Freshness SLOs (`slo = { ready_by = "07:30", … }` in models): each asset's promise, the
+    /// days met, met late and missed over the last 7 and 30 days, and the error budget left
+    /// against its target. Exit code 1 when an asset has spent its 30-day budget.
+    Slo {
+        #[arg(long, value_enum, default_value = "text")]
+        format: RunFormat,
+    },
     /// The watchdog's alert channels (`[[alerts]]` in basin.toml).
     Alert {
         #[command(subcommand)]
@@ -526,6 +533,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cancel { run_id } => crate::runs::cancel(&load(&start_dir)?, &run_id).await,
         Command::Status { format } => crate::runs::status(&load(&start_dir)?, matches!(format, RunFormat::Json)).await,
+        Command::Slo { format } => crate::slo::show(&load(&start_dir)?, matches!(format, RunFormat::Json)).await,
         Command::Alert { command: AlertCommand::Test { channel } } => {
             crate::runs::alert_test(&load(&start_dir)?, &channel).await
         }

@@ -172,7 +172,13 @@ pub fn status_options(project: &Project) -> basin_orchestrator::status::Options 
         heartbeat: project.config.run.heartbeat_interval(),
         running_long_factor: w.running_long_factor,
         duration_window: w.duration_window.max(3),
+        slos: slos(project),
     }
+}
+
+/// The models' freshness SLOs (a project that loaded has valid ones).
+pub fn slos(project: &Project) -> std::collections::BTreeMap<String, basin_core::slo::Slo> {
+    project.models.values().filter_map(|m| Some((m.key.to_string(), m.config.slo.as_ref()?.parse().ok()?))).collect()
 }
 
 /// The `[[alerts]]` channels with their secrets read from the environment, and each one's

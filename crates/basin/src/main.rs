@@ -12,6 +12,7 @@ mod open;
 mod run;
 mod runs;
 mod sensors;
+mod slo;
 
 use std::process::ExitCode;
 

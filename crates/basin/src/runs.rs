@@ -50,7 +50,7 @@ fn parse_since(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> 
     bail!("`--since {text}`: write a duration back from now (30m, 2h, 1d), a date (2026-11-23) or an RFC 3339 time")
 }
 
-async fn store_for(project: &Project) -> anyhow::Result<std::sync::Arc<dyn MetaStore>> {
+pub(crate) async fn store_for(project: &Project) -> anyhow::Result<std::sync::Arc<dyn MetaStore>> {
     let store = open_store(project).await?;
     for run in reap(project, store.as_ref()).await? {
         eprintln!("run {} failed: {}", run.id, run.failure_message.as_deref().unwrap_or("its worker died"));
@@ -72,7 +72,7 @@ pub async fn status(project: &Project, json: bool) -> anyhow::Result<ExitCode> {
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
     let status =
-        basin_orchestrator::status::status(&store, &assets, &schedules, now, crate::daemon::status_options(project))
+        basin_orchestrator::status::status(&store, &assets, &schedules, now, &crate::daemon::status_options(project))
             .await?;
     let code = if status.needs_a_human() { ExitCode::from(crate::exit::FAILED) } else { ExitCode::SUCCESS };
     let last_cycle = store.cursor(basin_orchestrator::watchdog::CURSOR).await?;

@@ -741,6 +741,8 @@ fn metrics_are_prometheus_text_as_the_role_sees_them() {
     assert!(has(&seen, "basin_asset_age_seconds{asset=\"silver.customer\"} "), "{seen:#?}");
     assert!(has(&seen, "basin_asset_last_materialized_timestamp_seconds{asset=\"silver.customer\"} "), "{seen:#?}");
     assert!(!seen.iter().any(|l| l.contains("silver.secret")), "the analyst may not read silver.secret: {seen:#?}");
+    // No daemon has watched yet: every class is there, at zero.
+    assert!(has(&seen, "basin_watchdog_subjects{class=\"zombie\"} 0.0"), "{seen:#?}");
     let seen = scrape(&eng);
     assert!(has(&seen, "basin_asset_age_seconds{asset=\"silver.secret\"} "), "{seen:#?}");
 }
@@ -772,7 +774,17 @@ fn a_daemon_answers_metrics_without_serving_the_lake() {
     };
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let auth = basic("eng", ENGINEER_PASSWORD);
-    let (status, body) = http_at(&addr, "GET", "/metrics", &[("Authorization", &auth)], "");
+    // The daemon's watchdog classifies the asset in its first cycle.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (status, body) = loop {
+        let (status, body) = http_at(&addr, "GET", "/metrics", &[("Authorization", &auth)], "");
+        if body.contains("basin_watchdog_subjects{class=\"healthy\"} 1") || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(body.contains("basin_watchdog_subjects{class=\"healthy\"} 1"), "{body}");
+    assert!(body.contains("basin_watchdog_last_cycle_timestamp_seconds "), "{body}");
     let (unauthenticated, _) = http_at(&addr, "GET", "/metrics", &[], "");
     let (sql, _) = http_at(&addr, "POST", "/api/sql", &[("Authorization", &auth)], "SELECT 1");
     let _ = child.kill();

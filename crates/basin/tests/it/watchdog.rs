@@ -222,3 +222,44 @@ fn bad_alert_settings_are_validation_errors() {
         assert!(text.contains(expected), "{expected}: {text}");
     }
 }
+
+#[test]
+fn a_missed_deadline_is_judged_by_the_daemon_and_shown_by_basin_slo() {
+    // A deadline a minute ago (UTC), and a build after it: that day is met late.
+    let deadline = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let b = Basin::empty();
+    b.write(
+        "basin.toml",
+        "[project]\nname = \"shop\"\n[run]\nheartbeat_interval = \"1s\"\n[watchdog]\ninterval = \"1s\"\n",
+    );
+    b.write(
+        "models/gold/report.sql",
+        &format!(
+            "/* basin\nslo = {{ ready_by = \"{}\", timezone = \"UTC\", target = 0.9 }}\n*/\nSELECT 1 AS n",
+            deadline.format("%H:%M")
+        ),
+    );
+    let before = b.cmd(&["slo"]).success().stdout;
+    assert!(before.contains("gold.report: ready by") && before.contains("not judged yet"), "{before}");
+    b.cmd(&["run", "gold.report"]).success();
+    let _daemon = Background(b.command(&["daemon"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let mut last = String::new();
+    wait_for("the daemon judges the deadline", Duration::from_secs(60), || {
+        last = b.cmd(&["slo", "--format", "json"]).stdout;
+        serde_json::from_str::<serde_json::Value>(&last).is_ok_and(|d| d[0]["last"]["verdict"].is_string())
+    });
+    let doc: serde_json::Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(doc[0]["asset"], "gold.report");
+    assert_eq!(doc[0]["last"]["verdict"], "met_late");
+    assert_eq!(doc[0]["last_30_days"]["met_late"], 1);
+    assert_eq!(doc[0]["last_30_days"]["compliance"], 0.0);
+    // One late day of one judged spends a 10% budget many times over: exit code 1.
+    let ran = b.command(&["slo"]).output().unwrap();
+    assert_eq!(ran.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ran.stdout).contains("0/1 met (0.0%), 1 late, 0 missed"));
+    assert_eq!(b.sql("SELECT asset, verdict FROM basin.slo_results"), ["asset,verdict", "gold.report,met_late"]);
+    // It was built today after the deadline: not late now.
+    let status = b.cmd(&["status", "--format", "json"]).stdout;
+    let doc: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(doc["assets"].as_array().unwrap().iter().all(|a| a["class"] != "late"), "{doc}");
+}

@@ -2,6 +2,8 @@
 materialized = "table"
 owner = "finance"
 description = "Invoiced revenue (net of VAT) per month and partner: the sum of invoice line items."
+# Finance reads it at 08:00: `basin daemon` judges this every morning (`basin slo`).
+slo = { ready_by = "07:30", timezone = "Europe/Berlin" }
 
 [[checks]]
 type = "not_null"
