@@ -25,17 +25,41 @@ pub struct WatchdogSection {
     pub duration_window: usize,
     /// Pinged (HTTP GET) every cycle, so that an outside monitor notices a dead daemon.
     pub heartbeat_url: Option<Secret>,
+    /// Relaunch assets whose last build failed for a passing reason (transient,
+    /// source_unavailable, worker_died, timeout, out_of_memory) once their retries are spent.
+    pub relaunch: bool,
+    /// Relaunches per cycle, over all assets.
+    pub max_relaunches_per_cycle: usize,
+    /// After a relaunch, nothing else with the same `source` tag (or the same asset) is
+    /// relaunched for this long (`"60m"`).
+    pub relaunch_cooldown: String,
+    /// Relaunches of one asset since it last built, after which the watchdog stops and
+    /// escalates (an alert saying so).
+    pub max_strikes: usize,
 }
 
 impl Default for WatchdogSection {
     fn default() -> Self {
-        WatchdogSection { interval: "1m".into(), running_long_factor: 2.0, duration_window: 20, heartbeat_url: None }
+        WatchdogSection {
+            interval: "1m".into(),
+            running_long_factor: 2.0,
+            duration_window: 20,
+            heartbeat_url: None,
+            relaunch: true,
+            max_relaunches_per_cycle: 3,
+            relaunch_cooldown: "60m".into(),
+            max_strikes: 3,
+        }
     }
 }
 
 impl WatchdogSection {
     pub fn interval(&self) -> Duration {
         parse_duration(&self.interval).ok().filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(60))
+    }
+
+    pub fn relaunch_cooldown(&self) -> Duration {
+        parse_duration(&self.relaunch_cooldown).unwrap_or(Duration::from_secs(3600))
     }
 }
 
@@ -78,7 +102,7 @@ fn severity_rank(s: &str) -> usize {
 }
 
 /// The channel kinds and the payload each sends.
-pub const KINDS: [&str; 4] = ["webhook", "slack", "alertmanager", "pagerduty"];
+pub const KINDS: [&str; 5] = ["webhook", "slack", "alertmanager", "pagerduty", "email"];
 
 /// An `[[alerts]]` channel as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,12 +110,19 @@ pub const KINDS: [&str; 4] = ["webhook", "slack", "alertmanager", "pagerduty"];
 pub struct AlertConfig {
     pub name: String,
     /// `webhook` (Basin's JSON), `slack` (an incoming webhook), `alertmanager` (its
-    /// `/api/v2/alerts`), or `pagerduty` (Events API v2).
+    /// `/api/v2/alerts`), `pagerduty` (Events API v2), or `email` (over SMTP).
     pub kind: String,
     /// Where to POST; `${ENV}` for a URL holding a token. PagerDuty defaults to its events
-    /// endpoint.
+    /// endpoint. For `email`, the SMTP server: `smtps://user:${SMTP_PASSWORD}@host:465`,
+    /// `smtp://host:587?tls=required`, or `smtp://host:25` (no TLS, a local relay).
     #[serde(default)]
     pub url: Option<Secret>,
+    /// `email`: the sender address.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// `email`: the recipients.
+    #[serde(default)]
+    pub to: Vec<String>,
     /// PagerDuty's integration (routing) key, `${ENV}`.
     #[serde(default)]
     pub routing_key: Option<Secret>,
@@ -190,6 +221,9 @@ pub fn check(
             Diagnostic::error(find("interval"), format!("invalid `watchdog.interval`: {e}")).with_hint("e.g. \"1m\""),
         ),
     }
+    if let Err(e) = parse_duration(&watchdog.relaunch_cooldown) {
+        out.push(Diagnostic::error(find("relaunch_cooldown"), format!("invalid `watchdog.relaunch_cooldown`: {e}")));
+    }
     if !(watchdog.running_long_factor.is_finite() && watchdog.running_long_factor >= 1.0) {
         out.push(Diagnostic::error(
             find("running_long_factor"),
@@ -215,6 +249,12 @@ pub fn check(
             out.push(
                 Diagnostic::error(at.clone(), format!("alert channel `{}` needs a `url`", a.name))
                     .with_hint("e.g. url = \"${SLACK_WEBHOOK_URL}\""),
+            );
+        }
+        if a.kind == "email" && (a.from.is_none() || a.to.is_empty()) {
+            out.push(
+                Diagnostic::error(at.clone(), format!("alert channel `{}` (email) needs `from` and `to`", a.name))
+                    .with_hint("e.g. from = \"basin@example.com\" and to = [\"oncall@example.com\"]"),
             );
         }
         if a.kind == "pagerduty" && a.routing_key.is_none() {
@@ -246,6 +286,22 @@ pub fn check(
         }
         // A plain token in the file is a secret in version control.
         let literal = |s: &Secret| !s.expose().contains("${");
+        if a.kind == "email"
+            && a.url.as_ref().is_some_and(|u| {
+                literal(u)
+                    && u.expose().split_once("://").is_some_and(|(_, r)| {
+                        r.split('/').next().is_some_and(|auth| auth.contains(':') && auth.contains('@'))
+                    })
+            })
+        {
+            out.push(
+                Diagnostic::warning(
+                    at.clone(),
+                    format!("alert channel `{}` has an SMTP password written in basin.toml", a.name),
+                )
+                .with_hint("write it as `${SMTP_PASSWORD}` inside the URL and set the variable where the daemon runs"),
+            );
+        }
         if a.routing_key.as_ref().is_some_and(literal) || a.headers.values().any(literal) {
             out.push(
                 Diagnostic::warning(at, format!("alert channel `{}` has a secret written in basin.toml", a.name))

@@ -103,8 +103,14 @@ running_long_factor = 2.0
 duration_window = 20
 # Pinged (GET) every cycle, so that a monitor outside notices when no daemon is watching.
 # heartbeat_url = "${HEARTBEAT_URL}"
+# Relaunch builds that failed for a passing reason (transient, source_unavailable,
+# worker_died, timeout, out_of_memory) once retries are spent; never bad_query or auth.
+relaunch = true
+max_relaunches_per_cycle = 3
+relaunch_cooldown = "60m"       # per source tag, else per asset
+max_strikes = 3                 # relaunches since the last build, then escalate and stop
 
-# Alert channels: webhook (Basin's JSON), slack, alertmanager, pagerduty. An alert fires when
+# Alert channels: webhook (Basin's JSON), slack, alertmanager, pagerduty, email. An alert fires when
 # a subject enters a class the channel routes, is not repeated while it stays there, and is
 # resolved (same dedup key) when it recovers. Secrets as ${ENV}, read when the daemon starts.
 # [[alerts]]
@@ -121,6 +127,12 @@ duration_window = 20
 # kind = "pagerduty"
 # routing_key = "${PAGERDUTY_ROUTING_KEY}"
 # min_severity = "critical"
+# [[alerts]]
+# name = "mail"
+# kind = "email"
+# url = "smtps://alerts:${SMTP_PASSWORD}@smtp.example.com:465"
+# from = "basin@example.com"
+# to = ["data-team@example.com"]
 
 # Checks for every asset a selection picks, besides those models and source tables declare.
 # Every bronze table is also reconciled against its source (row counts within 1%).

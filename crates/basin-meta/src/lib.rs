@@ -448,6 +448,9 @@ pub struct DaemonBeat {
     pub heartbeat_at: DateTime<Utc>,
 }
 
+/// The cursor a watchdog cycle is claimed through (see [`MetaStore::watchdog_cycle`]).
+pub const WATCHDOG_CURSOR: &str = "watchdog:cycle";
+
 /// The watchdog's class of one subject (an asset, or `schedule:NAME`), as `basin.asset_status`
 /// shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,7 +466,8 @@ pub struct WatchStatus {
     pub checked_at: DateTime<Utc>,
 }
 
-/// A change of class, as `basin.watchdog_events` shows it.
+/// A change of class, or an action the watchdog took (`action` set), as
+/// `basin.watchdog_events` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchEvent {
     pub id: i64,
@@ -474,6 +478,9 @@ pub struct WatchEvent {
     pub to_class: String,
     pub reason: String,
     pub run_id: Option<String>,
+    /// `relaunch` (a run queued for a transient failure), `escalate` (it stopped relaunching);
+    /// `None` for a change of class.
+    pub action: Option<String>,
 }
 
 /// An alert open on a channel for a subject: the class it fired for, and whether it still
@@ -610,8 +617,12 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<Vec<WatchEvent>>>;
     /// The stored class of every subject.
     async fn watch_statuses(&self) -> Result<Vec<WatchStatus>>;
-    /// The newest `limit` transitions, newest first.
+    /// The newest `limit` transitions and actions, newest first.
     async fn watch_events(&self, limit: i64) -> Result<Vec<WatchEvent>>;
+    /// Record actions (the `id` given is ignored).
+    async fn add_watch_actions(&self, actions: &[WatchEvent]) -> Result<()>;
+    /// Actions at or after `since`, oldest first.
+    async fn watch_actions(&self, since: DateTime<Utc>) -> Result<Vec<WatchEvent>>;
     async fn open_alerts(&self) -> Result<Vec<OpenAlert>>;
     async fn set_alert(&self, alert: &OpenAlert) -> Result<()>;
     async fn add_alert_delivery(&self, delivery: &AlertDelivery) -> Result<()>;

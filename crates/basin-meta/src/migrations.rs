@@ -158,9 +158,11 @@ macro_rules! v4 {
                 from_class TEXT,
                 to_class TEXT NOT NULL,
                 reason TEXT NOT NULL,
-                run_id TEXT
+                run_id TEXT,
+                action TEXT
             );
             CREATE INDEX watchdog_events_by_subject ON watchdog_events (subject, id);
+            CREATE INDEX watchdog_events_by_action ON watchdog_events (action, at);
             CREATE TABLE alerts (
                 channel TEXT NOT NULL,
                 subject TEXT NOT NULL,
@@ -194,7 +196,9 @@ macro_rules! v4 {
                 judged_at BIGINT NOT NULL,
                 PRIMARY KEY (asset, day)
             );
-            CREATE INDEX slo_results_by_deadline ON slo_results (deadline);"
+            CREATE INDEX slo_results_by_deadline ON slo_results (deadline);
+            CREATE INDEX run_events_latest ON run_events (asset, kind, id);
+            CREATE INDEX materializations_latest ON materializations (asset, at);"
         )
     };
 }
@@ -220,7 +224,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "watchdog: asset status, its transitions, alerts and their deliveries, SLO results",
+        name: "watchdog: asset status, its transitions, alerts and their deliveries, SLO results, indexes for each asset's latest event and build",
         sqlite: v4!("INTEGER PRIMARY KEY AUTOINCREMENT"),
         postgres: v4!("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
     },

@@ -274,6 +274,14 @@ fn daemon_from<'r>(r: &'r impl Get<'r>) -> Result<DaemonBeat> {
     })
 }
 
+/// `($1, $2, …), ($n+1, …)`: `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", (1..=columns).map(|c| format!("${}", r * columns + c)).collect::<Vec<_>>().join(", ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn watch_status_from<'r>(r: &'r impl Get<'r>) -> Result<WatchStatus> {
     Ok(WatchStatus {
         subject: r.text("subject")?,
@@ -294,6 +302,7 @@ fn watch_event_from<'r>(r: &'r impl Get<'r>) -> Result<WatchEvent> {
         to_class: r.text("to_class")?,
         reason: r.text("reason")?,
         run_id: r.opt_text("run_id")?,
+        action: r.opt_text("action")?,
     })
 }
 
@@ -1098,14 +1107,17 @@ impl MetaStore for SqlStore {
 
     async fn materializations(&self, asset: Option<&str>, limit: i64) -> Result<Vec<Materialization>> {
         on_pool!(self, p => {
-            let rows = sqlx::query(
-                "SELECT run_id, asset, partition_key, delta_version, row_count, bytes, duration_ms, sql_hash, \
-                 schema_hash, at FROM materializations WHERE ($1 IS NULL OR asset = $1) ORDER BY id DESC LIMIT $2",
-            )
-            .bind(asset)
-            .bind(limit)
-            .fetch_all(p)
-            .await
+            // Two texts, so that one asset's history is read through its index.
+            const COLUMNS: &str = "SELECT run_id, asset, partition_key, delta_version, row_count, bytes, duration_ms, \
+                 sql_hash, schema_hash, at FROM materializations";
+            let rows = match asset {
+                Some(a) => sqlx::query(AssertSqlSafe(format!("{COLUMNS} WHERE asset = $1 ORDER BY id DESC LIMIT $2")))
+                    .bind(a)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await,
+                None => sqlx::query(AssertSqlSafe(format!("{COLUMNS} ORDER BY id DESC LIMIT $1"))).bind(limit).fetch_all(p).await,
+            }
             .map_err(sql("read materialisations"))?;
             rows.iter().map(materialization_from).collect()
         })
@@ -1221,7 +1233,9 @@ impl MetaStore for SqlStore {
                 let s = watch_status_from(r)?;
                 stored.insert(s.subject.clone(), s);
             }
-            let mut events = Vec::new();
+            // What changed: (status, the time it entered its class, its old class if it changed).
+            let mut writes: Vec<(&WatchStatus, i64)> = Vec::new();
+            let mut moved: Vec<(&WatchStatus, Option<String>)> = Vec::new();
             for s in statuses {
                 let old = stored.remove(&s.subject);
                 let changed_class = old.as_ref().is_none_or(|o| o.class != s.class);
@@ -1233,59 +1247,68 @@ impl MetaStore for SqlStore {
                     Some(o) if !changed_class => o.since,
                     _ => s.since,
                 };
-                sqlx::query(
-                    "INSERT INTO asset_status (subject, class, reason, run_id, since, checked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject) DO UPDATE SET class = excluded.class, \
-                     reason = excluded.reason, run_id = excluded.run_id, since = excluded.since, \
-                     checked_at = excluded.checked_at",
-                )
-                .bind(&s.subject)
-                .bind(&s.class)
-                .bind(&s.reason)
-                .bind(s.run_id.as_deref())
-                .bind(micros(since))
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("store a watchdog class"))?;
+                writes.push((s, micros(since)));
                 if changed_class {
-                    let row = sqlx::query(
-                        "INSERT INTO watchdog_events (at, subject, from_class, to_class, reason, run_id) \
-                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, at, subject, from_class, to_class, reason, run_id",
-                    )
-                    .bind(now)
-                    .bind(&s.subject)
-                    .bind(old.as_ref().map(|o| o.class.as_str()))
-                    .bind(&s.class)
-                    .bind(&s.reason)
-                    .bind(s.run_id.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(sql("record a watchdog transition"))?;
+                    moved.push((s, old.map(|o| o.class)));
+                }
+            }
+            // Many rows per statement: a first cycle over 10,000 assets writes them all.
+            const ROWS: usize = 100;
+            for chunk in writes.chunks(ROWS) {
+                let text = format!(
+                    "INSERT INTO asset_status (subject, class, reason, run_id, since, checked_at) VALUES {} \
+                     ON CONFLICT (subject) DO UPDATE SET class = excluded.class, reason = excluded.reason, \
+                     run_id = excluded.run_id, since = excluded.since, checked_at = excluded.checked_at",
+                    placeholders(chunk.len(), 6)
+                );
+                let mut query = sqlx::query(AssertSqlSafe(text));
+                for (s, since) in chunk {
+                    query = query.bind(&s.subject).bind(&s.class).bind(&s.reason).bind(s.run_id.as_deref()).bind(*since).bind(now);
+                }
+                query.execute(&mut *tx).await.map_err(sql("store the watchdog's classes"))?;
+            }
+            let mut events = Vec::new();
+            for chunk in moved.chunks(ROWS) {
+                let text = format!(
+                    "INSERT INTO watchdog_events (at, subject, from_class, to_class, reason, run_id) VALUES {} \
+                     RETURNING id, at, subject, from_class, to_class, reason, run_id, action",
+                    placeholders(chunk.len(), 6)
+                );
+                let mut query = sqlx::query(AssertSqlSafe(text));
+                for (s, from) in chunk {
+                    query = query.bind(now).bind(&s.subject).bind(from.as_deref()).bind(&s.class).bind(&s.reason).bind(s.run_id.as_deref());
+                }
+                for row in query.fetch_all(&mut *tx).await.map_err(sql("record the watchdog's transitions"))? {
                     events.push(watch_event_from(&row)?);
                 }
             }
+            events.sort_by_key(|e| e.id);
             // Subjects gone from the project (an asset dropped, a schedule removed).
-            for gone in stored.keys() {
-                sqlx::query("DELETE FROM asset_status WHERE subject = $1")
-                    .bind(gone)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(sql("forget a watchdog subject"))?;
+            let gone: Vec<&String> = stored.keys().collect();
+            for chunk in gone.chunks(ROWS) {
+                let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                let text = format!("DELETE FROM asset_status WHERE subject IN ({list})");
+                let mut query = sqlx::query(AssertSqlSafe(text));
+                for g in chunk {
+                    query = query.bind(*g);
+                }
+                query.execute(&mut *tx).await.map_err(sql("forget watchdog subjects"))?;
             }
-            sqlx::query("UPDATE asset_status SET checked_at = $1")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("stamp the watchdog's cycle"))?;
+            // Every row was looked at by this cycle: that is the cursor's time (`watch_statuses`
+            // reads it from there), not a write of every row.
             Ok(Some(events))
         })
     }
 
     async fn watch_statuses(&self) -> Result<Vec<WatchStatus>> {
         on_pool!(self, p => {
-            let rows = sqlx::query("SELECT subject, class, reason, run_id, since, checked_at FROM asset_status ORDER BY subject")
-                .fetch_all(p)
+            // `checked_at`: the last cycle's time, where the cycle cursor is kept.
+            let rows = sqlx::query(
+                "SELECT subject, class, reason, run_id, since, COALESCE((SELECT updated_at FROM cursors WHERE name = $1), \
+                 checked_at) AS checked_at FROM asset_status ORDER BY subject",
+            )
+            .bind(crate::WATCHDOG_CURSOR)
+            .fetch_all(p)
                 .await
                 .map_err(sql("read the watchdog's classes"))?;
             rows.iter().map(watch_status_from).collect()
@@ -1295,12 +1318,52 @@ impl MetaStore for SqlStore {
     async fn watch_events(&self, limit: i64) -> Result<Vec<WatchEvent>> {
         on_pool!(self, p => {
             let rows = sqlx::query(
-                "SELECT id, at, subject, from_class, to_class, reason, run_id FROM watchdog_events ORDER BY id DESC LIMIT $1",
+                "SELECT id, at, subject, from_class, to_class, reason, run_id, action FROM watchdog_events \
+                 ORDER BY id DESC LIMIT $1",
             )
             .bind(limit)
             .fetch_all(p)
             .await
             .map_err(sql("read the watchdog's transitions"))?;
+            rows.iter().map(watch_event_from).collect()
+        })
+    }
+
+    async fn add_watch_actions(&self, actions: &[WatchEvent]) -> Result<()> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, None, tx => {
+            for a in actions {
+                sqlx::query(
+                    "INSERT INTO watchdog_events (at, subject, from_class, to_class, reason, run_id, action) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(micros(a.at))
+                .bind(&a.subject)
+                .bind(a.from_class.as_deref())
+                .bind(&a.to_class)
+                .bind(&a.reason)
+                .bind(a.run_id.as_deref())
+                .bind(a.action.as_deref())
+                .execute(&mut *tx)
+                .await
+                .map_err(sql("record a watchdog action"))?;
+            }
+        });
+        Ok(())
+    }
+
+    async fn watch_actions(&self, since: DateTime<Utc>) -> Result<Vec<WatchEvent>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT id, at, subject, from_class, to_class, reason, run_id, action FROM watchdog_events \
+                 WHERE action IS NOT NULL AND at >= $1 ORDER BY id",
+            )
+            .bind(micros(since))
+            .fetch_all(p)
+            .await
+            .map_err(sql("read the watchdog's actions"))?;
             rows.iter().map(watch_event_from).collect()
         })
     }
@@ -1401,22 +1464,24 @@ impl MetaStore for SqlStore {
             return Ok(());
         }
         in_tx!(self, None, tx => {
-            for r in results {
-                sqlx::query(
-                    "INSERT INTO slo_results (asset, day, deadline, verdict, built_at, judged_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (asset, day) DO UPDATE SET \
-                     deadline = excluded.deadline, verdict = excluded.verdict, built_at = excluded.built_at, \
-                     judged_at = excluded.judged_at",
-                )
-                .bind(&r.asset)
-                .bind(&r.day)
-                .bind(micros(r.deadline))
-                .bind(&r.verdict)
-                .bind(r.built_at.map(micros))
-                .bind(micros(r.judged_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(sql("record an SLO result"))?;
+            for chunk in results.chunks(100) {
+                let text = format!(
+                    "INSERT INTO slo_results (asset, day, deadline, verdict, built_at, judged_at) VALUES {} \
+                     ON CONFLICT (asset, day) DO UPDATE SET deadline = excluded.deadline, verdict = excluded.verdict, \
+                     built_at = excluded.built_at, judged_at = excluded.judged_at",
+                    placeholders(chunk.len(), 6)
+                );
+                let mut query = sqlx::query(AssertSqlSafe(text));
+                for r in chunk {
+                    query = query
+                        .bind(&r.asset)
+                        .bind(&r.day)
+                        .bind(micros(r.deadline))
+                        .bind(&r.verdict)
+                        .bind(r.built_at.map(micros))
+                        .bind(micros(r.judged_at));
+                }
+                query.execute(&mut *tx).await.map_err(sql("record SLO results"))?;
             }
         });
         Ok(())

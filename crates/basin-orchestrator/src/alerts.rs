@@ -1,6 +1,6 @@
 //! Alerts: the watchdog's transitions routed to the `[[alerts]]` channels and delivered over
 //! HTTP in the payload each kind expects (Basin's JSON webhook, a Slack incoming webhook,
-//! Alertmanager's `/api/v2/alerts`, PagerDuty Events v2).
+//! Alertmanager's `/api/v2/alerts`, PagerDuty Events v2), or as email over SMTP (lettre).
 //!
 //! An alert is kept per channel and subject (`alerts` in the store): it fires when the
 //! subject enters a class the channel routes, is not sent again while it stays in that class
@@ -33,6 +33,7 @@ pub enum Kind {
     Slack,
     Alertmanager,
     PagerDuty,
+    Email,
 }
 
 impl Kind {
@@ -42,6 +43,7 @@ impl Kind {
             "slack" => Kind::Slack,
             "alertmanager" => Kind::Alertmanager,
             "pagerduty" => Kind::PagerDuty,
+            "email" => Kind::Email,
             _ => return None,
         })
     }
@@ -59,6 +61,8 @@ pub struct Channel {
     send_resolved: bool,
     max_attempts: u32,
     timeout: Duration,
+    from: Option<String>,
+    to: Vec<String>,
 }
 
 impl Channel {
@@ -79,6 +83,8 @@ impl Channel {
             send_resolved: config.send_resolved(),
             max_attempts: config.max_attempts(),
             timeout: config.timeout(),
+            from: config.from.clone(),
+            to: config.to.clone(),
         })
     }
 
@@ -129,6 +135,37 @@ pub struct Notification {
 impl Notification {
     pub fn dedup_key(&self) -> String {
         format!("basin/{}/{}", self.project, self.subject)
+    }
+
+    /// The subject line of an email.
+    pub fn title(&self) -> String {
+        let tag = match self.state {
+            State::Firing => format!("FIRING {}", severity(&self.class)),
+            State::Resolved => "RESOLVED".to_string(),
+            State::Test => "TEST".to_string(),
+        };
+        format!("[Basin {tag}] {}", self.summary().lines().next().unwrap_or_default())
+    }
+
+    /// The plain-text body of an email.
+    pub fn text(&self) -> String {
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut lines = vec![
+            self.summary(),
+            String::new(),
+            format!("project:   {}", self.project),
+            format!("subject:   {}", self.subject),
+            format!("class:     {} ({})", self.class, severity(&self.class)),
+        ];
+        if let Some(p) = &self.previous_class {
+            lines.push(format!("was:       {p}"));
+        }
+        if let Some(r) = &self.run_id {
+            lines.push(format!("run:       {r} (basin runs show {r})"));
+        }
+        lines.push(format!("since:     {}", time(&self.since)));
+        lines.push(format!("dedup key: {}", self.dedup_key()));
+        lines.join("\n") + "\n"
     }
 
     fn summary(&self) -> String {
@@ -196,6 +233,7 @@ impl Notification {
                 }
                 json!([alert])
             }
+            Kind::Email => json!({ "subject": self.title(), "text": self.text() }),
             Kind::PagerDuty => {
                 let action = match self.state {
                     State::Firing | State::Test => "trigger",
@@ -305,6 +343,31 @@ impl Alerter {
         Ok(started)
     }
 
+    /// An escalation (the watchdog stopped relaunching): a firing notification, sent again
+    /// though the alert already fires, on every channel routing the subject's class.
+    pub async fn escalate(
+        &self,
+        a: &WatchEvent,
+    ) -> Vec<(String, Notification, tokio::task::JoinHandle<AlertDelivery>)> {
+        let now = self.clock.now();
+        let mut started = Vec::new();
+        for ch in self.channels.iter().filter(|c| c.routes(&a.subject, &a.to_class)) {
+            let n = Notification {
+                state: State::Firing,
+                project: self.project.clone(),
+                subject: a.subject.clone(),
+                class: a.to_class.clone(),
+                previous_class: a.from_class.clone(),
+                reason: format!("ESCALATED: {}", a.reason),
+                run_id: a.run_id.clone(),
+                since: a.at,
+                at: now,
+            };
+            started.push((ch.name.clone(), n.clone(), self.deliver(ch.clone(), n)));
+        }
+        started
+    }
+
     /// Send `n` on `channel` in the background (retrying), recording the outcome.
     pub fn deliver(&self, channel: Arc<Channel>, n: Notification) -> tokio::task::JoinHandle<AlertDelivery> {
         let (client, store, clock) = (self.client.clone(), self.store.clone(), self.clock.clone());
@@ -348,8 +411,12 @@ impl Alerter {
     }
 }
 
-/// POST `body`, up to the channel's attempts; (attempts made, the last error).
+/// Send `body` (POST it, or mail it), up to the channel's attempts; (attempts made, the last
+/// error).
 async fn send(client: &reqwest::Client, channel: &Channel, body: &Value) -> (u32, Option<String>) {
+    if channel.kind == Kind::Email {
+        return mail(channel, body).await;
+    }
     let mut wait = FIRST_BACKOFF;
     let mut last = None;
     for attempt in 1..=channel.max_attempts {
@@ -374,6 +441,65 @@ async fn send(client: &reqwest::Client, channel: &Channel, body: &Value) -> (u32
         }
     }
     (channel.max_attempts, last)
+}
+
+/// Mail `body` (`subject`, `text`) to the channel's recipients over SMTP, retrying.
+async fn mail(channel: &Channel, body: &Value) -> (u32, Option<String>) {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let build = || -> Result<Message, String> {
+        let from = channel.from.as_deref().unwrap_or_default();
+        let mut message = Message::builder()
+            .from(from.parse().map_err(|e| format!("`from` `{from}` is not an address: {e}"))?)
+            .subject(body["subject"].as_str().unwrap_or_default());
+        for to in &channel.to {
+            message = message.to(to.parse().map_err(|e| format!("`to` `{to}` is not an address: {e}"))?);
+        }
+        message
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(body["text"].as_str().unwrap_or_default().to_string())
+            .map_err(|e| format!("the message cannot be built: {e}"))
+    };
+    let message = match build() {
+        Ok(m) => m,
+        Err(e) => return (0, Some(e)),
+    };
+    // The URL holds the password: its errors are told without it.
+    let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(channel.secrets.url.expose()) {
+        Ok(t) => t.timeout(Some(channel.timeout)).build(),
+        Err(e) => return (0, Some(format!("the SMTP URL is not usable: {}", strip_url(&e.to_string(), channel)))),
+    };
+    let mut wait = FIRST_BACKOFF;
+    let mut last = None;
+    for attempt in 1..=channel.max_attempts {
+        let error = match tokio::time::timeout(channel.timeout * 2, transport.send(message.clone())).await {
+            Ok(Ok(_)) => return (attempt, None),
+            Ok(Err(e)) => {
+                let kind = if e.is_permanent() { "the server refused the message" } else { "cannot send" };
+                format!("{kind}: {}", strip_url(&e.to_string(), channel))
+            }
+            Err(_) => "timed out".to_string(),
+        };
+        last = Some(error);
+        if attempt < channel.max_attempts {
+            tokio::time::sleep(wait).await;
+            wait = wait.saturating_mul(2);
+        }
+    }
+    (channel.max_attempts, last)
+}
+
+/// `text` with the channel's URL (and its password) cut out, should an error quote it.
+fn strip_url(text: &str, channel: &Channel) -> String {
+    let url = channel.secrets.url.expose();
+    let mut out = text.replace(url, "<url>");
+    if let Some((_, rest)) = url.split_once("://")
+        && let Some((auth, _)) = rest.split_once('@')
+        && let Some((_, password)) = auth.split_once(':')
+        && !password.is_empty()
+    {
+        out = out.replace(password, "***");
+    }
+    out
 }
 
 /// A request error without its URL, with its causes.

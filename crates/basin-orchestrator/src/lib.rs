@@ -302,6 +302,10 @@ impl Daemon {
                         let from = e.from_class.as_deref().unwrap_or("new");
                         tick.notices.push(format!("watchdog: {} {from} → {}: {}", e.subject, e.to_class, e.reason));
                     }
+                    for a in &cycle.actions {
+                        let what = a.action.as_deref().unwrap_or_default();
+                        tick.notices.push(format!("watchdog {what} {}: {}", a.subject, a.reason));
+                    }
                     for r in &cycle.slo {
                         tick.notices.push(format!("slo: {} {} {}", r.asset, r.day, r.verdict));
                     }

@@ -17,6 +17,9 @@ use basin_core::failure::FailureCategory;
 use basin_meta::{DaemonBeat, MetaStore, Run, RunStatus};
 use chrono::{DateTime, Utc};
 
+/// The tag of a run the watchdog queued to relaunch a failed one: the failed run's id.
+pub const RELAUNCH_OF: &str = "relaunch_of";
+
 /// How an asset stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
@@ -88,6 +91,8 @@ pub struct AssetStatus {
     /// Since when: the event or check that set the class.
     pub since: Option<DateTime<Utc>>,
     pub run_id: Option<String>,
+    /// The failure's category, for a failed build.
+    pub category: Option<FailureCategory>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +130,8 @@ pub struct Status {
     /// Runs starting or running: id, status, since when.
     pub running: Vec<RunningRun>,
     pub assets: Vec<AssetStatus>,
+    /// Each asset's latest materialisation, as read for the classes.
+    pub built: BTreeMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,7 +231,12 @@ pub async fn status(
         .collect();
     let active: Vec<Run> = store.active_runs().await?;
     let queued = active.iter().filter(|r| r.status == RunStatus::Queued).count();
-    let retries: BTreeSet<&str> = active.iter().filter_map(|r| r.parent_run_id.as_deref()).collect();
+    // Failed runs that something will try again: a retry queued by the retry policy, or a
+    // relaunch queued by the watchdog.
+    let retries: BTreeSet<&str> = active
+        .iter()
+        .filter_map(|r| r.parent_run_id.as_deref().or(r.tags.get(RELAUNCH_OF).map(String::as_str)))
+        .collect();
     // A run in flight whose worker has not beaten for three intervals: the daemon's monitor
     // fails it as `worker_died`, unless no daemon is running.
     let silent: BTreeSet<&str> = active
@@ -262,6 +274,7 @@ pub async fn status(
             reason,
             since,
             run_id: event.map(|e| e.run_id.clone()),
+            category: None,
         };
         let s = match event {
             Some(e) if e.kind == "asset_started" && silent.contains(e.run_id.as_str()) => status(
@@ -304,7 +317,7 @@ pub async fn status(
                 };
                 let message = e.message.split_once(": ").map_or(e.message.as_str(), |(_, m)| m);
                 let message = message.lines().next().unwrap_or_default();
-                status(class, format!("{what} in run {}: {message}", e.run_id), Some(e.at))
+                AssetStatus { category, ..status(class, format!("{what} in run {}: {message}", e.run_id), Some(e.at)) }
             }
             Some(e) if e.kind == "asset_skipped" && !failing.contains_key(asset) => {
                 status(Class::StaleNoRun, format!("not built by run {}: {}", e.run_id, e.message), Some(e.at))
@@ -331,7 +344,7 @@ pub async fn status(
         out.push(s);
     }
     out.sort_by(|a, b| a.class.cmp(&b.class).then(a.asset.cmp(&b.asset)));
-    Ok(Status { at: now, daemons, schedules: schedule_status, queued, running, assets: out })
+    Ok(Status { at: now, daemons, schedules: schedule_status, queued, running, assets: out, built })
 }
 
 /// p95 of the asset's `window` most recent build durations; `None` with fewer than three.

@@ -16,19 +16,55 @@ use basin_core::daemon::Schedule;
 use basin_meta::{AlertDelivery, MetaStore, SloResult, WatchEvent, WatchStatus};
 use chrono::{DateTime, Utc};
 
+use basin_core::failure::FailureCategory;
+
 use crate::alerts::{Alerter, Notification};
 use crate::status::{self, Options};
 
 /// The store cursor a cycle is claimed through.
-pub const CURSOR: &str = "watchdog:cycle";
+pub const CURSOR: &str = basin_meta::WATCHDOG_CURSOR;
 
 /// The subject a schedule is classified under.
 pub fn schedule_subject(name: &str) -> String {
     format!("schedule:{name}")
 }
 
+/// Bounded remediation: what the watchdog may do about failures on its own.
+#[derive(Debug, Clone)]
+pub struct Remedies {
+    pub relaunch: bool,
+    pub max_per_cycle: usize,
+    pub cooldown: Duration,
+    pub max_strikes: usize,
+    /// The launcher the relaunched runs are queued for.
+    pub launcher: String,
+}
+
+impl Default for Remedies {
+    fn default() -> Self {
+        Remedies {
+            relaunch: true,
+            max_per_cycle: 3,
+            cooldown: Duration::from_secs(3600),
+            max_strikes: 3,
+            launcher: "subprocess".into(),
+        }
+    }
+}
+
+/// Failure categories that may pass on their own, so a relaunch may mend them. Never
+/// `bad_query`, `auth`, `check_failed`, `guardrail`, `bad_data` or `other`: a person must act.
+const RELAUNCHABLE: [FailureCategory; 5] = [
+    FailureCategory::Transient,
+    FailureCategory::SourceUnavailable,
+    FailureCategory::WorkerDied,
+    FailureCategory::Timeout,
+    FailureCategory::OutOfMemory,
+];
+
 pub struct Watchdog {
     interval: Duration,
+    remedies: Remedies,
     options: Options,
     assets: Vec<String>,
     alerter: Alerter,
@@ -46,6 +82,8 @@ pub struct Cycle {
     pub transitions: Vec<WatchEvent>,
     /// SLO days judged (or judged again: a miss whose build came late).
     pub slo: Vec<SloResult>,
+    /// Actions taken: relaunches and escalations, each with its reason.
+    pub actions: Vec<WatchEvent>,
     /// Notifications started: channel, what, and the delivery (the daemon does not wait).
     pub deliveries: Vec<(String, Notification, tokio::task::JoinHandle<AlertDelivery>)>,
 }
@@ -61,7 +99,15 @@ impl Watchdog {
             heartbeat_url: None,
             client: reqwest::Client::new(),
             judged: tokio::sync::Mutex::new(None),
+            remedies: Remedies::default(),
         }
+    }
+
+    /// What it may do about failures (default: relaunch, 3 per cycle, 60 min cooldown, 3
+    /// strikes).
+    pub fn with_remedies(mut self, remedies: Remedies) -> Watchdog {
+        self.remedies = remedies;
+        self
     }
 
     /// Ping `url` every cycle (a dead man's switch).
@@ -128,8 +174,12 @@ impl Watchdog {
         let Some(transitions) = store.watchdog_cycle(CURSOR, current.as_deref(), &value, &statuses).await? else {
             return Ok(None);
         };
-        let slo = self.judge_slos(store, now).await?;
-        let deliveries = self.alerter.route(&transitions).await?;
+        let slo = self.judge_slos(store, &st.built, now).await?;
+        let mut deliveries = self.alerter.route(&transitions).await?;
+        let actions = self.remedy(store, &st, now).await?;
+        for a in actions.iter().filter(|a| a.action.as_deref() == Some("escalate")) {
+            deliveries.extend(self.alerter.escalate(a).await);
+        }
         if let Some(url) = self.heartbeat_url.clone() {
             let (client, store) = (self.client.clone(), store.clone());
             tokio::spawn(async move {
@@ -149,13 +199,111 @@ impl Watchdog {
                 }
             });
         }
-        Ok(Some(Cycle { at: now, subjects: statuses.len(), transitions, slo, deliveries }))
+        Ok(Some(Cycle { at: now, subjects: statuses.len(), transitions, slo, actions, deliveries }))
+    }
+
+    /// Relaunch hard failures of a passing kind, within the bounds: at most `max_per_cycle`
+    /// per cycle, nothing sharing a cooldown key (the failed run's `source` tag, else the
+    /// asset) with a relaunch within `cooldown`, and after `max_strikes` relaunches since the
+    /// asset last built, one escalation and nothing more until it builds again.
+    async fn remedy(
+        &self,
+        store: &Arc<dyn MetaStore>,
+        st: &status::Status,
+        now: DateTime<Utc>,
+    ) -> basin_meta::Result<Vec<WatchEvent>> {
+        let r = &self.remedies;
+        let candidates: Vec<&status::AssetStatus> = st
+            .assets
+            .iter()
+            .filter(|a| a.class == status::Class::HardFailure && a.category.is_some_and(|c| RELAUNCHABLE.contains(&c)))
+            .collect();
+        if !r.relaunch || candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let horizon =
+            chrono::Duration::from_std(r.cooldown).unwrap_or(chrono::Duration::MAX).max(chrono::Duration::days(7));
+        let past = store.watch_actions(now - horizon).await?;
+        let built = &st.built;
+        let cooldown = chrono::Duration::from_std(r.cooldown).unwrap_or(chrono::Duration::MAX);
+        let key_of = |run: Option<&basin_meta::Run>, asset: &str| match run.and_then(|r| r.tags.get("source")) {
+            Some(source) => format!("source={source}"),
+            None => asset.to_string(),
+        };
+        let mut cooling: std::collections::BTreeSet<String> = past
+            .iter()
+            .filter(|a| a.action.as_deref() == Some("relaunch") && now - a.at < cooldown)
+            .filter_map(|a| a.reason.split_once("cooldown key ").map(|(_, k)| k.trim_end_matches(')').to_string()))
+            .collect();
+        let mut actions = Vec::new();
+        let mut relaunched = 0;
+        for a in candidates {
+            let since_built = |x: &&WatchEvent| x.subject == a.asset && built.get(&a.asset).is_none_or(|b| x.at > *b);
+            let strikes = past.iter().filter(since_built).filter(|x| x.action.as_deref() == Some("relaunch")).count();
+            let escalated = past.iter().filter(since_built).any(|x| x.action.as_deref() == Some("escalate"));
+            let category = a.category.map(|c| c.as_str()).unwrap_or_default();
+            if strikes >= r.max_strikes {
+                if !escalated {
+                    actions.push(action(a, "escalate", now, format!(
+                        "relaunched {strikes} time(s) since it last built and still failing ({category}); the watchdog stops \
+                         relaunching it: a person must look (basin runs --asset {})",
+                        a.asset
+                    )));
+                }
+                continue;
+            }
+            if relaunched >= r.max_per_cycle {
+                continue;
+            }
+            let failed = match &a.run_id {
+                Some(id) => store.run(id).await?,
+                None => None,
+            };
+            let key = key_of(failed.as_ref(), &a.asset);
+            if cooling.contains(&key) {
+                continue;
+            }
+            let mut run = basin_meta::NewRun::new(vec![a.asset.clone()], &r.launcher);
+            if let Some(f) = &failed {
+                run.tags = f
+                    .tags
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "schedule" | "tick" | "automation"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                run.tags.insert(status::RELAUNCH_OF.into(), f.id.clone());
+            }
+            run.tags.insert("watchdog".into(), "relaunch".into());
+            let queued = store.create_run(run).await?;
+            relaunched += 1;
+            cooling.insert(key.clone());
+            let mut done = action(
+                a,
+                "relaunch",
+                now,
+                format!(
+                    "its last build failed ({category}), retries spent; relaunch {} of {} queued as run {} (cooldown key {key})",
+                    strikes + 1,
+                    r.max_strikes,
+                    queued.id
+                ),
+            );
+            done.run_id = Some(queued.id);
+            actions.push(done);
+        }
+        store.add_watch_actions(&actions).await?;
+        Ok(actions)
     }
 
     /// Judge the SLO days whose deadlines passed since each asset's last judged one (on first
     /// sight of an SLO, its latest deadline only), and again the misses of the last days that
     /// a build has come for since (`met_late`).
-    async fn judge_slos(&self, store: &Arc<dyn MetaStore>, now: DateTime<Utc>) -> basin_meta::Result<Vec<SloResult>> {
+    async fn judge_slos(
+        &self,
+        store: &Arc<dyn MetaStore>,
+        latest: &std::collections::BTreeMap<String, DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> basin_meta::Result<Vec<SloResult>> {
         if self.options.slos.is_empty() {
             return Ok(Vec::new());
         }
@@ -164,7 +312,6 @@ impl Watchdog {
             *judged = Some(store.slo_latest().await?);
         }
         let judged = judged.as_mut().expect("just read");
-        let latest = store.latest_materializations().await?;
         let mut missed: std::collections::BTreeMap<&str, Vec<(chrono::NaiveDate, DateTime<Utc>)>> = Default::default();
         let recent = store.slo_results(now - chrono::Duration::days(3)).await?;
         for r in recent.iter().filter(|r| r.verdict == "missed") {
@@ -207,5 +354,18 @@ impl Watchdog {
         }
         store.record_slo_results(&out).await?;
         Ok(out)
+    }
+}
+
+fn action(a: &status::AssetStatus, what: &str, now: DateTime<Utc>, reason: String) -> WatchEvent {
+    WatchEvent {
+        id: 0,
+        at: now,
+        subject: a.asset.clone(),
+        from_class: Some(a.class.as_str().to_string()),
+        to_class: a.class.as_str().to_string(),
+        reason,
+        run_id: a.run_id.clone(),
+        action: Some(what.to_string()),
     }
 }

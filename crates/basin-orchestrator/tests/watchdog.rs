@@ -69,6 +69,7 @@ on_both!(
     two_daemons_on_one_store_never_take_the_same_cycle,
     a_receiver_that_hangs_or_is_down_never_holds_up_the_daemon,
     a_freshness_slo_is_judged_at_its_deadline_alerted_and_met_late,
+    relaunches_are_bounded_per_cycle_cooled_down_and_escalated_after_the_strikes,
 );
 
 /// What a receiver got: path, `authorization` header, body.
@@ -522,4 +523,196 @@ async fn a_freshness_slo_is_judged_at_its_deadline_alerted_and_met_late(db: Db) 
     let pages: Vec<serde_json::Value> =
         got.lock().unwrap().iter().map(|(_, _, b)| serde_json::from_str(b).unwrap()).collect();
     assert_eq!(pages.iter().map(|p| p["event_action"].as_str().unwrap()).collect::<Vec<_>>(), ["trigger", "resolve"]);
+}
+
+/// A local SMTP server (Python's aiosmtpd, printing each message it receives), or `None`
+/// with a message when it is not installed (a failure under `CI=true`).
+fn smtp_server() -> Option<(std::net::SocketAddr, std::process::Child, Arc<Mutex<String>>)> {
+    use std::io::Read;
+    let have =
+        std::process::Command::new("python3").args(["-c", "import aiosmtpd"]).status().is_ok_and(|s| s.success());
+    if !have {
+        assert!(std::env::var("CI").is_err(), "aiosmtpd is needed under CI (.ci/requirements.txt)");
+        eprintln!("skipped: Python's aiosmtpd is not installed");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new("python3")
+        .args(["-u", "-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let printed = Arc::new(Mutex::new(String::new()));
+    let (sink, mut out) = (printed.clone(), child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the SMTP server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((addr, child, printed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_channel_mails_the_failure_and_its_recovery() {
+    let Some((addr, mut server, printed)) = smtp_server() else { return };
+    let clock = ManualClock::new(at("2026-12-06T06:00:00Z"));
+    let db = Db::sqlite().await.unwrap();
+    let store = db.open(&clock).await;
+    let mail = Channel::new(
+        &channel(&format!(
+            "name = \"mail\"\nkind = \"email\"\nurl = \"smtp://{addr}\"\nfrom = \"basin@example.com\"\n\
+             to = [\"oncall@example.com\", \"lead@example.com\"]\n"
+        )),
+        None,
+        |_: &str| None,
+    )
+    .unwrap();
+    let w = watchdog(&store, &clock, &["silver.a"], vec![mail]);
+    build(&store, "silver.a", 10, Some("No field named y")).await;
+    let deliveries = delivered(w.cycle(&store, &[], clock.now()).await.unwrap().unwrap()).await;
+    assert!(deliveries.len() == 1 && deliveries[0].delivered, "{deliveries:?}");
+    build(&store, "silver.a", 10, None).await;
+    clock.advance(chrono::Duration::minutes(1));
+    let deliveries = delivered(w.cycle(&store, &[], clock.now()).await.unwrap().unwrap()).await;
+    assert!(deliveries.len() == 1 && deliveries[0].delivered && deliveries[0].state == "resolved");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = printed.lock().unwrap().clone();
+        if text.contains("Subject: [Basin RESOLVED]") || std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            assert!(text.contains("Subject: [Basin FIRING critical] silver.a is hard_failure"), "{text}");
+            assert!(text.contains("Subject: [Basin RESOLVED] silver.a recovered"), "{text}");
+            assert!(text.contains("oncall@example.com") && text.contains("lead@example.com"), "{text}");
+            assert!(text.contains("dedup key: basin/shop/silver.a"), "{text}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A run of `asset` (by its own process, or the queued run `queued`) failing with `category`.
+async fn fail(
+    store: &Arc<dyn MetaStore>,
+    asset: &str,
+    category: FailureCategory,
+    tags: &[(&str, &str)],
+    queued: Option<&str>,
+) {
+    let id = match queued {
+        Some(id) => store.start_run(id, "test:9").await.unwrap().id,
+        None => {
+            let mut new = NewRun { started_by: Some("test:9".into()), ..NewRun::new(vec![asset.into()], "in_process") };
+            new.tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            store.create_run(new).await.unwrap().id
+        }
+    };
+    let text = format!("{category}: connection reset");
+    store
+        .add_events(
+            &id,
+            &[
+                NewEvent::new("asset_started", Level::Info, Some(asset), ""),
+                NewEvent::new("asset_failed", Level::Error, Some(asset), text),
+            ],
+        )
+        .await
+        .unwrap();
+    store.finish_run(&id, &Finish::Failure { category, message: "connection reset".into() }).await.unwrap();
+}
+
+async fn relaunches_are_bounded_per_cycle_cooled_down_and_escalated_after_the_strikes(db: Db) {
+    use basin_orchestrator::watchdog::Remedies;
+    let clock = ManualClock::new(at("2026-12-06T03:00:00Z"));
+    let store = db.open(&clock).await;
+    let (base, got) = receiver().await;
+    let hook = Channel::new(
+        &channel(&format!("name = \"hook\"\nkind = \"webhook\"\nurl = \"{base}/hook\"\n")),
+        None,
+        |_: &str| None,
+    )
+    .unwrap();
+    let assets = ["silver.a0", "silver.a1", "silver.a2", "silver.a3", "silver.s1", "silver.s2", "silver.bad"];
+    let alerter = Alerter::new("shop", vec![hook], store.clone(), Arc::new(clock.clone()));
+    let remedies = Remedies { max_strikes: 2, launcher: "in_process".into(), ..Remedies::default() };
+    let w = Watchdog::new(assets.iter().map(|a| a.to_string()).collect(), Duration::from_secs(60), options(), alerter)
+        .with_remedies(remedies);
+    for a in ["silver.a0", "silver.a1", "silver.a2", "silver.a3"] {
+        fail(&store, a, FailureCategory::Transient, &[], None).await;
+    }
+    // Two tables of one source database share its cooldown.
+    fail(&store, "silver.s1", FailureCategory::SourceUnavailable, &[("source", "v3")], None).await;
+    fail(&store, "silver.s2", FailureCategory::SourceUnavailable, &[("source", "v3")], None).await;
+    fail(&store, "silver.bad", FailureCategory::BadQuery, &[], None).await;
+
+    let relaunched = |cycle: &basin_orchestrator::watchdog::Cycle| -> Vec<String> {
+        cycle.actions.iter().filter(|a| a.action.as_deref() == Some("relaunch")).map(|a| a.subject.clone()).collect()
+    };
+    // At most three per cycle.
+    let c1 = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert_eq!(relaunched(&c1), ["silver.a0", "silver.a1", "silver.a2"]);
+    let queued = store.active_runs().await.unwrap();
+    assert_eq!(queued.len(), 3);
+    assert!(
+        queued
+            .iter()
+            .all(|r| r.tags.get("watchdog").map(String::as_str) == Some("relaunch")
+                && r.tags.contains_key("relaunch_of"))
+    );
+    assert!(c1.actions.iter().all(|a| a.reason.contains("relaunch 1 of 2")), "{:?}", c1.actions);
+    // The next cycle: the relaunched are `retrying`; s2 waits for s1's source to cool down.
+    clock.advance(chrono::Duration::minutes(1));
+    let c2 = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert_eq!(relaunched(&c2), ["silver.a3", "silver.s1"]);
+    let classes: BTreeMap<String, String> =
+        store.watch_statuses().await.unwrap().into_iter().map(|s| (s.subject, s.class)).collect();
+    assert_eq!(classes["silver.a0"], "retrying");
+    assert_eq!(classes["silver.bad"], "hard_failure");
+    clock.advance(chrono::Duration::minutes(1));
+    assert!(relaunched(&w.cycle(&store, &[], clock.now()).await.unwrap().unwrap()).is_empty());
+
+    // a0's relaunches fail again: a second relaunch after the cooldown, then an escalation,
+    // then nothing until it builds.
+    let relaunch_of_a0 = |store: Arc<dyn MetaStore>| async move {
+        store.active_runs().await.unwrap().into_iter().find(|r| r.selection == ["silver.a0"]).map(|r| r.id)
+    };
+    fail(&store, "silver.a0", FailureCategory::Transient, &[], relaunch_of_a0(store.clone()).await.as_deref()).await;
+    clock.advance(chrono::Duration::minutes(30));
+    let c = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert!(!relaunched(&c).contains(&"silver.a0".to_string()), "within its cooldown");
+    clock.advance(chrono::Duration::minutes(31));
+    let c = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert!(relaunched(&c).contains(&"silver.a0".to_string()));
+    fail(&store, "silver.a0", FailureCategory::Transient, &[], relaunch_of_a0(store.clone()).await.as_deref()).await;
+    clock.advance(chrono::Duration::minutes(61));
+    let c = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert!(!relaunched(&c).contains(&"silver.a0".to_string()));
+    let escalation = c.actions.iter().find(|a| a.action.as_deref() == Some("escalate")).expect("escalated");
+    assert_eq!(escalation.subject, "silver.a0");
+    assert!(escalation.reason.contains("relaunched 2 time(s)"), "{}", escalation.reason);
+    let deliveries = delivered(c).await;
+    assert!(deliveries.iter().any(|d| d.subject == "silver.a0" && d.state == "firing"));
+    let bodies: Vec<serde_json::Value> =
+        got.lock().unwrap().iter().map(|(_, _, b)| serde_json::from_str(b).unwrap()).collect();
+    assert!(
+        bodies.iter().any(|b| b["subject"] == "silver.a0" && b["reason"].as_str().unwrap().starts_with("ESCALATED:"))
+    );
+    clock.advance(chrono::Duration::minutes(61));
+    let c = w.cycle(&store, &[], clock.now()).await.unwrap().unwrap();
+    assert!(c.actions.iter().all(|a| a.subject != "silver.a0"), "one escalation, then nothing: {:?}", c.actions);
+    // Never a relaunch of a bad query; every action is in the history with its reason.
+    let actions = store.watch_actions(at("2026-12-06T00:00:00Z")).await.unwrap();
+    assert!(actions.iter().all(|a| a.subject != "silver.bad"));
+    assert!(actions.iter().all(|a| !a.reason.is_empty()));
 }

@@ -278,6 +278,7 @@ fn watchdog_events(rows: &[basin_meta::WatchEvent]) -> DfResult<RecordBatch> {
         .text("to_class", |r| Some(r.to_class.clone()))
         .text("reason", |r| Some(r.reason.clone()))
         .text("run_id", |r| r.run_id.clone())
+        .text("action", |r| r.action.clone())
         .batch()
 }
 

@@ -230,7 +230,14 @@ pub fn watchdog(
         status_options(project),
         alerter(project, store, clock)?,
     )
-    .with_heartbeat(heartbeat))
+    .with_heartbeat(heartbeat)
+    .with_remedies(basin_orchestrator::watchdog::Remedies {
+        relaunch: w.relaunch,
+        max_per_cycle: w.max_relaunches_per_cycle,
+        cooldown: w.relaunch_cooldown(),
+        max_strikes: w.max_strikes,
+        launcher: project.config.daemon.launcher.clone(),
+    }))
 }
 
 /// `basin daemon`: tick until SIGINT or SIGTERM.
