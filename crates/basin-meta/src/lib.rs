@@ -628,6 +628,8 @@ pub trait MetaStore: Send + Sync + fmt::Debug {
     async fn add_alert_delivery(&self, delivery: &AlertDelivery) -> Result<()>;
     /// The newest `limit` deliveries, newest first.
     async fn alert_deliveries(&self, limit: i64) -> Result<Vec<AlertDelivery>>;
+    /// Deliveries counted by (channel, state, delivered).
+    async fn alert_delivery_counts(&self) -> Result<Vec<(String, String, bool, i64)>>;
     /// Store SLO judgements, each replacing the one of its (asset, day).
     async fn record_slo_results(&self, results: &[SloResult]) -> Result<()>;
     /// Judgements whose deadline is at or after `since`, by asset then day.

@@ -1033,11 +1033,7 @@ impl MetaStore for SqlStore {
         }
         in_tx!(self, None, tx => {
             for chunk in entries.chunks(ROWS) {
-                let values = (0..chunk.len())
-                    .map(|r| format!("({})", (1..=10).map(|c| format!("${}", r * 10 + c)).collect::<Vec<_>>().join(", ")))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let text = format!("INSERT INTO query_log ({QUERY_LOG_COLUMNS}) VALUES {values}");
+                let text = format!("INSERT INTO query_log ({QUERY_LOG_COLUMNS}) VALUES {}", placeholders(chunk.len(), 10));
                 let mut query = sqlx::query(AssertSqlSafe(text));
                 for q in chunk {
                     query = query
@@ -1456,6 +1452,17 @@ impl MetaStore for SqlStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    async fn alert_delivery_counts(&self) -> Result<Vec<(String, String, bool, i64)>> {
+        on_pool!(self, p => {
+            sqlx::query_as(
+                "SELECT channel, state, delivered, COUNT(*) FROM alert_deliveries GROUP BY channel, state, delivered",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(sql("count alert deliveries"))
         })
     }
 

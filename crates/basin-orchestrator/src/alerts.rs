@@ -417,9 +417,7 @@ async fn send(client: &reqwest::Client, channel: &Channel, body: &Value) -> (u32
     if channel.kind == Kind::Email {
         return mail(channel, body).await;
     }
-    let mut wait = FIRST_BACKOFF;
-    let mut last = None;
-    for attempt in 1..=channel.max_attempts {
+    retrying(channel.max_attempts, || async {
         let mut request = client
             .post(channel.secrets.url.expose())
             .timeout(channel.timeout)
@@ -428,19 +426,36 @@ async fn send(client: &reqwest::Client, channel: &Channel, body: &Value) -> (u32
         for (k, v) in &channel.secrets.headers {
             request = request.header(k.as_str(), v.expose());
         }
-        let error = match request.send().await {
-            Ok(r) if r.status().is_success() => return (attempt, None),
-            Ok(r) => format!("the receiver answered HTTP {}", r.status()),
+        match request.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("the receiver answered HTTP {}", r.status())),
             // Without the URL: it may hold a token.
-            Err(e) => describe(e),
-        };
-        last = Some(error);
-        if attempt < channel.max_attempts {
+            Err(e) => Err(describe(e)),
+        }
+    })
+    .await
+}
+
+/// Up to `attempts` tries of `attempt`, waiting [`FIRST_BACKOFF`] after the first failure and
+/// twice as long after each next; (tries made, the last error).
+async fn retrying<F, Fut>(attempts: u32, mut attempt: F) -> (u32, Option<String>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let mut wait = FIRST_BACKOFF;
+    let mut last = None;
+    for n in 1..=attempts {
+        match attempt().await {
+            Ok(()) => return (n, None),
+            Err(e) => last = Some(e),
+        }
+        if n < attempts {
             tokio::time::sleep(wait).await;
             wait = wait.saturating_mul(2);
         }
     }
-    (channel.max_attempts, last)
+    (attempts, last)
 }
 
 /// Mail `body` (`subject`, `text`) to the channel's recipients over SMTP, retrying.
@@ -468,24 +483,17 @@ async fn mail(channel: &Channel, body: &Value) -> (u32, Option<String>) {
         Ok(t) => t.timeout(Some(channel.timeout)).build(),
         Err(e) => return (0, Some(format!("the SMTP URL is not usable: {}", strip_url(&e.to_string(), channel)))),
     };
-    let mut wait = FIRST_BACKOFF;
-    let mut last = None;
-    for attempt in 1..=channel.max_attempts {
-        let error = match tokio::time::timeout(channel.timeout * 2, transport.send(message.clone())).await {
-            Ok(Ok(_)) => return (attempt, None),
+    retrying(channel.max_attempts, || async {
+        match tokio::time::timeout(channel.timeout * 2, transport.send(message.clone())).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 let kind = if e.is_permanent() { "the server refused the message" } else { "cannot send" };
-                format!("{kind}: {}", strip_url(&e.to_string(), channel))
+                Err(format!("{kind}: {}", strip_url(&e.to_string(), channel)))
             }
-            Err(_) => "timed out".to_string(),
-        };
-        last = Some(error);
-        if attempt < channel.max_attempts {
-            tokio::time::sleep(wait).await;
-            wait = wait.saturating_mul(2);
+            Err(_) => Err("timed out".to_string()),
         }
-    }
-    (channel.max_attempts, last)
+    })
+    .await
 }
 
 /// `text` with the channel's URL (and its password) cut out, should an error quote it.

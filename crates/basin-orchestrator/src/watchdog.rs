@@ -72,6 +72,9 @@ pub struct Watchdog {
     client: reqwest::Client,
     /// Each SLO asset's latest judged deadline, read from the store on the first cycle.
     judged: tokio::sync::Mutex<Option<std::collections::BTreeMap<String, DateTime<Utc>>>>,
+    /// The last interval this daemon saw done (by itself or another): until the next one
+    /// begins, a tick asks the store nothing.
+    done: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What one cycle did.
@@ -99,6 +102,7 @@ impl Watchdog {
             heartbeat_url: None,
             client: reqwest::Client::new(),
             judged: tokio::sync::Mutex::new(None),
+            done: std::sync::Mutex::new(None),
             remedies: Remedies::default(),
         }
     }
@@ -135,8 +139,15 @@ impl Watchdog {
         now: DateTime<Utc>,
     ) -> basin_meta::Result<Option<Cycle>> {
         let slot = self.slot(now);
+        let done = |at: DateTime<Utc>| *self.done.lock().expect("not poisoned") = Some(at);
+        if self.done.lock().expect("not poisoned").is_some_and(|d| d >= slot) {
+            return Ok(None);
+        }
         let current = store.cursor(CURSOR).await?;
-        if current.as_deref().and_then(|c| DateTime::parse_from_rfc3339(c).ok()).is_some_and(|c| c.to_utc() >= slot) {
+        if let Some(c) = current.as_deref().and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+            && c.to_utc() >= slot
+        {
+            done(c.to_utc());
             return Ok(None);
         }
         let st = status::status(store, &self.assets, schedules, now, &self.options).await?;
@@ -172,8 +183,10 @@ impl Watchdog {
         }
         let value = slot.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let Some(transitions) = store.watchdog_cycle(CURSOR, current.as_deref(), &value, &statuses).await? else {
+            done(slot);
             return Ok(None);
         };
+        done(slot);
         let slo = self.judge_slos(store, &st.built, now).await?;
         let mut deliveries = self.alerter.route(&transitions).await?;
         let actions = self.remedy(store, &st, now).await?;

@@ -147,10 +147,9 @@ pub async fn render(server: &Server, role: &Role) -> Result<String, String> {
         &["channel", "state", "delivered"],
     )
     .expect("valid metric");
-    for d in store.alert_deliveries(100_000).await.map_err(failed("alert deliveries"))? {
-        deliveries
-            .with_label_values(&[d.channel.as_str(), d.state.as_str(), if d.delivered { "true" } else { "false" }])
-            .inc();
+    for (channel, state, delivered, n) in store.alert_delivery_counts().await.map_err(failed("alert deliveries"))? {
+        let delivered = if delivered { "true" } else { "false" };
+        deliveries.with_label_values(&[channel.as_str(), state.as_str(), delivered]).inc_by(n.max(0) as u64);
     }
     let slo = IntGaugeVec::new(
         Opts::new(

@@ -173,6 +173,7 @@ async fn a_watchdog_cycle_is_taken_once_and_stores_only_transitions(db: Db) {
     };
     a.add_alert_delivery(&delivery).await.unwrap();
     assert_eq!(b.alert_deliveries(5).await.unwrap(), [delivery]);
+    assert_eq!(b.alert_delivery_counts().await.unwrap(), [("oncall".to_string(), "firing".to_string(), false, 1)]);
 }
 
 async fn the_query_log_keeps_each_statement(db: Db) {
